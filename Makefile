@@ -1,0 +1,125 @@
+# layercache - one Makefile builds everything.
+#
+#   make                 bin/layercache-server, bin/layercache
+#   make test            every test, then again under ASan+UBSan
+#   make check           every test once (SANITIZE=1 for the sanitizer build)
+#   make demo            the main job (see README.md)
+#   make bench           all benchmarks (bench-server, bench-keys, ...)
+#   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS each
+#   make lint            clang-format check and cppcheck
+
+CC       ?= gcc
+SANITIZE ?=
+MODE     := $(if $(SANITIZE),asan,release)
+BUILD    := build/$(MODE)
+GEN      := build/gen
+BINDIR   := $(if $(SANITIZE),$(BUILD)/bin,bin)
+
+PKGS     := grpc gpr libprotobuf-c libuv rocksdb libarchive libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+OPT      := -O2 -g
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(if $(SANITIZE),$(SAN)) \
+              -I. -Icommon -I$(GEN) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(if $(SANITIZE),$(SAN)) $(LDFLAGS)
+LIBS_ALL := $(PKG_LIBS) -lpthread -lm $(LIBS)
+
+# ---- protocol buffers -------------------------------------------------------
+PROTOS   := $(shell find proto -name '*.proto' | sort)
+WKT      := google/protobuf/any.proto google/protobuf/duration.proto \
+            google/protobuf/timestamp.proto google/protobuf/wrappers.proto
+PROTO_C  := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS)) \
+            $(patsubst %.proto,$(GEN)/%.pb-c.c,$(WKT))
+PROTO_H  := $(PROTO_C:.c=.h)
+
+$(GEN)/google/protobuf/%.pb-c.c $(GEN)/google/protobuf/%.pb-c.h: /usr/include/google/protobuf/%.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -I/usr/include google/protobuf/$*.proto
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto -I/usr/include $<
+
+# ---- sources ----------------------------------------------------------------
+COMMON_SRC := $(sort $(wildcard common/*.c))
+SERVER_SRC := $(sort $(filter-out cache-server/main.c,$(wildcard cache-server/*.c cache-server/*/*.c)))
+WORKER_SRC := $(sort $(filter-out build-worker/main.c,$(wildcard build-worker/*.c build-worker/*/*.c)))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+PROTO_LIB  := $(BUILD)/libproto.a
+COMMON_LIB := $(BUILD)/libcommon.a
+SERVER_LIB := $(BUILD)/libserver.a
+WORKER_LIB := $(BUILD)/libworker.a
+ALL_LIBS   := $(SERVER_LIB) $(WORKER_LIB) $(COMMON_LIB) $(PROTO_LIB)
+
+SERVER_BIN := $(BINDIR)/layercache-server
+WORKER_BIN := $(BINDIR)/layercache
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+.PHONY: all test check unit-tests demo bench fuzz lint clean install-deps
+all: $(SERVER_BIN) $(WORKER_BIN)
+
+# Generated code is not ours to lint; it must still compile cleanly.
+$(BUILD)/obj/$(GEN)/%.o: $(GEN)/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(PROTO_LIB): $(call obj,$(PROTO_C))
+	@rm -f $@; mkdir -p $(dir $@); $(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
+$(COMMON_LIB): $(call obj,$(COMMON_SRC))
+	@rm -f $@; mkdir -p $(dir $@); $(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
+$(SERVER_LIB): $(call obj,$(SERVER_SRC))
+	@rm -f $@; mkdir -p $(dir $@); $(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
+$(WORKER_LIB): $(call obj,$(WORKER_SRC))
+	@rm -f $@; mkdir -p $(dir $@); $(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
+
+$(SERVER_BIN): $(call obj,cache-server/main.c) $(SERVER_LIB) $(COMMON_LIB) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(WORKER_BIN): $(call obj,build-worker/main.c) $(WORKER_LIB) $(COMMON_LIB) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL) -lcmocka
+
+unit-tests: $(UNIT_BINS)
+
+# One pass of the whole suite in this build mode.
+check: all unit-tests
+	LC_BIN=$(abspath $(BINDIR)) LC_TESTS=$(abspath $(BUILD)/tests) LC_MODE=$(MODE) tests/run
+
+# The README's test command: the suite, then the suite under ASan+UBSan.
+test:
+	$(MAKE) check
+	$(MAKE) check SANITIZE=1
+
+demo: all
+	scripts/demo
+
+bench: all
+	bench/run-all
+
+install-deps:
+	scripts/install-deps
+
+lint:
+	clang-format --dry-run --Werror $(COMMON_SRC) $(SERVER_SRC) $(WORKER_SRC) cache-server/main.c build-worker/main.c
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 -Icommon common cache-server build-worker
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

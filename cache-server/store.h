@@ -1,0 +1,156 @@
+/* store.h - the cache server's storage: one RocksDB database holding the
+ * action cache and the content-addressable storage.
+ *
+ * Column families:
+ *   "default"     store format version and bookkeeping
+ *   "ac"          instance_name '\0' hash(32 bytes) size(8 bytes BE) -> StoredActionResult
+ *   "blob_meta"   hash(32) size(8 BE)            -> blob record (storage id, created, atime)
+ *   "blob_chunks" storage_id(16) offset(8 BE)    -> up to LC_STORE_CHUNK bytes of a blob
+ *                 (RocksDB blob files hold these large values)
+ *   "uploads"     upload key (resource name)     -> upload record (storage id, expected
+ *                 digest, committed bytes, started) for resumable ByteStream writes
+ *
+ * Visibility rule: a blob's chunks are written under a fresh storage id while
+ * it streams in; the blob becomes visible only when lc_upload_finish (or
+ * lc_store_blob_put) has verified SHA-256 and size and written its blob_meta
+ * record in one atomic write batch. Nothing else makes a blob visible, so a
+ * crash, a truncated stream or a wrong digest leaves nothing readable. Two
+ * writers of the same blob are safe: the second finds the record and drops
+ * its own chunks.
+ *
+ * Thread safety: every function may be called from any thread at once,
+ * except that one lc_upload / lc_blob_reader is used by one thread at a time.
+ * All functions return 0 or a negative lc code (err.h) with a message.
+ */
+#ifndef LC_STORE_H
+#define LC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "err.h"
+
+/* Blobs are stored in chunks of at most this many bytes. Memory per stream
+ * is bounded by it, whatever the blob size. */
+#define LC_STORE_CHUNK (1u << 20)
+
+typedef struct lc_store lc_store;
+
+typedef struct lc_store_options {
+    bool sync_writes;        /* fsync the WAL on every blob/AC commit (default off:
+                                a killed process loses nothing, a power cut may) */
+    int64_t max_bytes;       /* 0 = unlimited (eviction lives in a later module) */
+} lc_store_options;
+
+/* Opens (creating if missing) the database in dir. */
+int lc_store_open(const char *dir, const lc_store_options *opts, lc_store **out, lc_err *err);
+/* Flushes and closes; NULLs *store. Safe on NULL. */
+void lc_store_close(lc_store **store);
+
+/* ---- content-addressable storage ---------------------------------------- */
+
+/* 1 if the blob is stored and complete (the empty blob always is), 0 if not. */
+int lc_store_blob_exists(lc_store *s, const lc_digest *d, lc_err *err);
+
+/* Sets missing[i] = true for every digest not stored (one multi-get). */
+int lc_store_find_missing(lc_store *s, const lc_digest *digests, size_t n, bool *missing,
+                          lc_err *err);
+
+/* Stores a whole blob held in memory (BatchUpdateBlobs): verifies that data
+ * has digest d (INVALID_ARGUMENT naming expected and actual otherwise),
+ * then commits atomically. Storing an existing blob is a cheap no-op. */
+int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t len,
+                      lc_err *err);
+
+/* Reads a whole blob into a malloc'd buffer the caller frees (BatchReadBlobs;
+ * callers bound the size). NOT_FOUND if absent. */
+int lc_store_blob_get(lc_store *s, const lc_digest *d, uint8_t **data, size_t *len, lc_err *err);
+
+/* Streaming read of [offset, offset+limit) (limit 0 = to the end).
+ * NOT_FOUND if absent, OUT_OF_RANGE if offset > size. Each call to
+ * lc_blob_reader_next yields the next piece (at most LC_STORE_CHUNK bytes)
+ * into a buffer owned by the reader, valid until the next call; *len == 0
+ * means the end. */
+typedef struct lc_blob_reader lc_blob_reader;
+int lc_blob_reader_open(lc_store *s, const lc_digest *d, int64_t offset, int64_t limit,
+                        lc_blob_reader **out, lc_err *err);
+int lc_blob_reader_next(lc_blob_reader *r, const uint8_t **data, size_t *len, lc_err *err);
+void lc_blob_reader_free(lc_blob_reader **r);
+
+/* Removes a blob (admin purge, eviction). 0 even if it was absent. */
+int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err);
+
+/* ---- resumable uploads (ByteStream.Write) ------------------------------- */
+
+typedef struct lc_upload lc_upload;
+
+/* Starts or resumes the upload named key (the ByteStream resource name,
+ * "{instance}/uploads/{uuid}/blobs/{hash}/{size}") of a blob with digest d.
+ * If an unfinished upload of that key exists (even from before a restart),
+ * it resumes: lc_upload_committed() tells how many bytes are durable, and
+ * the hash state is rebuilt from the stored chunks. If the blob already
+ * exists, *already_complete is set and nothing needs to be sent. */
+int lc_upload_open(lc_store *s, const char *key, const lc_digest *d, lc_upload **out,
+                   bool *already_complete, lc_err *err);
+
+/* Bytes durably stored so far (what QueryWriteStatus reports). */
+int64_t lc_upload_committed(const lc_upload *u);
+
+/* Appends data at the current end. Buffers up to LC_STORE_CHUNK bytes, then
+ * writes a chunk and advances the committed size in one batch.
+ * INVALID_ARGUMENT if the data would exceed the declared size. */
+int lc_upload_append(lc_upload *u, const void *data, size_t len, lc_err *err);
+
+/* Writes any buffered bytes (on a stream that ends without finish_write, so
+ * a later resume can continue from there). */
+int lc_upload_flush(lc_upload *u, lc_err *err);
+
+/* Verifies size and SHA-256 and, only if both match, makes the blob visible
+ * atomically and forgets the upload. On mismatch returns INVALID_ARGUMENT
+ * naming expected and received digest/size, and discards the upload's data. */
+int lc_upload_finish(lc_upload *u, lc_err *err);
+
+/* Closes the handle; the upload's durable part stays for a later resume. */
+void lc_upload_free(lc_upload **u);
+
+/* Committed bytes of an upload key without opening it: *committed and
+ * *complete (the blob exists). NOT_FOUND if neither upload nor blob exists. */
+int lc_store_upload_status(lc_store *s, const char *key, const lc_digest *d, int64_t *committed,
+                           bool *complete, lc_err *err);
+
+/* ---- action cache ------------------------------------------------------- */
+
+/* Reads the serialized StoredActionResult (admin.proto) for (instance, action)
+ * into a malloc'd buffer the caller frees. NOT_FOUND if absent. Completeness
+ * (all referenced blobs present) is the caller's check: see ac.c. */
+int lc_store_ac_get(lc_store *s, const char *instance, const lc_digest *action, uint8_t **value,
+                    size_t *len, lc_err *err);
+
+/* Writes (replaces) the entry atomically. */
+int lc_store_ac_put(lc_store *s, const char *instance, const lc_digest *action,
+                    const uint8_t *value, size_t len, lc_err *err);
+
+/* Removes one entry; 0 even if absent. */
+int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *action, lc_err *err);
+
+/* Visits every AC entry (optionally only one instance); the callback returns
+ * non-zero to stop. Values are valid only during the callback. */
+typedef int (*lc_store_ac_visit_fn)(void *ctx, const char *instance, const lc_digest *action,
+                                    const uint8_t *value, size_t len);
+int lc_store_ac_scan(lc_store *s, const char *instance, lc_store_ac_visit_fn fn, void *ctx,
+                     lc_err *err);
+
+/* ---- totals ------------------------------------------------------------- */
+
+typedef struct lc_store_totals {
+    uint64_t blobs;
+    uint64_t blob_bytes;
+    uint64_t ac_entries;
+} lc_store_totals;
+
+/* Current totals (kept in memory, recounted at open). */
+void lc_store_get_totals(lc_store *s, lc_store_totals *out);
+
+#endif

@@ -1,0 +1,66 @@
+/* flags.h - one table describes a program's options: the command-line
+ * parser, the LAYERCACHE_* environment variables and --help all read it.
+ *
+ * Precedence: default < environment variable < command line.
+ *
+ *   static char *listen; static int64_t threads;
+ *   static const lc_flag flags[] = {
+ *       {"listen", 0, LC_FLAG_STRING, &listen, "0.0.0.0:9092", "ADDR", "gRPC address"},
+ *       {"threads", 0, LC_FLAG_INT, &threads, "2", "N", "worker threads"},
+ *   };
+ */
+#ifndef LC_FLAGS_H
+#define LC_FLAGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "strlist.h"
+
+typedef enum lc_flag_type {
+    LC_FLAG_STRING,   /* char **, owned copy (NULL when no default) */
+    LC_FLAG_INT,      /* int64_t * */
+    LC_FLAG_BOOL,     /* bool *; takes no value ("--x"), or --x=true|false */
+    LC_FLAG_SIZE,     /* int64_t *, bytes; accepts 512, 64K, 10M, 2G, 1T (powers of 1024) */
+    LC_FLAG_DURATION, /* int64_t *, seconds; accepts 90, 90s, 15m, 12h, 7d */
+    LC_FLAG_LIST,     /* lc_strlist *; each occurrence appends (env: comma-separated) */
+} lc_flag_type;
+
+typedef struct lc_flag {
+    const char *name;     /* long name without dashes: "max-size" */
+    char short_name;      /* 'f' for -f, 0 for none */
+    lc_flag_type type;
+    void *target;
+    const char *def;      /* default as text, NULL for none */
+    const char *metavar;  /* shown in --help: ADDR, N, DIR */
+    const char *help;
+    bool no_env;          /* true: no LAYERCACHE_* variable for this flag */
+} lc_flag;
+
+/* Result of a parse that asked for help rather than failing. */
+#define LC_FLAGS_HELP 1
+
+/* Applies defaults, then environment variables named env_prefix + NAME in
+ * upper case with '-' as '_' (LAYERCACHE_MAX_SIZE), then argv[first..].
+ * Arguments that are not flags (and everything after "--") are appended to
+ * positional (if NULL, any positional argument is an error).
+ * Returns 0, LC_FLAGS_HELP when -h/--help was given, or a negative code
+ * with a message naming the bad flag. */
+int lc_flags_parse(const lc_flag *flags, size_t n, const char *env_prefix, int argc,
+                   char **argv, int first, lc_strlist *positional, lc_err *err);
+
+/* Prints "usage" and then one block per flag with its env var and default. */
+void lc_flags_usage(FILE *out, const char *usage, const lc_flag *flags, size_t n,
+                    const char *env_prefix);
+
+/* Frees the strings and lists the table's targets own. */
+void lc_flags_free(const lc_flag *flags, size_t n);
+
+/* The value parsers, for callers with their own syntax. */
+int lc_parse_size(const char *s, int64_t *out, lc_err *err);
+int lc_parse_duration(const char *s, int64_t *out, lc_err *err);
+
+#endif
