@@ -7,13 +7,16 @@
 #   make bench           all benchmarks (bench-server, bench-keys, ...)
 #   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS each
 #   make lint            clang-format check and cppcheck
+#   make O=build/x ...   build into another output root (parallel work trees)
 
 CC       ?= gcc
 SANITIZE ?=
 MODE     := $(if $(SANITIZE),asan,release)
-BUILD    := build/$(MODE)
-GEN      := build/gen
-BINDIR   := $(if $(SANITIZE),$(BUILD)/bin,bin)
+# O: output root. Parallel developers each use their own (make O=build/me).
+O        ?= build
+BUILD    := $(O)/$(MODE)
+GEN      := $(O)/gen
+BINDIR   ?= $(if $(or $(SANITIZE),$(filter-out build,$(O))),$(BUILD)/bin,bin)
 
 PKGS     := grpc gpr libprotobuf-c libuv rocksdb libarchive libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -103,10 +106,13 @@ check: all unit-tests
 
 # The README's test command: the suite, then the suite under ASan+UBSan.
 test:
+	scripts/install-deps
 	$(MAKE) check
 	$(MAKE) check SANITIZE=1
 
-demo: all
+demo:
+	scripts/install-deps
+	$(MAKE) all
 	scripts/demo
 
 bench: all
@@ -122,4 +128,4 @@ lint:
 clean:
 	rm -rf build bin
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(O) -name '*.d' 2>/dev/null)
