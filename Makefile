@@ -18,7 +18,7 @@ BUILD    := $(O)/$(MODE)
 GEN      := $(O)/gen
 BINDIR   ?= $(if $(or $(SANITIZE),$(filter-out build,$(O))),$(BUILD)/bin,bin)
 
-PKGS     := grpc gpr libprotobuf-c libuv rocksdb libarchive libcrypto
+PKGS     := grpc gpr libprotobuf-c libuv rocksdb libarchive libcrypto jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -127,5 +127,34 @@ lint:
 
 clean:
 	rm -rf build bin
+
+# ---- fuzzing (libFuzzer, clang) ---------------------------------------------
+# Every tests/fuzz/fuzz_<name>.c defines LLVMFuzzerTestOneInput; its seeds live
+# in tests/fuzz/corpus/<name>/. `make fuzz` builds them all into $(O)/fuzz and
+# runs each for FUZZ_SECONDS; `make fuzz-corpus` replays the corpora once
+# (part of `make check`).
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(O)/fuzz/bin/%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz fuzz-build fuzz-corpus
+fuzz-build:
+	$(MAKE) O=$(O)/fuzz MODE_FUZZ=1 CC=clang SANITIZE= \
+	  CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -Wno-unused-command-line-argument" \
+	  LDFLAGS="-fsanitize=fuzzer-no-link,address,undefined" fuzz-bins
+
+fuzz-bins: $(patsubst tests/fuzz/%.c,$(O)/bin/%,$(FUZZ_SRC))
+$(O)/bin/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL)
+
+fuzz: fuzz-build
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; mkdir -p $(O)/fuzz/work/$$n; \
+	  echo "== $$f ($(FUZZ_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(O)/fuzz/work/$$n tests/fuzz/corpus/$$n || exit 1; done
+
+fuzz-corpus: fuzz-build
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; \
+	  $$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || { echo "fuzz corpus $$n: FAILED"; $$f -runs=0 tests/fuzz/corpus/$$n 2>&1 | tail -30; exit 1; }; \
+	  echo "fuzz corpus $$n: ok"; done
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
