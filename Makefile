@@ -6,6 +6,7 @@
 #   make demo            the main job (see README.md)
 #   make bench           all benchmarks (bench-server, bench-keys, ...)
 #   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS each
+#   make V=1 ...         show full compiler command lines
 #   make lint            clang-format check and cppcheck
 #   make O=build/x ...   build into another output root (parallel work trees)
 
@@ -22,6 +23,8 @@ PKGS     := grpc gpr libprotobuf-c libuv rocksdb libarchive libcrypto jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
+V        ?=
+Q        := $(if $(V),,@)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
 OPT      := -O2 -g
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -40,11 +43,13 @@ PROTO_H  := $(PROTO_C:.c=.h)
 
 $(GEN)/google/protobuf/%.pb-c.c $(GEN)/google/protobuf/%.pb-c.h: /usr/include/google/protobuf/%.proto
 	@mkdir -p $(GEN)
-	protoc-c --c_out=$(GEN) -I/usr/include google/protobuf/$*.proto
+	@echo "  PROTOC  $*.proto"
+	$(Q)protoc-c --c_out=$(GEN) -I/usr/include google/protobuf/$*.proto
 
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN)
-	protoc-c --c_out=$(GEN) -Iproto -I/usr/include $<
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --c_out=$(GEN) -Iproto -I/usr/include $<
 
 # ---- sources ----------------------------------------------------------------
 COMMON_SRC := $(sort $(wildcard common/*.c))
@@ -71,11 +76,13 @@ all: $(SERVER_BIN) $(WORKER_BIN)
 # Generated code is not ours to lint; it must still compile cleanly.
 $(BUILD)/obj/$(GEN)/%.o: $(GEN)/%.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
 $(PROTO_LIB): $(call obj,$(PROTO_C))
 	@rm -f $@; mkdir -p $(dir $@); $(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
@@ -88,15 +95,18 @@ $(WORKER_LIB): $(call obj,$(WORKER_SRC))
 
 $(SERVER_BIN): $(call obj,cache-server/main.c) $(SERVER_LIB) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 $(WORKER_BIN): $(call obj,build-worker/main.c) $(WORKER_LIB) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL) -lcmocka
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL) -lcmocka
 
 unit-tests: $(UNIT_BINS)
 

@@ -1,0 +1,150 @@
+/* test_flags.c - option tables: defaults, environment, argv precedence, errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "flags.h"
+
+static char *listen_addr;
+static int64_t threads, max_size, max_age;
+static bool verbose;
+static lc_strlist tags;
+
+static const lc_flag table[] = {
+    {"listen", 0, LC_FLAG_STRING, &listen_addr, "0.0.0.0:9092", "ADDR", "gRPC address"},
+    {"threads", 'j', LC_FLAG_INT, &threads, "2", "N", "worker threads"},
+    {"max-size", 0, LC_FLAG_SIZE, &max_size, "0", "BYTES", "size limit"},
+    {"max-age", 0, LC_FLAG_DURATION, &max_age, NULL, "DURATION", "TTL"},
+    {"verbose", 'v', LC_FLAG_BOOL, &verbose, "false", NULL, "say more"},
+    {"tag", 't', LC_FLAG_LIST, &tags, NULL, "NAME", "image name", true},
+};
+#define NFLAGS (sizeof(table) / sizeof(table[0]))
+
+static int teardown(void **state)
+{
+    (void)state;
+    lc_flags_free(table, NFLAGS);
+    unsetenv("LCTEST_LISTEN");
+    unsetenv("LCTEST_THREADS");
+    unsetenv("LCTEST_TAG");
+    return 0;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    char *argv[] = {"prog", NULL};
+    lc_err err = {0};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, "LCTEST_", 1, argv, 1, NULL, &err), 0);
+    assert_string_equal(listen_addr, "0.0.0.0:9092");
+    assert_int_equal(threads, 2);
+    assert_int_equal(max_size, 0);
+    assert_false(verbose);
+    assert_int_equal(tags.len, 0);
+}
+
+static void test_env_then_argv(void **state)
+{
+    (void)state;
+    setenv("LCTEST_LISTEN", "127.0.0.1:1", 1);
+    setenv("LCTEST_THREADS", "7", 1);
+    setenv("LCTEST_TAG", "ignored", 1); /* no_env flag */
+    char *argv[] = {"prog", "--threads=3", "-v", "--max-size", "10G", "--max-age=7d",
+                    "-t", "a:1", "-tb:2", "ctx", "--", "--not-a-flag", NULL};
+    lc_strlist pos = {0};
+    lc_err err = {0};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, "LCTEST_", 12, argv, 1, &pos, &err), 0);
+    assert_string_equal(listen_addr, "127.0.0.1:1"); /* from the environment */
+    assert_int_equal(threads, 3);                    /* argv beats the environment */
+    assert_true(verbose);
+    assert_int_equal(max_size, 10LL << 30);
+    assert_int_equal(max_age, 7 * 86400);
+    assert_int_equal(tags.len, 2);
+    assert_string_equal(tags.items[0], "a:1");
+    assert_string_equal(tags.items[1], "b:2");
+    assert_int_equal(pos.len, 2);
+    assert_string_equal(pos.items[0], "ctx");
+    assert_string_equal(pos.items[1], "--not-a-flag");
+    lc_strlist_clear(&pos);
+}
+
+static void test_errors_name_the_flag(void **state)
+{
+    (void)state;
+    lc_err err = {0};
+    char *bad_int[] = {"prog", "--threads", "many", NULL};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, NULL, 3, bad_int, 1, NULL, &err),
+                     -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "--threads"));
+    char *unknown[] = {"prog", "--nope", NULL};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, NULL, 2, unknown, 1, NULL, &err),
+                     -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "--nope"));
+    char *missing[] = {"prog", "--listen", NULL};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, NULL, 2, missing, 1, NULL, &err),
+                     -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "needs a value"));
+    char *bad_size[] = {"prog", "--max-size", "12Q", NULL};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, NULL, 3, bad_size, 1, NULL, &err),
+                     -LC_INVALID_ARGUMENT);
+    char *positional[] = {"prog", "stray", NULL};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, NULL, 2, positional, 1, NULL, &err),
+                     -LC_INVALID_ARGUMENT);
+    char *help[] = {"prog", "--help", NULL};
+    assert_int_equal(lc_flags_parse(table, NFLAGS, NULL, 2, help, 1, NULL, &err), LC_FLAGS_HELP);
+}
+
+static void test_usage_lists_every_flag(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    lc_flags_usage(f, "usage: prog [options]", table, NFLAGS, "LCTEST_");
+    fclose(f);
+    for (size_t i = 0; i < NFLAGS; i++)
+        assert_non_null(strstr(text, table[i].name));
+    assert_non_null(strstr(text, "[env LCTEST_MAX_SIZE]"));
+    assert_null(strstr(text, "LCTEST_TAG"));
+    assert_non_null(strstr(text, "(default: 0.0.0.0:9092)"));
+    free(text);
+}
+
+static void test_size_and_duration_parsers(void **state)
+{
+    (void)state;
+    int64_t v;
+    assert_int_equal(lc_parse_size("512", &v, NULL), 0);
+    assert_int_equal(v, 512);
+    assert_int_equal(lc_parse_size("64K", &v, NULL), 0);
+    assert_int_equal(v, 64 * 1024);
+    assert_int_equal(lc_parse_size("2GiB", &v, NULL), 0);
+    assert_int_equal(v, 2LL << 30);
+    assert_int_equal(lc_parse_size("-1", &v, NULL), -LC_INVALID_ARGUMENT);
+    assert_int_equal(lc_parse_size("99999999999T", &v, NULL), -LC_INVALID_ARGUMENT);
+    assert_int_equal(lc_parse_duration("90", &v, NULL), 0);
+    assert_int_equal(v, 90);
+    assert_int_equal(lc_parse_duration("15m", &v, NULL), 0);
+    assert_int_equal(v, 900);
+    assert_int_equal(lc_parse_duration("12h", &v, NULL), 0);
+    assert_int_equal(v, 12 * 3600);
+    assert_int_equal(lc_parse_duration("3x", &v, NULL), -LC_INVALID_ARGUMENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_defaults, teardown),
+        cmocka_unit_test_teardown(test_env_then_argv, teardown),
+        cmocka_unit_test_teardown(test_errors_name_the_flag, teardown),
+        cmocka_unit_test_teardown(test_usage_lists_every_flag, teardown),
+        cmocka_unit_test(test_size_and_duration_parsers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
