@@ -69,7 +69,7 @@ SERVER_BIN := $(BINDIR)/layercache-server
 WORKER_BIN := $(BINDIR)/layercache
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.SECONDARY: $(PROTO_C) $(PROTO_H)
+.SECONDARY:
 .PHONY: all test check unit-tests demo bench fuzz lint clean install-deps
 all: $(SERVER_BIN) $(WORKER_BIN)
 
