@@ -120,6 +120,12 @@ void lc_upload_free(lc_upload **u);
 int lc_store_upload_status(lc_store *s, const char *key, const lc_digest *d, int64_t *committed,
                            bool *complete, lc_err *err);
 
+/* Drops unfinished uploads (record and chunks) idle for at least
+ * max_age_seconds that no handle has open; *removed (may be NULL) gets how
+ * many. lc_store_open already does this with 24 h; a server may call it from
+ * a timer. Added by the store module. */
+int lc_store_gc_uploads(lc_store *s, int64_t max_age_seconds, uint64_t *removed, lc_err *err);
+
 /* ---- action cache ------------------------------------------------------- */
 
 /* Reads the serialized StoredActionResult (admin.proto) for (instance, action)

@@ -1,0 +1,1047 @@
+/* store.c - RocksDB storage: open/close, CAS blobs, action cache, totals.
+ * Uploads (resumable ByteStream writes) live in store_upload.c. */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "store_internal.h"
+
+static const char *const cf_names[CF_COUNT] = {"default", "ac", "blob_meta", "blob_chunks",
+                                               "uploads"};
+
+#define FORMAT_KEY "format_version"
+#define FORMAT_VERSION "1"
+
+/* ---- small helpers shared with store_upload.c ----------------------------- */
+
+void lc_store__put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t lc_store__get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void lc_store__meta_key(const lc_digest *d, uint8_t key[LC_STORE__META_KEY_LEN])
+{
+    memcpy(key, d->hash, LC_HASH_LEN);
+    lc_store__put_be64(key + LC_HASH_LEN, (uint64_t)d->size);
+}
+
+void lc_store__meta_encode(const lc_store__meta *m, uint8_t out[LC_STORE__META_VAL_LEN])
+{
+    out[0] = 1;
+    lc_store__put_be64(out + 1, (uint64_t)m->size);
+    memcpy(out + 9, m->storage_id, LC_STORE__ID_LEN);
+    lc_store__put_be64(out + 9 + LC_STORE__ID_LEN, (uint64_t)m->created);
+    lc_store__put_be64(out + 17 + LC_STORE__ID_LEN, (uint64_t)m->atime);
+}
+
+int lc_store__meta_decode(const char *v, size_t len, lc_store__meta *m)
+{
+    const uint8_t *p = (const uint8_t *)v;
+    if (len != LC_STORE__META_VAL_LEN || p[0] != 1)
+        return -1;
+    m->size = (int64_t)lc_store__get_be64(p + 1);
+    memcpy(m->storage_id, p + 9, LC_STORE__ID_LEN);
+    m->created = (int64_t)lc_store__get_be64(p + 9 + LC_STORE__ID_LEN);
+    m->atime = (int64_t)lc_store__get_be64(p + 17 + LC_STORE__ID_LEN);
+    return m->size < 0 ? -1 : 0;
+}
+
+void lc_store__chunk_key(const uint8_t *id, uint64_t offset, uint8_t key[LC_STORE__CHUNK_KEY_LEN])
+{
+    memcpy(key, id, LC_STORE__ID_LEN);
+    lc_store__put_be64(key + LC_STORE__ID_LEN, offset);
+}
+
+void lc_store__uprec_encode(const lc_store__uprec *u, uint8_t out[LC_STORE__UPLOAD_VAL_LEN])
+{
+    uint8_t *p = out;
+    *p++ = 1;
+    memcpy(p, u->storage_id, LC_STORE__ID_LEN);
+    p += LC_STORE__ID_LEN;
+    memcpy(p, u->digest.hash, LC_HASH_LEN);
+    p += LC_HASH_LEN;
+    lc_store__put_be64(p, (uint64_t)u->digest.size);
+    lc_store__put_be64(p + 8, (uint64_t)u->committed);
+    lc_store__put_be64(p + 16, (uint64_t)u->started);
+    lc_store__put_be64(p + 24, (uint64_t)u->updated);
+}
+
+int lc_store__uprec_decode(const char *v, size_t len, lc_store__uprec *u)
+{
+    const uint8_t *p = (const uint8_t *)v;
+    if (len != LC_STORE__UPLOAD_VAL_LEN || p[0] != 1)
+        return -1;
+    p++;
+    memcpy(u->storage_id, p, LC_STORE__ID_LEN);
+    p += LC_STORE__ID_LEN;
+    memcpy(u->digest.hash, p, LC_HASH_LEN);
+    p += LC_HASH_LEN;
+    u->digest.size = (int64_t)lc_store__get_be64(p);
+    u->committed = (int64_t)lc_store__get_be64(p + 8);
+    u->started = (int64_t)lc_store__get_be64(p + 16);
+    u->updated = (int64_t)lc_store__get_be64(p + 24);
+    if (u->digest.size < 0 || u->committed < 0 || u->committed > u->digest.size)
+        return -1;
+    return 0;
+}
+
+int lc_store__new_id(uint8_t id[LC_STORE__ID_LEN], lc_err *err)
+{
+    ssize_t n = getrandom(id, LC_STORE__ID_LEN, 0);
+    if (n != LC_STORE__ID_LEN)
+        return lc_err_set(err, LC_INTERNAL, "getrandom for a storage id: %s",
+                          n < 0 ? strerror(errno) : "short read");
+    return 0;
+}
+
+int64_t lc_store__now(void) { return (int64_t)time(NULL); }
+
+int lc_store__rdb_err(lc_err *err, char *errptr, const char *what)
+{
+    const char *msg = errptr != NULL ? errptr : "unknown RocksDB error";
+    int code = strstr(msg, "No space left") != NULL ? LC_RESOURCE_EXHAUSTED : LC_INTERNAL;
+    int rc = lc_err_set(err, code, "%s: %s", what, msg);
+    rocksdb_free(errptr);
+    return rc;
+}
+
+int lc_store__write(lc_store *s, rocksdb_writebatch_t *b, lc_err *err, const char *what)
+{
+    char *e = NULL;
+    rocksdb_write(s->db, s->wopts, b, &e);
+    return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
+}
+
+/* [id||0, id||FF*8||FF): every 24-byte chunk key of id sorts inside. */
+static void chunk_range(const uint8_t *id, uint8_t lo[LC_STORE__CHUNK_KEY_LEN],
+                        uint8_t hi[LC_STORE__CHUNK_KEY_LEN + 1])
+{
+    lc_store__chunk_key(id, 0, lo);
+    memcpy(hi, id, LC_STORE__ID_LEN);
+    memset(hi + LC_STORE__ID_LEN, 0xff, 9);
+}
+
+void lc_store__batch_drop_chunks(lc_store *s, rocksdb_writebatch_t *b, const uint8_t *id)
+{
+    uint8_t lo[LC_STORE__CHUNK_KEY_LEN], hi[LC_STORE__CHUNK_KEY_LEN + 1];
+    chunk_range(id, lo, hi);
+    rocksdb_writebatch_delete_range_cf(b, s->cf[CF_BLOB_CHUNKS], (const char *)lo, sizeof(lo),
+                                       (const char *)hi, sizeof(hi));
+}
+
+int lc_store__meta_get(lc_store *s, const rocksdb_readoptions_t *ro, const lc_digest *d,
+                       lc_store__meta *m, lc_err *err)
+{
+    uint8_t key[LC_STORE__META_KEY_LEN];
+    lc_store__meta_key(d, key);
+    char *e = NULL;
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(
+        s->db, ro != NULL ? ro : s->ropts, s->cf[CF_BLOB_META], (const char *)key, sizeof(key), &e);
+    if (e != NULL)
+        return lc_store__rdb_err(err, e, "reading blob record");
+    if (ps == NULL)
+        return 0;
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    int bad = lc_store__meta_decode(v, vlen, m);
+    rocksdb_pinnableslice_destroy(ps);
+    if (bad || m->size != d->size) {
+        char hex[LC_HASH_HEX_LEN + 1];
+        lc_digest_hex(d, hex);
+        return lc_err_set(err, LC_DATA_LOSS, "blob record of %s/%" PRId64 " is corrupt", hex,
+                          d->size);
+    }
+    return 1;
+}
+
+pthread_mutex_t *lc_store__lock_for(lc_store *s, const uint8_t *hash)
+{
+    return &s->locks[hash[0] % LC_STORE__LOCKS];
+}
+
+void lc_store__count_blob(lc_store *s, int64_t size, int sign)
+{
+    if (sign > 0) {
+        atomic_fetch_add(&s->blobs, 1);
+        atomic_fetch_add(&s->blob_bytes, (uint64_t)size);
+    } else {
+        atomic_fetch_sub(&s->blobs, 1);
+        atomic_fetch_sub(&s->blob_bytes, (uint64_t)size);
+    }
+}
+
+static int check_digest(const lc_digest *d, lc_err *err)
+{
+    if (d == NULL)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "missing digest");
+    if (d->size < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "negative blob size %" PRId64, d->size);
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int mkdir_p(const char *dir, lc_err *err)
+{
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (p == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            int rc = lc_err_set(err, lc_code_from_errno(e), "creating %s: %s", p, strerror(e));
+            free(p);
+            return rc;
+        }
+        p[i] = c;
+    }
+    free(p);
+    return 0;
+}
+
+static void set_options(lc_store *s)
+{
+    rocksdb_options_t *o = s->db_opts;
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    rocksdb_options_increase_parallelism(o, 2);
+    /* Tiny CFs (uploads, ac) would otherwise pin old WAL files while blob
+     * chunks stream through; this makes RocksDB flush them. */
+    rocksdb_options_set_max_total_wal_size(o, 256u << 20);
+    rocksdb_options_set_db_write_buffer_size(o, 128u << 20);
+    rocksdb_options_set_keep_log_file_num(o, 4);
+    rocksdb_options_set_max_log_file_size(o, 8u << 20);
+    for (int i = 0; i < CF_COUNT; i++)
+        s->cf_opts[i] = rocksdb_options_create_copy(o);
+    rocksdb_options_t *c = s->cf_opts[CF_BLOB_CHUNKS];
+    /* Layer blobs are compressed already; big values go to blob files so
+     * compaction moves keys, not megabytes. */
+    rocksdb_options_set_compression(c, rocksdb_no_compression);
+    rocksdb_options_set_enable_blob_files(c, 1);
+    rocksdb_options_set_min_blob_size(c, 64u << 10);
+    rocksdb_options_set_blob_compression_type(c, rocksdb_no_compression);
+    rocksdb_options_set_enable_blob_gc(c, 1);
+    rocksdb_options_set_write_buffer_size(c, 32u << 20);
+}
+
+static int open_db(lc_store *s, const char *dir, lc_err *err)
+{
+    char *e = NULL;
+    size_t n_disk = 0;
+    char **disk = rocksdb_list_column_families(s->db_opts, dir, &n_disk, &e);
+    if (e != NULL) { /* no database yet: create_if_missing makes one */
+        rocksdb_free(e);
+        e = NULL;
+        disk = NULL;
+        n_disk = 0;
+    }
+    int rc = 0;
+    size_t cap = CF_COUNT + n_disk;
+    const char **names = calloc(cap, sizeof(*names));
+    const rocksdb_options_t **opts = calloc(cap, sizeof(*opts));
+    rocksdb_column_family_handle_t **handles = calloc(cap, sizeof(*handles));
+    if (names == NULL || opts == NULL || handles == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    size_t n = 0;
+    for (int i = 0; i < CF_COUNT; i++) {
+        names[n] = cf_names[i];
+        opts[n++] = s->cf_opts[i];
+    }
+    for (size_t j = 0; j < n_disk; j++) {
+        int ours = 0;
+        for (int i = 0; i < CF_COUNT; i++)
+            ours |= strcmp(disk[j], cf_names[i]) == 0;
+        if (!ours) {
+            if (s->extra_opts == NULL)
+                s->extra_opts = rocksdb_options_create();
+            names[n] = disk[j];
+            opts[n++] = s->extra_opts;
+        }
+    }
+    s->db = rocksdb_open_column_families(s->db_opts, dir, (int)n, names, opts, handles, &e);
+    if (e != NULL) {
+        rc = lc_store__rdb_err(err, e, "opening RocksDB");
+        lc_err_prefix(err, "%s", dir);
+        goto out;
+    }
+    for (int i = 0; i < CF_COUNT; i++)
+        s->cf[i] = handles[i];
+    s->n_extra = n - CF_COUNT;
+    if (s->n_extra > 0) {
+        s->extra_cf = calloc(s->n_extra, sizeof(*s->extra_cf));
+        if (s->extra_cf == NULL) {
+            for (size_t j = CF_COUNT; j < n; j++)
+                rocksdb_column_family_handle_destroy(handles[j]);
+            s->n_extra = 0;
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        memcpy(s->extra_cf, handles + CF_COUNT, s->n_extra * sizeof(*handles));
+    }
+out:
+    free(handles);
+    free(opts);
+    free(names);
+    if (disk != NULL)
+        rocksdb_list_column_families_destroy(disk, n_disk);
+    return rc;
+}
+
+static int check_format(lc_store *s, lc_err *err)
+{
+    char *e = NULL;
+    size_t vlen = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_DEFAULT], FORMAT_KEY, strlen(FORMAT_KEY),
+                             &vlen, &e);
+    if (e != NULL)
+        return lc_store__rdb_err(err, e, "reading the store format");
+    if (v == NULL) {
+        rocksdb_put_cf(s->db, s->wopts, s->cf[CF_DEFAULT], FORMAT_KEY, strlen(FORMAT_KEY),
+                       FORMAT_VERSION, strlen(FORMAT_VERSION), &e);
+        return e != NULL ? lc_store__rdb_err(err, e, "writing the store format") : 0;
+    }
+    int ok = vlen == strlen(FORMAT_VERSION) && memcmp(v, FORMAT_VERSION, vlen) == 0;
+    int rc = ok ? 0
+                : lc_err_set(err, LC_FAILED_PRECONDITION,
+                             "store format %.*s is not supported (this build reads %s)",
+                             (int)(vlen > 16 ? 16 : vlen), v, FORMAT_VERSION);
+    rocksdb_free(v);
+    return rc;
+}
+
+/* Storage ids that own chunks: those of blob records and of upload records. */
+typedef struct idset {
+    uint8_t (*ids)[LC_STORE__ID_LEN];
+    size_t n, cap;
+} idset;
+
+static int idset_add(idset *set, const uint8_t *id)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 256;
+        void *p = realloc(set->ids, cap * LC_STORE__ID_LEN);
+        if (p == NULL)
+            return -1;
+        set->ids = p;
+        set->cap = cap;
+    }
+    memcpy(set->ids[set->n++], id, LC_STORE__ID_LEN);
+    return 0;
+}
+
+static int id_cmp(const void *a, const void *b) { return memcmp(a, b, LC_STORE__ID_LEN); }
+
+static int iter_err(rocksdb_iterator_t *it, lc_err *err, const char *what)
+{
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
+}
+
+/* Counts blobs (dropping unreadable records) and collects live storage ids. */
+static int scan_blob_meta(lc_store *s, idset *live, lc_err *err)
+{
+    int rc = 0;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_BLOB_META]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        lc_store__meta m;
+        if (klen != LC_STORE__META_KEY_LEN || lc_store__meta_decode(v, vlen, &m) != 0 ||
+            (int64_t)lc_store__get_be64((const uint8_t *)k + LC_HASH_LEN) != m.size) {
+            rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], k, klen);
+            continue;
+        }
+        if (idset_add(live, m.storage_id) != 0) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        lc_store__count_blob(s, m.size, 1);
+    }
+    if ((rc = iter_err(it, err, "scanning blob records")) != 0)
+        goto out;
+    if (rocksdb_writebatch_count(b) > 0)
+        rc = lc_store__write(s, b, err, "dropping corrupt blob records");
+out:
+    rocksdb_iter_destroy(it);
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
+static int scan_uploads(lc_store *s, idset *live, lc_err *err)
+{
+    int rc = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_UPLOADS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t vlen;
+        const char *v = rocksdb_iter_value(it, &vlen);
+        lc_store__uprec u;
+        if (lc_store__uprec_decode(v, vlen, &u) != 0)
+            continue; /* gc_uploads dropped these already; be safe anyway */
+        if (idset_add(live, u.storage_id) != 0) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = iter_err(it, err, "scanning uploads");
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+/* Chunks whose storage id no record names are leftovers of a crash between
+ * writing chunks and committing a record: invisible, so just reclaim them. */
+static int gc_orphan_chunks(lc_store *s, const idset *live, lc_err *err)
+{
+    int rc = 0;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_BLOB_CHUNKS]);
+    rocksdb_iter_seek_to_first(it);
+    while (rocksdb_iter_valid(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        uint8_t id[LC_STORE__ID_LEN] = {0};
+        memcpy(id, k, klen < LC_STORE__ID_LEN ? klen : LC_STORE__ID_LEN);
+        uint8_t lo[LC_STORE__CHUNK_KEY_LEN], hi[LC_STORE__CHUNK_KEY_LEN + 1];
+        chunk_range(id, lo, hi);
+        if (klen != LC_STORE__CHUNK_KEY_LEN) {
+            rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_CHUNKS], k, klen);
+            rocksdb_iter_next(it);
+            continue;
+        }
+        if (bsearch(id, live->ids, live->n, LC_STORE__ID_LEN, id_cmp) == NULL)
+            lc_store__batch_drop_chunks(s, b, id);
+        rocksdb_iter_seek(it, (const char *)hi, sizeof(hi));
+    }
+    if ((rc = iter_err(it, err, "scanning blob chunks")) != 0)
+        goto out;
+    if (rocksdb_writebatch_count(b) > 0)
+        rc = lc_store__write(s, b, err, "dropping orphaned chunks");
+out:
+    rocksdb_iter_destroy(it);
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
+static int count_ac(lc_store *s, lc_err *err)
+{
+    uint64_t n = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_AC]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+        n++;
+    int rc = iter_err(it, err, "scanning the action cache");
+    rocksdb_iter_destroy(it);
+    atomic_store(&s->ac_entries, n);
+    return rc;
+}
+
+static int open_scan(lc_store *s, lc_err *err)
+{
+    idset live = {0};
+    int rc;
+    if ((rc = lc_store__gc_uploads(s, LC_STORE__UPLOAD_TTL, NULL, err)) != 0 ||
+        (rc = scan_uploads(s, &live, err)) != 0 || (rc = scan_blob_meta(s, &live, err)) != 0)
+        goto out;
+    if (live.n > 0)
+        qsort(live.ids, live.n, LC_STORE__ID_LEN, id_cmp);
+    if ((rc = gc_orphan_chunks(s, &live, err)) != 0)
+        goto out;
+    rc = count_ac(s, err);
+out:
+    free(live.ids);
+    return rc;
+}
+
+int lc_store_open(const char *dir, const lc_store_options *opts, lc_store **out, lc_err *err)
+{
+    *out = NULL;
+    if (dir == NULL || dir[0] == '\0')
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "store directory is empty");
+    int rc = mkdir_p(dir, err);
+    if (rc != 0)
+        return rc;
+    lc_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (int i = 0; i < LC_STORE__LOCKS; i++)
+        pthread_mutex_init(&s->locks[i], NULL);
+    pthread_mutex_init(&s->active_lock, NULL);
+    s->db_opts = rocksdb_options_create();
+    set_options(s);
+    s->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wopts, opts != NULL && opts->sync_writes);
+    s->ropts = rocksdb_readoptions_create();
+    if ((rc = open_db(s, dir, err)) != 0 || (rc = check_format(s, err)) != 0 ||
+        (rc = open_scan(s, err)) != 0) {
+        lc_store_close(&s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void lc_store_close(lc_store **sp)
+{
+    lc_store *s = sp != NULL ? *sp : NULL;
+    if (s == NULL)
+        return;
+    if (s->db != NULL) {
+        /* Flushing makes the next open skip WAL replay; the WAL alone is
+         * already enough for durability, so errors here only cost time. */
+        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(fo, 1);
+        for (int i = 0; i < CF_COUNT; i++) {
+            char *e = NULL;
+            rocksdb_flush_cf(s->db, fo, s->cf[i], &e);
+            rocksdb_free(e);
+        }
+        rocksdb_flushoptions_destroy(fo);
+        rocksdb_cancel_all_background_work(s->db, 1);
+    }
+    for (size_t i = 0; i < s->n_extra; i++)
+        rocksdb_column_family_handle_destroy(s->extra_cf[i]);
+    free(s->extra_cf);
+    for (int i = 0; i < CF_COUNT; i++)
+        if (s->cf[i] != NULL)
+            rocksdb_column_family_handle_destroy(s->cf[i]);
+    if (s->db != NULL)
+        rocksdb_close(s->db);
+    if (s->ropts != NULL)
+        rocksdb_readoptions_destroy(s->ropts);
+    if (s->wopts != NULL)
+        rocksdb_writeoptions_destroy(s->wopts);
+    for (int i = 0; i < CF_COUNT; i++)
+        if (s->cf_opts[i] != NULL)
+            rocksdb_options_destroy(s->cf_opts[i]);
+    if (s->extra_opts != NULL)
+        rocksdb_options_destroy(s->extra_opts);
+    if (s->db_opts != NULL)
+        rocksdb_options_destroy(s->db_opts);
+    while (s->active != NULL) { /* handles still open: a caller bug, but don't leak */
+        lc_store__active *a = s->active;
+        s->active = a->next;
+        free(a);
+    }
+    pthread_mutex_destroy(&s->active_lock);
+    for (int i = 0; i < LC_STORE__LOCKS; i++)
+        pthread_mutex_destroy(&s->locks[i]);
+    free(s);
+    *sp = NULL;
+}
+
+/* ---- CAS ---------------------------------------------------------------- */
+
+int lc_store_blob_exists(lc_store *s, const lc_digest *d, lc_err *err)
+{
+    int rc = check_digest(d, err);
+    if (rc != 0)
+        return rc;
+    if (lc_digest_is_empty(d))
+        return 1;
+    lc_store__meta m;
+    return lc_store__meta_get(s, NULL, d, &m, err);
+}
+
+int lc_store_find_missing(lc_store *s, const lc_digest *digests, size_t n, bool *missing,
+                          lc_err *err)
+{
+    if (n == 0)
+        return 0;
+    int rc = 0;
+    uint8_t(*keys)[LC_STORE__META_KEY_LEN] = malloc(n * sizeof(*keys));
+    const char **kp = malloc(n * sizeof(*kp));
+    size_t *klen = malloc(n * sizeof(*klen));
+    const rocksdb_column_family_handle_t **cfs = malloc(n * sizeof(*cfs));
+    char **vals = calloc(n, sizeof(*vals));
+    size_t *vlen = calloc(n, sizeof(*vlen));
+    char **errs = calloc(n, sizeof(*errs));
+    if (!keys || !kp || !klen || !cfs || !vals || !vlen || !errs) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = check_digest(&digests[i], err)) != 0)
+            goto out;
+        lc_store__meta_key(&digests[i], keys[i]);
+        kp[i] = (const char *)keys[i];
+        klen[i] = LC_STORE__META_KEY_LEN;
+        cfs[i] = s->cf[CF_BLOB_META];
+    }
+    rocksdb_multi_get_cf(s->db, s->ropts, cfs, n, kp, klen, vals, vlen, errs);
+    for (size_t i = 0; i < n; i++) {
+        if (errs[i] != NULL) {
+            if (rc == 0)
+                rc = lc_store__rdb_err(err, errs[i], "looking up blobs");
+            else
+                rocksdb_free(errs[i]);
+        }
+        missing[i] = vals[i] == NULL && !lc_digest_is_empty(&digests[i]);
+        rocksdb_free(vals[i]);
+    }
+out:
+    free(errs);
+    free(vlen);
+    free(vals);
+    free(cfs);
+    free(klen);
+    free(kp);
+    free(keys);
+    return rc;
+}
+
+int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t len, lc_err *err)
+{
+    int rc = check_digest(d, err);
+    if (rc != 0)
+        return rc;
+    lc_digest got;
+    lc_digest_of(data, len, &got);
+    if (!lc_digest_equal(&got, d)) {
+        char want_hex[LC_HASH_HEX_LEN + 1], got_hex[LC_HASH_HEX_LEN + 1];
+        lc_digest_hex(d, want_hex);
+        lc_digest_hex(&got, got_hex);
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "digest mismatch: expected %s/%" PRId64 ", received %s/%" PRId64,
+                          want_hex, d->size, got_hex, got.size);
+    }
+    if (len == 0)
+        return 0;
+    pthread_mutex_t *lock = lc_store__lock_for(s, d->hash);
+    pthread_mutex_lock(lock);
+    lc_store__meta m;
+    rocksdb_writebatch_t *b = NULL;
+    rc = lc_store__meta_get(s, NULL, d, &m, err);
+    if (rc != 0) { /* present (1) or failed (<0) */
+        rc = rc > 0 ? 0 : rc;
+        goto out;
+    }
+    if ((rc = lc_store__new_id(m.storage_id, err)) != 0)
+        goto out;
+    m.size = d->size;
+    m.created = m.atime = lc_store__now();
+    b = rocksdb_writebatch_create();
+    for (size_t off = 0; off < len; off += LC_STORE_CHUNK) {
+        uint8_t key[LC_STORE__CHUNK_KEY_LEN];
+        size_t n = len - off < LC_STORE_CHUNK ? len - off : LC_STORE_CHUNK;
+        lc_store__chunk_key(m.storage_id, off, key);
+        rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_CHUNKS], (const char *)key, sizeof(key),
+                                  (const char *)data + off, n);
+    }
+    uint8_t key[LC_STORE__META_KEY_LEN], val[LC_STORE__META_VAL_LEN];
+    lc_store__meta_key(d, key);
+    lc_store__meta_encode(&m, val);
+    rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key),
+                              (const char *)val, sizeof(val));
+    if ((rc = lc_store__write(s, b, err, "storing blob")) == 0)
+        lc_store__count_blob(s, d->size, 1);
+out:
+    if (b != NULL)
+        rocksdb_writebatch_destroy(b);
+    pthread_mutex_unlock(lock);
+    return rc;
+}
+
+struct lc_blob_reader {
+    lc_store *s;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    lc_digest d;
+    uint8_t id[LC_STORE__ID_LEN];
+    /* The iterator's bounds point here, so they live as long as it does. */
+    uint8_t lower[LC_STORE__CHUNK_KEY_LEN], upper[LC_STORE__CHUNK_KEY_LEN];
+    int64_t pos, end;
+    bool started;
+};
+
+void lc_blob_reader_free(lc_blob_reader **rp)
+{
+    lc_blob_reader *r = rp != NULL ? *rp : NULL;
+    if (r == NULL)
+        return;
+    if (r->it != NULL)
+        rocksdb_iter_destroy(r->it);
+    if (r->ro != NULL)
+        rocksdb_readoptions_destroy(r->ro);
+    if (r->snap != NULL)
+        rocksdb_release_snapshot(r->s->db, r->snap);
+    free(r);
+    *rp = NULL;
+}
+
+int lc_blob_reader_open(lc_store *s, const lc_digest *d, int64_t offset, int64_t limit,
+                        lc_blob_reader **out, lc_err *err)
+{
+    *out = NULL;
+    int rc = check_digest(d, err);
+    if (rc != 0)
+        return rc;
+    char hex[LC_HASH_HEX_LEN + 1];
+    lc_digest_hex(d, hex);
+    if (offset < 0)
+        return lc_err_set(err, LC_OUT_OF_RANGE, "negative read offset %" PRId64, offset);
+    if (limit < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "negative read limit %" PRId64, limit);
+    lc_blob_reader *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    r->s = s;
+    r->d = *d;
+    lc_store__meta m = {.size = 0};
+    if (!lc_digest_is_empty(d)) {
+        /* One snapshot for record and chunks: a concurrent delete cannot
+         * pull chunks out from under a read in progress. */
+        r->snap = rocksdb_create_snapshot(s->db);
+        r->ro = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_snapshot(r->ro, r->snap);
+        rc = lc_store__meta_get(s, r->ro, d, &m, err);
+        if (rc == 0)
+            rc = lc_err_set(err, LC_NOT_FOUND, "blob %s/%" PRId64 " not found", hex, d->size);
+        if (rc < 0)
+            goto fail;
+    }
+    if (offset > m.size) {
+        rc = lc_err_set(err, LC_OUT_OF_RANGE,
+                        "read offset %" PRId64 " is past the end of blob %s/%" PRId64, offset, hex,
+                        m.size);
+        goto fail;
+    }
+    r->pos = offset;
+    r->end = limit == 0 || limit > m.size - offset ? m.size : offset + limit;
+    if (r->pos < r->end) {
+        memcpy(r->id, m.storage_id, LC_STORE__ID_LEN);
+        lc_store__chunk_key(r->id, 0, r->lower);
+        lc_store__chunk_key(r->id, (uint64_t)r->end, r->upper);
+        rocksdb_readoptions_set_iterate_lower_bound(r->ro, (const char *)r->lower,
+                                                    sizeof(r->lower));
+        rocksdb_readoptions_set_iterate_upper_bound(r->ro, (const char *)r->upper,
+                                                    sizeof(r->upper));
+        r->it = rocksdb_create_iterator_cf(s->db, r->ro, s->cf[CF_BLOB_CHUNKS]);
+    }
+    *out = r;
+    return 0;
+fail:
+    lc_blob_reader_free(&r);
+    return rc;
+}
+
+int lc_blob_reader_next(lc_blob_reader *r, const uint8_t **data, size_t *len, lc_err *err)
+{
+    *data = NULL;
+    *len = 0;
+    if (r->pos >= r->end)
+        return 0;
+    if (!r->started) {
+        /* Chunks need not be aligned (a resumed upload starts a chunk at its
+         * committed size), so find the last chunk starting at or before pos. */
+        uint8_t key[LC_STORE__CHUNK_KEY_LEN];
+        lc_store__chunk_key(r->id, (uint64_t)r->pos, key);
+        rocksdb_iter_seek_for_prev(r->it, (const char *)key, sizeof(key));
+        r->started = true;
+    } else {
+        rocksdb_iter_next(r->it);
+    }
+    char hex[LC_HASH_HEX_LEN + 1];
+    if (!rocksdb_iter_valid(r->it)) {
+        int rc = iter_err(r->it, err, "reading blob chunks");
+        if (rc != 0)
+            return rc;
+        lc_digest_hex(&r->d, hex);
+        return lc_err_set(err, LC_DATA_LOSS, "blob %s/%" PRId64 ": chunk at offset %" PRId64
+                          " is missing", hex, r->d.size, r->pos);
+    }
+    size_t klen, vlen;
+    const uint8_t *k = (const uint8_t *)rocksdb_iter_key(r->it, &klen);
+    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r->it, &vlen);
+    int64_t koff = klen == LC_STORE__CHUNK_KEY_LEN
+                       ? (int64_t)lc_store__get_be64(k + LC_STORE__ID_LEN)
+                       : INT64_MAX;
+    if (koff > r->pos || (uint64_t)(r->pos - koff) >= vlen) {
+        lc_digest_hex(&r->d, hex);
+        return lc_err_set(err, LC_DATA_LOSS,
+                          "blob %s/%" PRId64 ": chunks do not cover offset %" PRId64, hex,
+                          r->d.size, r->pos);
+    }
+    size_t skip = (size_t)(r->pos - koff);
+    size_t n = vlen - skip;
+    if ((int64_t)n > r->end - r->pos)
+        n = (size_t)(r->end - r->pos);
+    *data = v + skip;
+    *len = n;
+    r->pos += (int64_t)n;
+    return 0;
+}
+
+int lc_store_blob_get(lc_store *s, const lc_digest *d, uint8_t **data, size_t *len, lc_err *err)
+{
+    *data = NULL;
+    *len = 0;
+    lc_blob_reader *r = NULL;
+    int rc = lc_blob_reader_open(s, d, 0, 0, &r, err);
+    if (rc != 0)
+        return rc;
+    if ((uint64_t)d->size >= SIZE_MAX) {
+        lc_blob_reader_free(&r);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "blob too large for memory");
+    }
+    uint8_t *buf = malloc((size_t)d->size + 1);
+    if (buf == NULL) {
+        lc_blob_reader_free(&r);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory for a %" PRId64 "-byte blob",
+                          d->size);
+    }
+    size_t have = 0;
+    for (;;) {
+        const uint8_t *p;
+        size_t n;
+        if ((rc = lc_blob_reader_next(r, &p, &n, err)) != 0)
+            break;
+        if (n == 0)
+            break;
+        memcpy(buf + have, p, n);
+        have += n;
+    }
+    lc_blob_reader_free(&r);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    *data = buf;
+    *len = have;
+    return 0;
+}
+
+int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err)
+{
+    int rc = check_digest(d, err);
+    if (rc != 0 || lc_digest_is_empty(d))
+        return rc;
+    pthread_mutex_t *lock = lc_store__lock_for(s, d->hash);
+    pthread_mutex_lock(lock);
+    lc_store__meta m;
+    rc = lc_store__meta_get(s, NULL, d, &m, err);
+    if (rc <= 0)
+        goto out;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint8_t key[LC_STORE__META_KEY_LEN];
+    lc_store__meta_key(d, key);
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key));
+    lc_store__batch_drop_chunks(s, b, m.storage_id);
+    if ((rc = lc_store__write(s, b, err, "deleting blob")) == 0)
+        lc_store__count_blob(s, m.size, -1);
+    rocksdb_writebatch_destroy(b);
+out:
+    pthread_mutex_unlock(lock);
+    return rc;
+}
+
+/* ---- action cache ------------------------------------------------------- */
+
+/* instance '\0' hash size(BE64), malloc'd. */
+static uint8_t *ac_key(const char *instance, const lc_digest *d, size_t *len)
+{
+    size_t il = instance != NULL ? strlen(instance) : 0;
+    uint8_t *k = malloc(il + 1 + LC_STORE__META_KEY_LEN);
+    if (k == NULL)
+        return NULL;
+    if (il > 0)
+        memcpy(k, instance, il);
+    k[il] = '\0';
+    lc_store__meta_key(d, k + il + 1);
+    *len = il + 1 + LC_STORE__META_KEY_LEN;
+    return k;
+}
+
+/* 1 if the AC key exists, 0 if not, <0 error. */
+static int ac_exists(lc_store *s, const uint8_t *key, size_t klen, lc_err *err)
+{
+    char *e = NULL;
+    rocksdb_pinnableslice_t *ps =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_AC], (const char *)key, klen, &e);
+    if (e != NULL)
+        return lc_store__rdb_err(err, e, "reading the action cache");
+    rocksdb_pinnableslice_destroy(ps);
+    return ps != NULL;
+}
+
+int lc_store_ac_get(lc_store *s, const char *instance, const lc_digest *action, uint8_t **value,
+                    size_t *len, lc_err *err)
+{
+    *value = NULL;
+    *len = 0;
+    int rc = check_digest(action, err);
+    if (rc != 0)
+        return rc;
+    size_t klen;
+    uint8_t *key = ac_key(instance, action, &klen);
+    if (key == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    char *e = NULL;
+    rocksdb_pinnableslice_t *ps =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_AC], (const char *)key, klen, &e);
+    free(key);
+    if (e != NULL)
+        return lc_store__rdb_err(err, e, "reading the action cache");
+    if (ps == NULL) {
+        char hex[LC_HASH_HEX_LEN + 1];
+        lc_digest_hex(action, hex);
+        return lc_err_set(err, LC_NOT_FOUND, "no action result for %s/%" PRId64 " in \"%s\"",
+                          hex, action->size, instance != NULL ? instance : "");
+    }
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    uint8_t *copy = malloc(vlen + 1);
+    if (copy == NULL) {
+        rocksdb_pinnableslice_destroy(ps);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    if (vlen > 0)
+        memcpy(copy, v, vlen);
+    rocksdb_pinnableslice_destroy(ps);
+    *value = copy;
+    *len = vlen;
+    return 0;
+}
+
+int lc_store_ac_put(lc_store *s, const char *instance, const lc_digest *action,
+                    const uint8_t *value, size_t len, lc_err *err)
+{
+    int rc = check_digest(action, err);
+    if (rc != 0)
+        return rc;
+    size_t klen;
+    uint8_t *key = ac_key(instance, action, &klen);
+    if (key == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    pthread_mutex_t *lock = lc_store__lock_for(s, action->hash);
+    pthread_mutex_lock(lock);
+    int existed = ac_exists(s, key, klen, err);
+    if (existed < 0) {
+        rc = existed;
+        goto out;
+    }
+    char *e = NULL;
+    rocksdb_put_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen,
+                   value != NULL ? (const char *)value : "", len, &e);
+    if (e != NULL) {
+        rc = lc_store__rdb_err(err, e, "writing the action cache");
+        goto out;
+    }
+    if (!existed)
+        atomic_fetch_add(&s->ac_entries, 1);
+out:
+    pthread_mutex_unlock(lock);
+    free(key);
+    return rc;
+}
+
+int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *action, lc_err *err)
+{
+    int rc = check_digest(action, err);
+    if (rc != 0)
+        return rc;
+    size_t klen;
+    uint8_t *key = ac_key(instance, action, &klen);
+    if (key == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    pthread_mutex_t *lock = lc_store__lock_for(s, action->hash);
+    pthread_mutex_lock(lock);
+    int existed = ac_exists(s, key, klen, err);
+    if (existed <= 0) {
+        rc = existed;
+        goto out;
+    }
+    char *e = NULL;
+    rocksdb_delete_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen, &e);
+    if (e != NULL) {
+        rc = lc_store__rdb_err(err, e, "deleting from the action cache");
+        goto out;
+    }
+    atomic_fetch_sub(&s->ac_entries, 1);
+out:
+    pthread_mutex_unlock(lock);
+    free(key);
+    return rc;
+}
+
+int lc_store_ac_scan(lc_store *s, const char *instance, lc_store_ac_visit_fn fn, void *ctx,
+                     lc_err *err)
+{
+    size_t plen = instance != NULL ? strlen(instance) + 1 : 0; /* prefix includes the NUL */
+    char *name = NULL;
+    size_t name_cap = 0;
+    int rc = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_AC]);
+    if (instance != NULL)
+        rocksdb_iter_seek(it, instance, plen);
+    else
+        rocksdb_iter_seek_to_first(it);
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (instance != NULL && (klen < plen || memcmp(k, instance, plen) != 0))
+            break;
+        const char *nul = memchr(k, '\0', klen);
+        if (nul == NULL || (size_t)(k + klen - (nul + 1)) != LC_STORE__META_KEY_LEN)
+            continue; /* not an AC key we wrote */
+        size_t il = (size_t)(nul - k);
+        if (il + 1 > name_cap) {
+            char *p = realloc(name, il + 1);
+            if (p == NULL) {
+                rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+            }
+            name = p;
+            name_cap = il + 1;
+        }
+        memcpy(name, k, il + 1);
+        lc_digest d;
+        memcpy(d.hash, nul + 1, LC_HASH_LEN);
+        d.size = (int64_t)lc_store__get_be64((const uint8_t *)nul + 1 + LC_HASH_LEN);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        if (fn(ctx, name, &d, (const uint8_t *)v, vlen) != 0)
+            goto out;
+    }
+    rc = iter_err(it, err, "scanning the action cache");
+out:
+    rocksdb_iter_destroy(it);
+    free(name);
+    return rc;
+}
+
+/* ---- totals ------------------------------------------------------------- */
+
+void lc_store_get_totals(lc_store *s, lc_store_totals *out)
+{
+    out->blobs = atomic_load(&s->blobs);
+    out->blob_bytes = atomic_load(&s->blob_bytes);
+    out->ac_entries = atomic_load(&s->ac_entries);
+}

@@ -1,0 +1,97 @@
+/* store_internal.h - what store.c and store_upload.c share; not for other modules.
+ *
+ * Record layouts (all integers big-endian, so keys sort by number):
+ *   blob_meta  key   hash(32) size(8)
+ *              value version(1)=1 size(8) storage_id(16) created(8) atime(8)
+ *   blob_chunks key  storage_id(16) offset(8)   value: the bytes at offset
+ *   uploads    key   the resource name          value: version(1)=1 storage_id(16)
+ *              hash(32) size(8) committed(8) started(8) updated(8)
+ * Times are Unix seconds.
+ */
+#ifndef LC_STORE_INTERNAL_H
+#define LC_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <rocksdb/c.h>
+
+#include "store.h"
+
+#define LC_STORE__ID_LEN 16
+#define LC_STORE__META_KEY_LEN (LC_HASH_LEN + 8)
+#define LC_STORE__META_VAL_LEN (1 + 8 + LC_STORE__ID_LEN + 8 + 8)
+#define LC_STORE__CHUNK_KEY_LEN (LC_STORE__ID_LEN + 8)
+#define LC_STORE__UPLOAD_VAL_LEN (1 + LC_STORE__ID_LEN + LC_HASH_LEN + 8 + 8 + 8 + 8)
+#define LC_STORE__LOCKS 64
+/* Unfinished uploads idle longer than this are dropped at open. */
+#define LC_STORE__UPLOAD_TTL (24 * 3600)
+
+enum { CF_DEFAULT, CF_AC, CF_BLOB_META, CF_BLOB_CHUNKS, CF_UPLOADS, CF_COUNT };
+
+/* One upload key being written right now (at most one handle per key). */
+typedef struct lc_store__active {
+    struct lc_store__active *next;
+    char key[];
+} lc_store__active;
+
+struct lc_store {
+    rocksdb_t *db;
+    rocksdb_options_t *db_opts;
+    rocksdb_options_t *cf_opts[CF_COUNT];
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    /* Column families found on disk that we do not use; opened because RocksDB
+     * requires it, closed with the rest. */
+    rocksdb_column_family_handle_t **extra_cf;
+    rocksdb_options_t *extra_opts;
+    size_t n_extra;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_readoptions_t *ropts;
+    /* Striped by hash: serializes "is it there? then write" on one digest or AC key
+     * so counters stay exact and two writers never both commit a blob record. */
+    pthread_mutex_t locks[LC_STORE__LOCKS];
+    pthread_mutex_t active_lock;
+    lc_store__active *active;
+    _Atomic uint64_t blobs, blob_bytes, ac_entries;
+};
+
+typedef struct lc_store__meta {
+    int64_t size;
+    uint8_t storage_id[LC_STORE__ID_LEN];
+    int64_t created, atime;
+} lc_store__meta;
+
+typedef struct lc_store__uprec {
+    uint8_t storage_id[LC_STORE__ID_LEN];
+    lc_digest digest;
+    int64_t committed, started, updated;
+} lc_store__uprec;
+
+void lc_store__put_be64(uint8_t *p, uint64_t v);
+uint64_t lc_store__get_be64(const uint8_t *p);
+void lc_store__meta_key(const lc_digest *d, uint8_t key[LC_STORE__META_KEY_LEN]);
+void lc_store__meta_encode(const lc_store__meta *m, uint8_t out[LC_STORE__META_VAL_LEN]);
+int lc_store__meta_decode(const char *v, size_t len, lc_store__meta *m);
+void lc_store__chunk_key(const uint8_t *id, uint64_t offset, uint8_t key[LC_STORE__CHUNK_KEY_LEN]);
+void lc_store__uprec_encode(const lc_store__uprec *u, uint8_t out[LC_STORE__UPLOAD_VAL_LEN]);
+int lc_store__uprec_decode(const char *v, size_t len, lc_store__uprec *u);
+int lc_store__new_id(uint8_t id[LC_STORE__ID_LEN], lc_err *err);
+int64_t lc_store__now(void);
+
+/* Turns a RocksDB errptr into an lc error (and frees it); returns the negative code. */
+int lc_store__rdb_err(lc_err *err, char *errptr, const char *what);
+/* Writes a batch with the store's write options. */
+int lc_store__write(lc_store *s, rocksdb_writebatch_t *b, lc_err *err, const char *what);
+/* Adds a delete of every chunk of storage id to the batch (one range tombstone). */
+void lc_store__batch_drop_chunks(lc_store *s, rocksdb_writebatch_t *b, const uint8_t *id);
+/* Reads the blob record of d (latest state). 1 found, 0 absent, <0 error. */
+int lc_store__meta_get(lc_store *s, const rocksdb_readoptions_t *ro, const lc_digest *d,
+                       lc_store__meta *m, lc_err *err);
+pthread_mutex_t *lc_store__lock_for(lc_store *s, const uint8_t *hash);
+void lc_store__count_blob(lc_store *s, int64_t size, int sign);
+
+/* Removes upload records (and their chunks) idle for at least max_age seconds
+ * that no handle has open. Used at open and by lc_store_gc_uploads. */
+int lc_store__gc_uploads(lc_store *s, int64_t max_age, uint64_t *removed, lc_err *err);
+
+#endif

@@ -1,0 +1,476 @@
+/* store_upload.c - resumable uploads (ByteStream.Write) into the store.
+ *
+ * An upload writes chunks under its own storage id and keeps an "uploads"
+ * record (storage id, expected digest, committed bytes) updated in the same
+ * batch as each chunk, so after a crash the record says exactly which bytes
+ * are durable. Only lc_upload_finish, after checking SHA-256 and size, writes
+ * the blob record that makes the chunks visible. At most one handle per upload
+ * key exists at a time (a second open gets ABORTED), which keeps one writer
+ * per storage id.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+enum up_state {
+    UP_OPEN,     /* receiving data */
+    UP_COMPLETE, /* the blob already exists: data is counted and dropped */
+    UP_DONE,     /* finished or discarded */
+    UP_BROKEN,   /* a write failed: the hash state no longer matches the store */
+};
+
+struct lc_upload {
+    lc_store *s;
+    char *key;
+    size_t keylen;
+    lc_digest d;
+    lc_store__uprec rec;
+    lc_hasher *h;
+    uint8_t *buf; /* LC_STORE_CHUNK bytes, allocated on first partial chunk */
+    size_t buflen;
+    int64_t received; /* UP_COMPLETE: bytes the client sent anyway */
+    int state;
+};
+
+/* ---- the registry of keys with an open handle ---------------------------- */
+
+static bool active_has_locked(lc_store *s, const char *key, size_t keylen)
+{
+    for (lc_store__active *a = s->active; a != NULL; a = a->next)
+        if (strlen(a->key) == keylen && memcmp(a->key, key, keylen) == 0)
+            return true;
+    return false;
+}
+
+static int active_add(lc_store *s, const char *key, lc_err *err)
+{
+    size_t n = strlen(key);
+    lc_store__active *a = malloc(sizeof(*a) + n + 1);
+    if (a == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(a->key, key, n + 1);
+    pthread_mutex_lock(&s->active_lock);
+    bool busy = active_has_locked(s, key, n);
+    if (!busy) {
+        a->next = s->active;
+        s->active = a;
+    }
+    pthread_mutex_unlock(&s->active_lock);
+    if (busy) {
+        free(a);
+        return lc_err_set(err, LC_ABORTED, "upload %s is being written by another stream", key);
+    }
+    return 0;
+}
+
+static void active_remove(lc_store *s, const char *key)
+{
+    pthread_mutex_lock(&s->active_lock);
+    for (lc_store__active **p = &s->active; *p != NULL; p = &(*p)->next) {
+        if (strcmp((*p)->key, key) == 0) {
+            lc_store__active *a = *p;
+            *p = a->next;
+            free(a);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->active_lock);
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+/* 1 found (and decoded), 0 absent or undecodable, <0 error. */
+static int uprec_get(lc_store *s, const char *key, size_t keylen, lc_store__uprec *u, lc_err *err)
+{
+    char *e = NULL;
+    rocksdb_pinnableslice_t *ps =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_UPLOADS], key, keylen, &e);
+    if (e != NULL)
+        return lc_store__rdb_err(err, e, "reading upload record");
+    if (ps == NULL)
+        return 0;
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    int ok = lc_store__uprec_decode(v, vlen, u) == 0;
+    rocksdb_pinnableslice_destroy(ps);
+    return ok;
+}
+
+static void batch_put_uprec(lc_upload *u, rocksdb_writebatch_t *b)
+{
+    uint8_t val[LC_STORE__UPLOAD_VAL_LEN];
+    lc_store__uprec_encode(&u->rec, val);
+    rocksdb_writebatch_put_cf(b, u->s->cf[CF_UPLOADS], u->key, u->keylen, (const char *)val,
+                              sizeof(val));
+}
+
+/* Deletes the upload record of key and the chunks of id in one batch. */
+static int drop_upload(lc_store *s, const char *key, size_t keylen, const uint8_t *id,
+                       lc_err *err)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], key, keylen);
+    lc_store__batch_drop_chunks(s, b, id);
+    int rc = lc_store__write(s, b, err, "dropping upload");
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
+/* Feeds the durable chunks [0, committed) to a fresh hasher. DATA_LOSS if
+ * they do not cover that range exactly. */
+static int rehash(lc_upload *u, lc_err *err)
+{
+    lc_store *s = u->s;
+    uint8_t lo[LC_STORE__CHUNK_KEY_LEN], hi[LC_STORE__CHUNK_KEY_LEN];
+    lc_store__chunk_key(u->rec.storage_id, 0, lo);
+    lc_store__chunk_key(u->rec.storage_id, (uint64_t)u->rec.committed, hi);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_BLOB_CHUNKS]);
+    int64_t pos = 0;
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo)); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        if (klen != LC_STORE__CHUNK_KEY_LEN || (int64_t)lc_store__get_be64(k + 16) != pos)
+            break;
+        lc_hasher_update(u->h, v, vlen);
+        pos += (int64_t)vlen;
+    }
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    if (e != NULL)
+        rc = lc_store__rdb_err(err, e, "reading upload chunks");
+    else if (pos != u->rec.committed)
+        rc = lc_err_set(err, LC_DATA_LOSS, "upload %s: stored chunks cover %" PRId64
+                        " of %" PRId64 " committed bytes", u->key, pos, u->rec.committed);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+/* Starts the upload afresh under a new storage id, dropping old's chunks. */
+static int start_fresh(lc_upload *u, const lc_store__uprec *old, lc_err *err)
+{
+    lc_digest empty;
+    lc_hasher_final(u->h, &empty); /* reset */
+    memset(&u->rec, 0, sizeof(u->rec));
+    int rc = lc_store__new_id(u->rec.storage_id, err);
+    if (rc != 0)
+        return rc;
+    u->rec.digest = u->d;
+    u->rec.started = u->rec.updated = lc_store__now();
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    if (old != NULL)
+        lc_store__batch_drop_chunks(u->s, b, old->storage_id);
+    batch_put_uprec(u, b);
+    rc = lc_store__write(u->s, b, err, "starting upload");
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
+/* ---- the handle ------------------------------------------------------- */
+
+void lc_upload_free(lc_upload **up)
+{
+    lc_upload *u = up != NULL ? *up : NULL;
+    if (u == NULL)
+        return;
+    if (u->key != NULL)
+        active_remove(u->s, u->key);
+    lc_hasher_free(&u->h);
+    free(u->buf);
+    free(u->key);
+    free(u);
+    *up = NULL;
+}
+
+int lc_upload_open(lc_store *s, const char *key, const lc_digest *d, lc_upload **out,
+                   bool *already_complete, lc_err *err)
+{
+    *out = NULL;
+    if (already_complete != NULL)
+        *already_complete = false;
+    if (key == NULL || key[0] == '\0')
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "empty upload name");
+    if (d == NULL || d->size < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "upload %s: bad digest", key);
+    lc_upload *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    u->s = s;
+    u->d = *d;
+    u->keylen = strlen(key);
+    u->h = lc_hasher_new();
+    char *k = malloc(u->keylen + 1);
+    int rc;
+    if (u->h == NULL || k == NULL) {
+        free(k);
+        lc_upload_free(&u);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    memcpy(k, key, u->keylen + 1);
+    if ((rc = active_add(s, key, err)) != 0) {
+        free(k);
+        lc_upload_free(&u);
+        return rc;
+    }
+    u->key = k; /* from here on lc_upload_free unregisters it */
+
+    lc_store__meta m;
+    int exists = lc_digest_is_empty(d) ? 1 : lc_store__meta_get(s, NULL, d, &m, err);
+    lc_store__uprec old;
+    int have_old = exists < 0 ? 0 : uprec_get(s, key, u->keylen, &old, err);
+    if ((rc = exists < 0 ? exists : have_old < 0 ? have_old : 0) != 0)
+        goto fail;
+    if (exists) {
+        u->state = UP_COMPLETE;
+        if (have_old && (rc = drop_upload(s, key, u->keylen, old.storage_id, err)) != 0)
+            goto fail;
+    } else if (have_old && lc_digest_equal(&old.digest, d)) {
+        u->rec = old;
+        rc = rehash(u, err);
+        if (rc == -LC_DATA_LOSS) /* unusable leftovers: start over, the client resends */
+            rc = start_fresh(u, &old, err);
+        if (rc != 0)
+            goto fail;
+    } else if ((rc = start_fresh(u, have_old ? &old : NULL, err)) != 0) {
+        goto fail;
+    }
+    if (already_complete != NULL)
+        *already_complete = u->state == UP_COMPLETE;
+    *out = u;
+    return 0;
+fail:
+    lc_upload_free(&u);
+    return rc;
+}
+
+int64_t lc_upload_committed(const lc_upload *u)
+{
+    return u->state == UP_COMPLETE ? u->d.size : u->rec.committed;
+}
+
+static int usable(const lc_upload *u, lc_err *err)
+{
+    if (u->state == UP_DONE)
+        return lc_err_set(err, LC_FAILED_PRECONDITION, "upload %s is already finished", u->key);
+    if (u->state == UP_BROKEN)
+        return lc_err_set(err, LC_INTERNAL,
+                          "upload %s failed earlier; open it again to resume", u->key);
+    return 0;
+}
+
+/* Writes one chunk at the committed offset and advances the record, atomically. */
+static int write_chunk(lc_upload *u, const void *p, size_t n, lc_err *err)
+{
+    uint8_t key[LC_STORE__CHUNK_KEY_LEN];
+    lc_store__chunk_key(u->rec.storage_id, (uint64_t)u->rec.committed, key);
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(b, u->s->cf[CF_BLOB_CHUNKS], (const char *)key, sizeof(key), p, n);
+    u->rec.committed += (int64_t)n;
+    u->rec.updated = lc_store__now();
+    batch_put_uprec(u, b);
+    int rc = lc_store__write(u->s, b, err, "writing upload chunk");
+    rocksdb_writebatch_destroy(b);
+    if (rc != 0) {
+        u->rec.committed -= (int64_t)n;
+        u->state = UP_BROKEN;
+    }
+    return rc;
+}
+
+int lc_upload_append(lc_upload *u, const void *data, size_t len, lc_err *err)
+{
+    int rc = usable(u, err);
+    if (rc != 0)
+        return rc;
+    int64_t have = u->state == UP_COMPLETE ? u->received : u->rec.committed + (int64_t)u->buflen;
+    if ((uint64_t)len > (uint64_t)(u->d.size - have))
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "upload %s: %zu more bytes after %" PRId64
+                          " would exceed the declared size %" PRId64,
+                          u->key, len, have, u->d.size);
+    if (u->state == UP_COMPLETE) {
+        u->received += (int64_t)len;
+        return 0;
+    }
+    lc_hasher_update(u->h, data, len);
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (u->buflen == 0 && len >= LC_STORE_CHUNK) { /* whole chunk: no copy */
+            if ((rc = write_chunk(u, p, LC_STORE_CHUNK, err)) != 0)
+                return rc;
+            p += LC_STORE_CHUNK;
+            len -= LC_STORE_CHUNK;
+            continue;
+        }
+        if (u->buf == NULL && (u->buf = malloc(LC_STORE_CHUNK)) == NULL) {
+            u->state = UP_BROKEN;
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        size_t n = LC_STORE_CHUNK - u->buflen < len ? LC_STORE_CHUNK - u->buflen : len;
+        memcpy(u->buf + u->buflen, p, n);
+        u->buflen += n;
+        p += n;
+        len -= n;
+        if (u->buflen == LC_STORE_CHUNK) {
+            if ((rc = write_chunk(u, u->buf, u->buflen, err)) != 0)
+                return rc;
+            u->buflen = 0;
+        }
+    }
+    return 0;
+}
+
+int lc_upload_flush(lc_upload *u, lc_err *err)
+{
+    int rc = usable(u, err);
+    if (rc != 0 || u->state != UP_OPEN || u->buflen == 0)
+        return rc;
+    if ((rc = write_chunk(u, u->buf, u->buflen, err)) != 0)
+        return rc;
+    u->buflen = 0;
+    return 0;
+}
+
+int lc_upload_finish(lc_upload *u, lc_err *err)
+{
+    int rc = usable(u, err);
+    if (rc != 0)
+        return rc;
+    if (u->state == UP_COMPLETE) {
+        u->state = UP_DONE;
+        return 0;
+    }
+    if ((rc = lc_upload_flush(u, err)) != 0)
+        return rc;
+    lc_store *s = u->s;
+    lc_digest got;
+    lc_hasher_final(u->h, &got);
+    got.size = u->rec.committed;
+    if (!lc_digest_equal(&got, &u->d)) {
+        char want_hex[LC_HASH_HEX_LEN + 1], got_hex[LC_HASH_HEX_LEN + 1];
+        lc_digest_hex(&u->d, want_hex);
+        lc_digest_hex(&got, got_hex);
+        u->state = UP_DONE;
+        rc = drop_upload(s, u->key, u->keylen, u->rec.storage_id, err);
+        if (rc != 0)
+            return rc;
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "digest mismatch: expected %s/%" PRId64 ", received %s/%" PRId64,
+                          want_hex, u->d.size, got_hex, got.size);
+    }
+    pthread_mutex_t *lock = lc_store__lock_for(s, u->d.hash);
+    pthread_mutex_lock(lock);
+    lc_store__meta m;
+    int exists = lc_store__meta_get(s, NULL, &u->d, &m, err);
+    if (exists < 0) {
+        rc = exists;
+        goto out;
+    }
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], u->key, u->keylen);
+    if (exists) { /* another writer won: ours are redundant copies */
+        lc_store__batch_drop_chunks(s, b, u->rec.storage_id);
+    } else {
+        memcpy(m.storage_id, u->rec.storage_id, LC_STORE__ID_LEN);
+        m.size = u->d.size;
+        m.created = m.atime = lc_store__now();
+        uint8_t key[LC_STORE__META_KEY_LEN], val[LC_STORE__META_VAL_LEN];
+        lc_store__meta_key(&u->d, key);
+        lc_store__meta_encode(&m, val);
+        rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key),
+                                  (const char *)val, sizeof(val));
+    }
+    rc = lc_store__write(s, b, err, "committing blob");
+    rocksdb_writebatch_destroy(b);
+    if (rc == 0 && !exists)
+        lc_store__count_blob(s, u->d.size, 1);
+out:
+    pthread_mutex_unlock(lock);
+    u->state = rc == 0 ? UP_DONE : UP_BROKEN;
+    return rc;
+}
+
+int lc_store_upload_status(lc_store *s, const char *key, const lc_digest *d, int64_t *committed,
+                           bool *complete, lc_err *err)
+{
+    *committed = 0;
+    *complete = false;
+    if (key == NULL || d == NULL || d->size < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "bad upload name or digest");
+    lc_store__meta m;
+    int exists = lc_digest_is_empty(d) ? 1 : lc_store__meta_get(s, NULL, d, &m, err);
+    if (exists < 0)
+        return exists;
+    if (exists) {
+        *committed = d->size;
+        *complete = true;
+        return 0;
+    }
+    lc_store__uprec rec;
+    int rc = uprec_get(s, key, strlen(key), &rec, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 || !lc_digest_equal(&rec.digest, d))
+        return lc_err_set(err, LC_NOT_FOUND, "no upload %s", key);
+    *committed = rec.committed;
+    return 0;
+}
+
+/* ---- garbage collection of abandoned uploads ----------------------------- */
+
+int lc_store__gc_uploads(lc_store *s, int64_t max_age, uint64_t *removed, lc_err *err)
+{
+    uint64_t n = 0;
+    int rc = 0;
+    int64_t cutoff = lc_store__now() - max_age;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_UPLOADS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == 0;
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        lc_store__uprec u;
+        bool bad = lc_store__uprec_decode(v, vlen, &u) != 0;
+        if (!bad && u.updated > cutoff)
+            continue;
+        /* Holding the registry lock across the delete: an open of this key
+         * either happened before (and we skip it) or happens after (and
+         * finds no record). */
+        pthread_mutex_lock(&s->active_lock);
+        if (!active_has_locked(s, k, klen)) {
+            rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+            rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], k, klen);
+            if (!bad)
+                lc_store__batch_drop_chunks(s, b, u.storage_id);
+            rc = lc_store__write(s, b, err, "dropping a stale upload");
+            rocksdb_writebatch_destroy(b);
+            n += rc == 0;
+        }
+        pthread_mutex_unlock(&s->active_lock);
+    }
+    if (rc == 0) {
+        char *e = NULL;
+        rocksdb_iter_get_error(it, &e);
+        if (e != NULL)
+            rc = lc_store__rdb_err(err, e, "scanning uploads");
+    }
+    rocksdb_iter_destroy(it);
+    if (removed != NULL)
+        *removed = n;
+    return rc;
+}
+
+int lc_store_gc_uploads(lc_store *s, int64_t max_age_seconds, uint64_t *removed, lc_err *err)
+{
+    if (max_age_seconds < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "negative upload age %" PRId64,
+                          max_age_seconds);
+    return lc_store__gc_uploads(s, max_age_seconds, removed, err);
+}
