@@ -1,0 +1,70 @@
+/* cache_client_int.h - internals shared by cache_client.c and
+ * bytestream_client.c; not for other modules. */
+#ifndef LC_CACHE_CLIENT_INT_H
+#define LC_CACHE_CLIENT_INT_H
+
+#include <grpc/grpc.h>
+
+#include "cache_client.h"
+
+enum lc__cache_method {
+    LC__M_CAPABILITIES,
+    LC__M_GET_ACTION_RESULT,
+    LC__M_UPDATE_ACTION_RESULT,
+    LC__M_FIND_MISSING,
+    LC__M_BATCH_UPDATE,
+    LC__M_BATCH_READ,
+    LC__M_BS_READ,
+    LC__M_BS_WRITE,
+    LC__M_BS_QUERY,
+    LC__M_COUNT,
+};
+
+struct lc_cache_client {
+    grpc_channel *channel;
+    void *methods[LC__M_COUNT]; /* grpc_channel_register_call handles */
+    char *target;               /* host:port */
+    char *instance;             /* "" for the default instance */
+    char *auth_value;           /* "Bearer <token>" or NULL */
+    int64_t deadline_ms;
+    int64_t connect_timeout_ms;
+    size_t max_message_size;
+};
+
+/* "GetActionResult", "Write", ... for messages. */
+const char *lc__cache_method_name(int m);
+
+/* A call on c for method m, on cq, that ends by `deadline_ms` from now. */
+grpc_call *lc__cache_call(lc_cache_client *c, int m, grpc_completion_queue *cq,
+                          int64_t deadline_ms);
+
+/* The initial metadata every call sends (authorization when a token is
+ * set): fills md[0..] and returns the count. Slices are static-lifetime
+ * views of c's strings, valid while c lives. */
+size_t lc__cache_metadata(const lc_cache_client *c, grpc_metadata md[1]);
+
+/* Turns a call's final status into the lc convention: 0 for OK, else
+ * -code with "Method: details" in err; a connection failure becomes
+ * UNAVAILABLE "cache server HOST:PORT unreachable". */
+int lc__cache_status(lc_cache_client *c, int m, grpc_status_code status, grpc_slice details,
+                     lc_err *err);
+
+/* Waits for tag on the pluck queue cq; returns the event's success flag. */
+int lc__cache_pluck(grpc_completion_queue *cq, void *tag);
+
+/* Shuts down, drains and destroys a pluck queue whose tags were all plucked. */
+void lc__cache_cq_destroy(grpc_completion_queue **cq);
+
+/* A blocking unary call of method m with its own pluck queue: *out (owned
+ * by the caller) is the response, parsed as desc. */
+int lc__cache_unary(lc_cache_client *c, int m, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, lc_err *err);
+
+/* Sets the wire Digest from d; hex must have room for 65 bytes and outlive msg. */
+void lc__cache_digest_to_msg(const lc_digest *d, char *hex,
+                             Build__Bazel__Remote__Execution__V2__Digest *msg);
+/* Parses a wire Digest (INVALID_ARGUMENT if malformed). */
+int lc__cache_digest_from_msg(const Build__Bazel__Remote__Execution__V2__Digest *msg,
+                              lc_digest *out, lc_err *err);
+
+#endif
