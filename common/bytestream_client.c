@@ -51,10 +51,11 @@ static int source_fill(source *s, void *buf, size_t len, int64_t off, lc_err *er
     return 0;
 }
 
-/* One Write stream sending [start, stop) of blob d to resource; the last
- * message carries finish_write when finish is set. abort cancels the call
- * after the last message instead of half-closing. */
-static int write_stream(lc_cache_client *c, const lc_digest *d, const char *resource, int64_t start,
+/* One Write stream sending [start, stop) of a blob of size bytes (-1:
+ * unknown, raw) to resource; the last message carries finish_write when
+ * finish is set. abort cancels the call after the last message instead of
+ * half-closing. */
+static int write_stream(lc_cache_client *c, int64_t size, const char *resource, int64_t start,
                         int64_t stop, int finish, int abort, source *src, int64_t *committed,
                         lc_err *err)
 {
@@ -165,10 +166,10 @@ static int write_stream(lc_cache_client *c, const lc_digest *d, const char *reso
     if (committed != NULL)
         *committed = wr->committed_size;
     /* -1 is what REAPI allows for compressed uploads; anything else must be the size. */
-    if (finish && wr->committed_size != d->size && wr->committed_size != -1)
+    if (finish && size >= 0 && wr->committed_size != size && wr->committed_size != -1)
         rc = lc_err_set(err, LC_INTERNAL,
                         "ByteStream.Write: server committed %" PRId64 " of %" PRId64 " bytes",
-                        wr->committed_size, d->size);
+                        wr->committed_size, size);
     protobuf_c_message_free_unpacked(&wr->base, NULL);
 
 out:
@@ -225,7 +226,7 @@ static int write_resumable(lc_cache_client *c, const lc_digest *d, source *src, 
         return lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Write: resource name too long");
     int64_t start = 0;
     for (int attempt = 0;; attempt++) {
-        int rc = write_stream(c, d, resource, start, d->size, 1, 0, src, NULL, err);
+        int rc = write_stream(c, d->size, resource, start, d->size, 1, 0, src, NULL, err);
         if (rc == 0 || src->pread == NULL || attempt == MAX_RESUMES || !resumable(rc))
             return rc;
         int64_t committed = 0;
@@ -309,17 +310,47 @@ int lc_cache_client_write(lc_cache_client *c, const lc_digest *d, const lc_cache
                                  resource, sizeof(resource)) != 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Write: resource name too long");
     source src = {fn, NULL, ctx};
-    return write_stream(c, d, resource, wo->start, stop, wo->stop == 0, wo->stop != 0 && wo->abort,
-                        &src, committed, err);
+    return write_stream(c, d->size, resource, wo->start, stop, wo->stop == 0,
+                        wo->stop != 0 && wo->abort, &src, committed, err);
+}
+
+typedef struct raw_source {
+    const char *data;
+    int64_t base, len; /* data holds bytes [base, base + len) of the stream */
+} raw_source;
+
+static ssize_t raw_pread(void *ctx, void *buf, size_t len, int64_t off, lc_err *err)
+{
+    raw_source *r = ctx;
+    (void)err;
+    int64_t rel = off - r->base;
+    if (rel < 0 || rel >= r->len)
+        return 0;
+    size_t n = (int64_t)len < r->len - rel ? len : (size_t)(r->len - rel);
+    memcpy(buf, r->data + rel, n);
+    return (ssize_t)n;
+}
+
+int lc_cache_client_write_raw(lc_cache_client *c, const char *resource, int64_t write_offset,
+                              const void *data, size_t len, int finish, int64_t *committed,
+                              lc_err *err)
+{
+    raw_source r = {data, write_offset, (int64_t)len};
+    source src = {raw_pread, NULL, &r};
+    return write_stream(c, -1, resource, write_offset, write_offset + (int64_t)len, finish, 0, &src,
+                        committed, err);
 }
 
 /* ---- Read ------------------------------------------------------------------ */
 
-int lc_cache_client_read(lc_cache_client *c, const lc_digest *d, int64_t offset, int64_t limit,
-                         lc_cache_write_fn fn, void *ctx, int64_t *nread, lc_err *err)
+/* One Read stream of resource from offset, at most limit bytes (0: to the
+ * end). expect >= 0 bounds the bytes accepted and must be met exactly;
+ * verify (may be NULL) is the digest the whole stream must have. */
+static int read_stream(lc_cache_client *c, const char *resource, int64_t offset, int64_t limit,
+                       int64_t expect, const lc_digest *verify, lc_cache_write_fn fn, void *ctx,
+                       int64_t *nread, lc_err *err)
 {
     int rc = 0, sink_rc = 0;
-    char resource[RESOURCE_MAX];
     grpc_metadata md[1];
     grpc_metadata_array init_md, trail_md;
     grpc_status_code status = GRPC_STATUS_OK;
@@ -334,28 +365,16 @@ int lc_cache_client_read(lc_cache_client *c, const lc_digest *d, int64_t offset,
     grpc_metadata_array_init(&init_md);
     grpc_metadata_array_init(&trail_md);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    if (offset < 0 || limit < 0 || d->size < 0) {
-        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Read: negative offset or limit");
-        goto out;
-    }
-    if (lc_cache_resource_read(c->instance, d, resource, sizeof(resource)) != 0) {
-        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Read: resource name too long");
-        goto out;
-    }
-    int whole = offset == 0 && limit == 0;
-    int64_t expect = offset >= d->size ? 0 : d->size - offset;
-    if (limit > 0 && limit < expect)
-        expect = limit;
-    if (whole && (hasher = lc_hasher_new()) == NULL) {
+    if (verify != NULL && (hasher = lc_hasher_new()) == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "ByteStream.Read: out of memory");
         goto out;
     }
     Google__Bytestream__ReadRequest req = GOOGLE__BYTESTREAM__READ_REQUEST__INIT;
-    req.resource_name = resource;
+    req.resource_name = (char *)resource;
     req.read_offset = offset;
     req.read_limit = limit;
     req_bb = lc_grpc_pack(&req.base);
-    call = lc__cache_call(c, LC__M_BS_READ, cq, stream_deadline_ms(c, expect));
+    call = lc__cache_call(c, LC__M_BS_READ, cq, stream_deadline_ms(c, expect > 0 ? expect : 0));
     if (req_bb == NULL || call == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "ByteStream.Read: cannot start the call");
         goto out;
@@ -391,7 +410,7 @@ int lc_cache_client_read(lc_cache_client *c, const lc_digest *d, int64_t offset,
         grpc_byte_buffer_destroy(bb);
         if (r == NULL) {
             sink_rc = lc_err_set(&sink_err, LC_INTERNAL, "invalid ReadResponse from the server");
-        } else if (total + (int64_t)r->data.len > expect) {
+        } else if (expect >= 0 && total + (int64_t)r->data.len > expect) {
             sink_rc =
                 lc_err_set(&sink_err, LC_DATA_LOSS,
                            "the server sent more than the %" PRId64 " bytes expected", expect);
@@ -429,20 +448,20 @@ int lc_cache_client_read(lc_cache_client *c, const lc_digest *d, int64_t offset,
     rc = lc__cache_status(c, LC__M_BS_READ, status, details, err);
     if (rc != 0)
         goto out;
-    if (whole) {
+    if (verify != NULL) {
         lc_digest got;
         lc_hasher_final(hasher, &got);
         got.size = total;
-        if (!lc_digest_equal(&got, d)) {
+        if (!lc_digest_equal(&got, verify)) {
             char want_hex[LC_HASH_HEX_LEN + 1], got_hex[LC_HASH_HEX_LEN + 1];
-            lc_digest_hex(d, want_hex);
+            lc_digest_hex(verify, want_hex);
             lc_digest_hex(&got, got_hex);
             rc = lc_err_set(err, LC_DATA_LOSS,
                             "ByteStream.Read: blob %s/%" PRId64 " arrived as %" PRId64
                             " bytes with digest %s",
-                            want_hex, d->size, total, got_hex);
+                            want_hex, verify->size, total, got_hex);
         }
-    } else if (total != expect) {
+    } else if (expect >= 0 && total != expect) {
         rc = lc_err_set(err, LC_DATA_LOSS,
                         "ByteStream.Read: %" PRId64 " of %" PRId64 " bytes arrived", total, expect);
     }
@@ -459,6 +478,30 @@ out:
     grpc_metadata_array_destroy(&trail_md);
     grpc_metadata_array_destroy(&init_md);
     return rc;
+}
+
+int lc_cache_client_read(lc_cache_client *c, const lc_digest *d, int64_t offset, int64_t limit,
+                         lc_cache_write_fn fn, void *ctx, int64_t *nread, lc_err *err)
+{
+    char resource[RESOURCE_MAX];
+    if (nread != NULL)
+        *nread = 0;
+    if (offset < 0 || limit < 0 || d->size < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Read: negative offset or limit");
+    if (lc_cache_resource_read(c->instance, d, resource, sizeof(resource)) != 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Read: resource name too long");
+    int64_t expect = offset >= d->size ? 0 : d->size - offset;
+    if (limit > 0 && limit < expect)
+        expect = limit;
+    int whole = offset == 0 && limit == 0;
+    return read_stream(c, resource, offset, limit, expect, whole ? d : NULL, fn, ctx, nread, err);
+}
+
+int lc_cache_client_read_raw(lc_cache_client *c, const char *resource, int64_t offset,
+                             int64_t limit, lc_cache_write_fn fn, void *ctx, int64_t *nread,
+                             lc_err *err)
+{
+    return read_stream(c, resource, offset, limit, -1, NULL, fn, ctx, nread, err);
 }
 
 typedef struct mem_sink {

@@ -184,6 +184,17 @@ int lc_cache_client_read_buffer(lc_cache_client *c, const lc_digest *d, void **o
 /* Whole blob written to fd at its current position. */
 int lc_cache_client_read_fd(lc_cache_client *c, const lc_digest *d, int fd, lc_err *err);
 
+/* Raw streams with a resource name used verbatim and no checks on the
+ * client side (tests, tools): Write sends data in 1 MiB messages starting
+ * at write_offset (finish_write on the last one when finish); Read delivers
+ * whatever the server sends. */
+int lc_cache_client_write_raw(lc_cache_client *c, const char *resource, int64_t write_offset,
+                              const void *data, size_t len, int finish, int64_t *committed,
+                              lc_err *err);
+int lc_cache_client_read_raw(lc_cache_client *c, const char *resource, int64_t offset,
+                             int64_t limit, lc_cache_write_fn fn, void *ctx, int64_t *nread,
+                             lc_err *err);
+
 /* ---- pure helpers (exposed for tests and the worker) ----------------- */
 /* Writes a random UUIDv4 and a NUL into out. */
 void lc_cache_uuid(char out[LC_CACHE_UUID_LEN + 1]);
