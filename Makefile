@@ -168,3 +168,21 @@ fuzz-corpus: fuzz-build
 	  echo "fuzz corpus $$n: ok"; done
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+# ---- benchmarks: bench-server (owner: bench) --------------------------------
+# bench/echo_server.c (the bare gRPC C core ceiling) and bench/loadgen.c build
+# into $(BUILD)/bench/; bench/bench-server runs them against layercache-server.
+# `make bench` builds these binaries and bench/run-all runs every bench/bench-*
+# script once (bench-server among them).
+BENCH_SERVER_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/loadgen
+.PHONY: bench-server bench-server-bins
+$(BUILD)/bench/%: $(call obj,bench/%.c) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+bench-server-bins: $(BENCH_SERVER_BINS)
+bench-server bench: export LC_BIN := $(abspath $(BINDIR))
+bench-server bench: export LC_BENCH_BIN := $(abspath $(BUILD)/bench)
+bench: bench-server-bins
+bench-server: all bench-server-bins
+	bench/bench-server
