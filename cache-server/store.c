@@ -112,7 +112,10 @@ int lc_store__new_id(uint8_t id[LC_STORE__ID_LEN], lc_err *err)
     return 0;
 }
 
-int64_t lc_store__now(void) { return (int64_t)time(NULL); }
+int64_t lc_store__now(void)
+{
+    return (int64_t)time(NULL);
+}
 
 int lc_store__rdb_err(lc_err *err, char *errptr, const char *what)
 {
@@ -256,6 +259,8 @@ static int open_db(lc_store *s, const char *dir, lc_err *err)
     if (e != NULL) { /* no database yet: create_if_missing makes one */
         rocksdb_free(e);
         e = NULL;
+        /* even on error it returns a (zero-length) malloc'd array */
+        rocksdb_list_column_families_destroy(disk, 0);
         disk = NULL;
         n_disk = 0;
     }
@@ -355,7 +360,10 @@ static int idset_add(idset *set, const uint8_t *id)
     return 0;
 }
 
-static int id_cmp(const void *a, const void *b) { return memcmp(a, b, LC_STORE__ID_LEN); }
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, LC_STORE__ID_LEN);
+}
 
 static int iter_err(rocksdb_iterator_t *it, lc_err *err, const char *what)
 {
@@ -775,8 +783,9 @@ int lc_blob_reader_next(lc_blob_reader *r, const uint8_t **data, size_t *len, lc
         if (rc != 0)
             return rc;
         lc_digest_hex(&r->d, hex);
-        return lc_err_set(err, LC_DATA_LOSS, "blob %s/%" PRId64 ": chunk at offset %" PRId64
-                          " is missing", hex, r->d.size, r->pos);
+        return lc_err_set(err, LC_DATA_LOSS,
+                          "blob %s/%" PRId64 ": chunk at offset %" PRId64 " is missing", hex,
+                          r->d.size, r->pos);
     }
     size_t klen, vlen;
     const uint8_t *k = (const uint8_t *)rocksdb_iter_key(r->it, &klen);
@@ -913,8 +922,8 @@ int lc_store_ac_get(lc_store *s, const char *instance, const lc_digest *action, 
     if (ps == NULL) {
         char hex[LC_HASH_HEX_LEN + 1];
         lc_digest_hex(action, hex);
-        return lc_err_set(err, LC_NOT_FOUND, "no action result for %s/%" PRId64 " in \"%s\"",
-                          hex, action->size, instance != NULL ? instance : "");
+        return lc_err_set(err, LC_NOT_FOUND, "no action result for %s/%" PRId64 " in \"%s\"", hex,
+                          action->size, instance != NULL ? instance : "");
     }
     size_t vlen;
     const char *v = rocksdb_pinnableslice_value(ps, &vlen);

@@ -39,9 +39,9 @@
 typedef struct lc_store lc_store;
 
 typedef struct lc_store_options {
-    bool sync_writes;        /* fsync the WAL on every blob/AC commit (default off:
-                                a killed process loses nothing, a power cut may) */
-    int64_t max_bytes;       /* 0 = unlimited (eviction lives in a later module) */
+    bool sync_writes;  /* fsync the WAL on every blob/AC commit (default off:
+                          a killed process loses nothing, a power cut may) */
+    int64_t max_bytes; /* 0 = unlimited (eviction lives in a later module) */
 } lc_store_options;
 
 /* Opens (creating if missing) the database in dir. */
@@ -61,8 +61,7 @@ int lc_store_find_missing(lc_store *s, const lc_digest *digests, size_t n, bool 
 /* Stores a whole blob held in memory (BatchUpdateBlobs): verifies that data
  * has digest d (INVALID_ARGUMENT naming expected and actual otherwise),
  * then commits atomically. Storing an existing blob is a cheap no-op. */
-int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t len,
-                      lc_err *err);
+int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t len, lc_err *err);
 
 /* Reads a whole blob into a malloc'd buffer the caller frees (BatchReadBlobs;
  * callers bound the size). NOT_FOUND if absent. */

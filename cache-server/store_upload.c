@@ -107,8 +107,7 @@ static void batch_put_uprec(lc_upload *u, rocksdb_writebatch_t *b)
 }
 
 /* Deletes the upload record of key and the chunks of id in one batch. */
-static int drop_upload(lc_store *s, const char *key, size_t keylen, const uint8_t *id,
-                       lc_err *err)
+static int drop_upload(lc_store *s, const char *key, size_t keylen, const uint8_t *id, lc_err *err)
 {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], key, keylen);
@@ -146,8 +145,9 @@ static int rehash(lc_upload *u, lc_err *err)
     if (e != NULL)
         rc = lc_store__rdb_err(err, e, "reading upload chunks");
     else if (pos != u->rec.committed)
-        rc = lc_err_set(err, LC_DATA_LOSS, "upload %s: stored chunks cover %" PRId64
-                        " of %" PRId64 " committed bytes", u->key, pos, u->rec.committed);
+        rc = lc_err_set(err, LC_DATA_LOSS,
+                        "upload %s: stored chunks cover %" PRId64 " of %" PRId64 " committed bytes",
+                        u->key, pos, u->rec.committed);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return rc;
@@ -260,8 +260,8 @@ static int usable(const lc_upload *u, lc_err *err)
     if (u->state == UP_DONE)
         return lc_err_set(err, LC_FAILED_PRECONDITION, "upload %s is already finished", u->key);
     if (u->state == UP_BROKEN)
-        return lc_err_set(err, LC_INTERNAL,
-                          "upload %s failed earlier; open it again to resume", u->key);
+        return lc_err_set(err, LC_INTERNAL, "upload %s failed earlier; open it again to resume",
+                          u->key);
     return 0;
 }
 
@@ -431,8 +431,7 @@ int lc_store__gc_uploads(lc_store *s, int64_t max_age, uint64_t *removed, lc_err
     int rc = 0;
     int64_t cutoff = lc_store__now() - max_age;
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_UPLOADS]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == 0;
-         rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == 0; rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
         const char *v = rocksdb_iter_value(it, &vlen);

@@ -1,0 +1,879 @@
+/* test_store.c - the RocksDB store: CAS, streaming reads, resumable uploads,
+ * action cache, totals, and what survives closing and reopening. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cache-server/store.h"
+
+#define MiB (1u << 20)
+
+static int count_raw_chunks(const char *dir);
+
+typedef struct fixture {
+    char dir[64];
+    lc_store *s;
+} fixture;
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void reopen(fixture *f)
+{
+    lc_err err = {0};
+    lc_store_close(&f->s);
+    assert_null(f->s);
+    int rc = lc_store_open(f->dir, NULL, &f->s, &err);
+    if (rc != 0)
+        fail_msg("reopen: %s", err.msg);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/lc-test-store.XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    lc_err err = {0};
+    /* a subdirectory, so open must create it */
+    strcat(f->dir, "/db");
+    if (lc_store_open(f->dir, NULL, &f->s, &err) != 0) {
+        fprintf(stderr, "open: %s\n", err.msg);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    lc_store_close(&f->s);
+    char *slash = strrchr(f->dir, '/');
+    *slash = '\0';
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Deterministic pseudo-random bytes, different per seed. */
+static uint8_t *make_data(size_t n, uint32_t seed)
+{
+    uint8_t *p = malloc(n + 1);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (uint8_t)x;
+    }
+    return p;
+}
+
+static void read_all(lc_store *s, const lc_digest *d, int64_t off, int64_t limit, uint8_t **out,
+                     size_t *outlen)
+{
+    lc_err err = {0};
+    lc_blob_reader *r = NULL;
+    int rc = lc_blob_reader_open(s, d, off, limit, &r, &err);
+    if (rc != 0)
+        fail_msg("reader_open: %s", err.msg);
+    size_t cap = 1024, len = 0;
+    uint8_t *buf = malloc(cap);
+    for (;;) {
+        const uint8_t *p;
+        size_t n;
+        rc = lc_blob_reader_next(r, &p, &n, &err);
+        if (rc != 0)
+            fail_msg("reader_next: %s", err.msg);
+        if (n == 0)
+            break;
+        assert_true(n <= LC_STORE_CHUNK);
+        if (len + n > cap) {
+            while (len + n > cap)
+                cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        memcpy(buf + len, p, n);
+        len += n;
+    }
+    lc_blob_reader_free(&r);
+    assert_null(r);
+    *out = buf;
+    *outlen = len;
+}
+
+static void test_put_get_exists_find_missing(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    uint8_t *a = make_data(1000, 1), *b = make_data(3 * MiB + 17, 2);
+    lc_digest da, db, dc;
+    lc_digest_of(a, 1000, &da);
+    lc_digest_of(b, 3 * MiB + 17, &db);
+    lc_digest_of("not stored", 10, &dc);
+
+    assert_int_equal(lc_store_blob_exists(f->s, &da, &err), 0);
+    assert_int_equal(lc_store_blob_put(f->s, &da, a, 1000, &err), 0);
+    assert_int_equal(lc_store_blob_put(f->s, &db, b, 3 * MiB + 17, &err), 0);
+    assert_int_equal(lc_store_blob_put(f->s, &da, a, 1000, &err), 0); /* no-op */
+    assert_int_equal(lc_store_blob_exists(f->s, &da, &err), 1);
+    assert_int_equal(lc_store_blob_exists(f->s, &db, &err), 1);
+    assert_int_equal(lc_store_blob_exists(f->s, &dc, &err), 0);
+
+    /* same hash, other size: a different blob */
+    lc_digest da_wrong = da;
+    da_wrong.size = 999;
+    assert_int_equal(lc_store_blob_exists(f->s, &da_wrong, &err), 0);
+
+    lc_digest q[4] = {dc, da, lc_digest_empty, db};
+    bool missing[4] = {false, true, true, true};
+    assert_int_equal(lc_store_find_missing(f->s, q, 4, missing, &err), 0);
+    assert_true(missing[0]);
+    assert_false(missing[1]);
+    assert_false(missing[2]);
+    assert_false(missing[3]);
+
+    uint8_t *got;
+    size_t len;
+    assert_int_equal(lc_store_blob_get(f->s, &db, &got, &len, &err), 0);
+    assert_int_equal(len, 3 * MiB + 17);
+    assert_memory_equal(got, b, len);
+    free(got);
+    assert_int_equal(lc_store_blob_get(f->s, &dc, &got, &len, &err), -LC_NOT_FOUND);
+    assert_null(got);
+
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, 2);
+    assert_int_equal(t.blob_bytes, 1000 + 3 * MiB + 17);
+
+    /* delete: gone, counted down, deleting again is fine */
+    assert_int_equal(lc_store_blob_delete(f->s, &db, &err), 0);
+    assert_int_equal(lc_store_blob_exists(f->s, &db, &err), 0);
+    assert_int_equal(lc_store_blob_delete(f->s, &db, &err), 0);
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, 1);
+    assert_int_equal(t.blob_bytes, 1000);
+    free(a);
+    free(b);
+}
+
+static void test_empty_blob(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    assert_int_equal(lc_store_blob_exists(f->s, &lc_digest_empty, &err), 1);
+    uint8_t *got = NULL;
+    size_t len = 99;
+    assert_int_equal(lc_store_blob_get(f->s, &lc_digest_empty, &got, &len, &err), 0);
+    assert_int_equal(len, 0);
+    free(got);
+    size_t n;
+    read_all(f->s, &lc_digest_empty, 0, 0, &got, &n);
+    assert_int_equal(n, 0);
+    free(got);
+    lc_blob_reader *r = NULL;
+    assert_int_equal(lc_blob_reader_open(f->s, &lc_digest_empty, 1, 0, &r, &err), -LC_OUT_OF_RANGE);
+    assert_int_equal(lc_store_blob_put(f->s, &lc_digest_empty, "", 0, &err), 0);
+    assert_int_equal(lc_store_blob_delete(f->s, &lc_digest_empty, &err), 0);
+    assert_int_equal(lc_store_blob_exists(f->s, &lc_digest_empty, &err), 1);
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, 0);
+}
+
+static void test_put_wrong_digest_stores_nothing(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    uint8_t *a = make_data(5000, 3);
+    lc_digest d;
+    lc_digest_of(a, 5000, &d);
+    char hex[LC_HASH_HEX_LEN + 1];
+    lc_digest_hex(&d, hex);
+
+    a[10] ^= 1; /* wrong content */
+    assert_int_equal(lc_store_blob_put(f->s, &d, a, 5000, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "digest mismatch"));
+    assert_non_null(strstr(err.msg, hex));
+    a[10] ^= 1;
+    assert_int_equal(lc_store_blob_put(f->s, &d, a, 4999, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "/5000"));
+    assert_non_null(strstr(err.msg, "/4999"));
+    lc_digest neg = d;
+    neg.size = -1;
+    assert_int_equal(lc_store_blob_put(f->s, &neg, a, 5000, &err), -LC_INVALID_ARGUMENT);
+
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 0);
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, 0);
+    free(a);
+}
+
+static void test_streaming_read_offsets(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    size_t size = 3 * MiB + MiB / 2;
+    uint8_t *a = make_data(size, 4);
+    lc_digest d;
+    lc_digest_of(a, size, &d);
+    assert_int_equal(lc_store_blob_put(f->s, &d, a, size, &err), 0);
+
+    const int64_t offs[] = {0, MiB - 1, MiB, MiB + 1, 2 * MiB + 12345, (int64_t)size - 1};
+    const int64_t limits[] = {0, 1, 2, MiB, MiB + 2, 3 * MiB};
+    for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+        for (size_t j = 0; j < sizeof(limits) / sizeof(limits[0]); j++) {
+            uint8_t *got;
+            size_t n;
+            read_all(f->s, &d, offs[i], limits[j], &got, &n);
+            size_t want = size - (size_t)offs[i];
+            if (limits[j] != 0 && (size_t)limits[j] < want)
+                want = (size_t)limits[j];
+            assert_int_equal(n, want);
+            assert_memory_equal(got, a + offs[i], n);
+            free(got);
+        }
+    }
+    uint8_t *got;
+    size_t n;
+    read_all(f->s, &d, (int64_t)size, 0, &got, &n); /* at the end: empty */
+    assert_int_equal(n, 0);
+    free(got);
+    lc_blob_reader *r = NULL;
+    assert_int_equal(lc_blob_reader_open(f->s, &d, (int64_t)size + 1, 0, &r, &err),
+                     -LC_OUT_OF_RANGE);
+    assert_null(r);
+    assert_int_equal(lc_blob_reader_open(f->s, &d, 0, -1, &r, &err), -LC_INVALID_ARGUMENT);
+    lc_digest absent = d;
+    absent.hash[0] ^= 1;
+    assert_int_equal(lc_blob_reader_open(f->s, &absent, 0, 0, &r, &err), -LC_NOT_FOUND);
+
+    /* A reader opened before a delete still reads the whole blob. */
+    assert_int_equal(lc_blob_reader_open(f->s, &d, 0, 0, &r, &err), 0);
+    const uint8_t *p;
+    assert_int_equal(lc_blob_reader_next(r, &p, &n, &err), 0);
+    assert_int_equal(n, MiB);
+    assert_int_equal(lc_store_blob_delete(f->s, &d, &err), 0);
+    size_t total = n;
+    for (;;) {
+        assert_int_equal(lc_blob_reader_next(r, &p, &n, &err), 0);
+        if (n == 0)
+            break;
+        assert_memory_equal(p, a + total, n);
+        total += n;
+    }
+    assert_int_equal(total, size);
+    lc_blob_reader_free(&r);
+    free(a);
+}
+
+/* Appends data in pieces of the given sizes, cycling. */
+static void append_pieces(lc_upload *u, const uint8_t *data, size_t len, const size_t *sizes,
+                          size_t nsizes)
+{
+    lc_err err = {0};
+    size_t off = 0;
+    for (size_t i = 0; off < len; i++) {
+        size_t n = sizes[i % nsizes];
+        if (n > len - off)
+            n = len - off;
+        int rc = lc_upload_append(u, data + off, n, &err);
+        if (rc != 0)
+            fail_msg("append at %zu: %s", off, err.msg);
+        off += n;
+    }
+}
+
+static void test_upload_odd_pieces(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    size_t size = 2 * MiB + 300001;
+    uint8_t *a = make_data(size, 5);
+    lc_digest d;
+    lc_digest_of(a, size, &d);
+    lc_upload *u = NULL;
+    bool complete = true;
+    const char *key = "inst/uploads/u1/blobs/x/1";
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, &complete, &err), 0);
+    assert_false(complete);
+    assert_int_equal(lc_upload_committed(u), 0);
+
+    int64_t committed;
+    bool done;
+    assert_int_equal(lc_store_upload_status(f->s, key, &d, &committed, &done, &err), 0);
+    assert_int_equal(committed, 0);
+    assert_false(done);
+
+    const size_t sizes[] = {16384, 7};
+    append_pieces(u, a, size, sizes, 2);
+    /* two full chunks are durable; the rest is buffered */
+    assert_int_equal(lc_upload_committed(u), 2 * MiB);
+    assert_int_equal(lc_store_upload_status(f->s, key, &d, &committed, &done, &err), 0);
+    assert_int_equal(committed, 2 * MiB);
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 0); /* not visible yet */
+
+    assert_int_equal(lc_upload_finish(u, &err), 0);
+    assert_int_equal(lc_upload_append(u, "x", 1, &err), -LC_FAILED_PRECONDITION);
+    lc_upload_free(&u);
+    assert_null(u);
+
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 1);
+    uint8_t *got;
+    size_t n;
+    read_all(f->s, &d, 0, 0, &got, &n);
+    assert_int_equal(n, size);
+    assert_memory_equal(got, a, size);
+    free(got);
+    /* the upload record is gone, the blob reports complete */
+    assert_int_equal(lc_store_upload_status(f->s, key, &d, &committed, &done, &err), 0);
+    assert_true(done);
+    assert_int_equal(committed, size);
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, 1);
+    assert_int_equal(t.blob_bytes, size);
+    free(a);
+}
+
+static void test_upload_wrong_digest(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    size_t size = MiB + 5;
+    uint8_t *a = make_data(size, 6);
+    lc_digest d;
+    lc_digest_of(a, size, &d);
+    char hex[LC_HASH_HEX_LEN + 1];
+    lc_digest_hex(&d, hex);
+    a[MiB + 1] ^= 0x80;
+    const char *key = "uploads/bad/blobs/h/s";
+    lc_upload *u = NULL;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, NULL, &err), 0);
+    assert_int_equal(lc_upload_append(u, a, size, &err), 0);
+    assert_int_equal(lc_upload_finish(u, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "digest mismatch: expected "));
+    assert_non_null(strstr(err.msg, hex));
+    lc_upload_free(&u);
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 0);
+    int64_t committed;
+    bool done;
+    assert_int_equal(lc_store_upload_status(f->s, key, &d, &committed, &done, &err), -LC_NOT_FOUND);
+
+    /* truncated: finish with fewer bytes than declared */
+    a[MiB + 1] ^= 0x80;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, NULL, &err), 0);
+    assert_int_equal(lc_upload_append(u, a, size - 1, &err), 0);
+    assert_int_equal(lc_upload_finish(u, &err), -LC_INVALID_ARGUMENT);
+    char want[100];
+    snprintf(want, sizeof(want), "received ");
+    assert_non_null(strstr(err.msg, want));
+    snprintf(want, sizeof(want), "/%zu", size - 1);
+    assert_non_null(strstr(err.msg, want));
+    lc_upload_free(&u);
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 0);
+
+    /* nothing left behind: no chunk of it remains in the database */
+    lc_store_close(&f->s);
+    assert_int_equal(count_raw_chunks(f->dir), 0);
+    reopen(f);
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, 0);
+    free(a);
+}
+
+static void test_upload_exceeds_size(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    uint8_t *a = make_data(100, 7);
+    lc_digest d;
+    lc_digest_of(a, 100, &d);
+    lc_upload *u = NULL;
+    assert_int_equal(lc_upload_open(f->s, "k/exceed", &d, &u, NULL, &err), 0);
+    assert_int_equal(lc_upload_append(u, a, 60, &err), 0);
+    assert_int_equal(lc_upload_append(u, a, 41, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "exceed"));
+    /* the rejected piece was not taken: the right rest still completes it */
+    assert_int_equal(lc_upload_append(u, a + 60, 40, &err), 0);
+    assert_int_equal(lc_upload_append(u, a, 1, &err), -LC_INVALID_ARGUMENT);
+    assert_int_equal(lc_upload_finish(u, &err), 0);
+    lc_upload_free(&u);
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 1);
+    free(a);
+}
+
+static void test_upload_resume_after_reopen(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    size_t size = 3 * MiB + 4321;
+    uint8_t *a = make_data(size, 8);
+    lc_digest d;
+    lc_digest_of(a, size, &d);
+    const char *key = "main/uploads/3f2a/blobs/abc/123";
+    lc_upload *u = NULL;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, NULL, &err), 0);
+    /* 1 MiB + 100 bytes, then the stream ends without finish: flush */
+    assert_int_equal(lc_upload_append(u, a, MiB + 100, &err), 0);
+    assert_int_equal(lc_upload_committed(u), MiB);
+    assert_int_equal(lc_upload_flush(u, &err), 0);
+    assert_int_equal(lc_upload_committed(u), MiB + 100);
+    /* some more that is buffered but never flushed: lost with the handle */
+    assert_int_equal(lc_upload_append(u, a + MiB + 100, 5000, &err), 0);
+    lc_upload_free(&u);
+
+    reopen(f);
+    int64_t committed;
+    bool done;
+    assert_int_equal(lc_store_upload_status(f->s, key, &d, &committed, &done, &err), 0);
+    assert_int_equal(committed, MiB + 100);
+    assert_false(done);
+
+    bool complete = true;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, &complete, &err), 0);
+    assert_false(complete);
+    assert_int_equal(lc_upload_committed(u), MiB + 100);
+    /* continue from the committed offset; the rebuilt hash must cover the start */
+    const size_t sizes[] = {MiB, 7, 16384};
+    append_pieces(u, a + MiB + 100, size - (MiB + 100), sizes, 3);
+    assert_int_equal(lc_upload_finish(u, &err), 0);
+    lc_upload_free(&u);
+
+    uint8_t *got;
+    size_t n;
+    read_all(f->s, &d, 0, 0, &got, &n); /* chunks are not aligned here */
+    assert_int_equal(n, size);
+    assert_memory_equal(got, a, size);
+    free(got);
+    read_all(f->s, &d, MiB + 99, 3, &got, &n);
+    assert_int_equal(n, 3);
+    assert_memory_equal(got, a + MiB + 99, 3);
+    free(got);
+    free(a);
+}
+
+static void test_upload_of_existing_blob(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    uint8_t *a = make_data(4096, 9);
+    lc_digest d;
+    lc_digest_of(a, 4096, &d);
+    assert_int_equal(lc_store_blob_put(f->s, &d, a, 4096, &err), 0);
+    lc_upload *u = NULL;
+    bool complete = false;
+    assert_int_equal(lc_upload_open(f->s, "k/existing", &d, &u, &complete, &err), 0);
+    assert_true(complete);
+    assert_int_equal(lc_upload_committed(u), 4096);
+    assert_int_equal(lc_upload_append(u, a, 4096, &err), 0); /* client sends anyway */
+    assert_int_equal(lc_upload_append(u, a, 1, &err), -LC_INVALID_ARGUMENT);
+    assert_int_equal(lc_upload_finish(u, &err), 0);
+    lc_upload_free(&u);
+
+    complete = false;
+    assert_int_equal(lc_upload_open(f->s, "k/empty", &lc_digest_empty, &u, &complete, &err), 0);
+    assert_true(complete);
+    assert_int_equal(lc_upload_finish(u, &err), 0);
+    lc_upload_free(&u);
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, 1);
+    free(a);
+}
+
+static void test_upload_same_key_twice_is_aborted(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    lc_digest d;
+    lc_digest_of("hello", 5, &d);
+    lc_upload *u1 = NULL, *u2 = NULL;
+    assert_int_equal(lc_upload_open(f->s, "k/same", &d, &u1, NULL, &err), 0);
+    assert_int_equal(lc_upload_open(f->s, "k/same", &d, &u2, NULL, &err), -LC_ABORTED);
+    assert_null(u2);
+    lc_upload_free(&u1);
+    assert_int_equal(lc_upload_open(f->s, "k/same", &d, &u2, NULL, &err), 0);
+    assert_int_equal(lc_upload_append(u2, "hello", 5, &err), 0);
+    assert_int_equal(lc_upload_finish(u2, &err), 0);
+    lc_upload_free(&u2);
+}
+
+typedef struct upload_job {
+    lc_store *s;
+    const char *key;
+    const uint8_t *data;
+    size_t len;
+    lc_digest d;
+    size_t piece;
+    int rc;
+    char msg[LC_ERR_MSG_MAX];
+} upload_job;
+
+static void *upload_thread(void *arg)
+{
+    upload_job *j = arg;
+    lc_err err = {0};
+    lc_upload *u = NULL;
+    j->rc = lc_upload_open(j->s, j->key, &j->d, &u, NULL, &err);
+    for (size_t off = 0; j->rc == 0 && off < j->len; off += j->piece) {
+        size_t n = j->len - off < j->piece ? j->len - off : j->piece;
+        j->rc = lc_upload_append(u, j->data + off, n, &err);
+    }
+    if (j->rc == 0)
+        j->rc = lc_upload_finish(u, &err);
+    lc_upload_free(&u);
+    memcpy(j->msg, err.msg, sizeof(j->msg));
+    return NULL;
+}
+
+static void test_concurrent_uploads_same_blob(void **state)
+{
+    fixture *f = *state;
+    size_t size = 5 * MiB + 333;
+    uint8_t *a = make_data(size, 10);
+    lc_digest d;
+    lc_digest_of(a, size, &d);
+    upload_job jobs[2] = {
+        {.s = f->s, .key = "i/uploads/A/blobs/h/s", .data = a, .len = size, .d = d, .piece = 16384},
+        {.s = f->s, .key = "i/uploads/B/blobs/h/s", .data = a, .len = size, .d = d, .piece = MiB},
+    };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, upload_thread, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++)
+        if (jobs[i].rc != 0)
+            fail_msg("upload %d: %s", i, jobs[i].msg);
+    uint8_t *got;
+    size_t n;
+    read_all(f->s, &d, 0, 0, &got, &n);
+    assert_int_equal(n, size);
+    assert_memory_equal(got, a, size);
+    free(got);
+    lc_store_totals t0;
+    lc_store_get_totals(f->s, &t0);
+    assert_int_equal(t0.blobs, 1);
+    assert_int_equal(t0.blob_bytes, size);
+    /* the loser's chunks were dropped (6 chunks stay), and the blob still reads back */
+    lc_store_close(&f->s);
+    assert_int_equal(count_raw_chunks(f->dir), 6);
+    reopen(f);
+    read_all(f->s, &d, 0, 0, &got, &n);
+    assert_int_equal(n, size);
+    assert_memory_equal(got, a, size);
+    free(got);
+    free(a);
+}
+
+typedef struct ac_seen {
+    int n;
+    char instances[8][16];
+    lc_digest actions[8];
+    size_t lens[8];
+    int stop_after;
+} ac_seen;
+
+static int ac_visit(void *ctx, const char *instance, const lc_digest *action, const uint8_t *value,
+                    size_t len)
+{
+    (void)value;
+    ac_seen *s = ctx;
+    if (s->n < 8) {
+        snprintf(s->instances[s->n], sizeof(s->instances[0]), "%s", instance);
+        s->actions[s->n] = *action;
+        s->lens[s->n] = len;
+    }
+    s->n++;
+    return s->stop_after != 0 && s->n >= s->stop_after;
+}
+
+static void test_action_cache(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    lc_digest k1, k2;
+    lc_digest_of("action-1", 8, &k1);
+    lc_digest_of("action-2", 8, &k2);
+    assert_int_equal(lc_store_ac_put(f->s, "team-a", &k1, (const uint8_t *)"result-a1", 9, &err),
+                     0);
+    assert_int_equal(lc_store_ac_put(f->s, "team-b", &k1, (const uint8_t *)"result-b1", 9, &err),
+                     0);
+    assert_int_equal(lc_store_ac_put(f->s, "team-a", &k2, (const uint8_t *)"r-a2", 4, &err), 0);
+    assert_int_equal(lc_store_ac_put(f->s, "", &k2, (const uint8_t *)"", 0, &err), 0);
+    /* replace: no new entry */
+    assert_int_equal(lc_store_ac_put(f->s, "team-a", &k2, (const uint8_t *)"r-a2'", 5, &err), 0);
+
+    uint8_t *v;
+    size_t len;
+    assert_int_equal(lc_store_ac_get(f->s, "team-a", &k1, &v, &len, &err), 0);
+    assert_int_equal(len, 9);
+    assert_memory_equal(v, "result-a1", 9);
+    free(v);
+    assert_int_equal(lc_store_ac_get(f->s, "team-b", &k1, &v, &len, &err), 0);
+    assert_memory_equal(v, "result-b1", 9);
+    free(v);
+    assert_int_equal(lc_store_ac_get(f->s, "team-a", &k2, &v, &len, &err), 0);
+    assert_int_equal(len, 5);
+    free(v);
+    assert_int_equal(lc_store_ac_get(f->s, "team-b", &k2, &v, &len, &err), -LC_NOT_FOUND);
+    assert_null(v);
+    assert_int_equal(lc_store_ac_get(f->s, "", &k2, &v, &len, &err), 0);
+    assert_int_equal(len, 0);
+    free(v);
+    assert_int_equal(lc_store_ac_get(f->s, "team", &k1, &v, &len, &err), -LC_NOT_FOUND);
+
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.ac_entries, 4);
+
+    ac_seen seen = {0};
+    assert_int_equal(lc_store_ac_scan(f->s, "team-a", ac_visit, &seen, &err), 0);
+    assert_int_equal(seen.n, 2);
+    for (int i = 0; i < 2; i++)
+        assert_string_equal(seen.instances[i], "team-a");
+    assert_true(lc_digest_equal(&seen.actions[0], &k1) || lc_digest_equal(&seen.actions[1], &k1));
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(lc_store_ac_scan(f->s, "team-b", ac_visit, &seen, &err), 0);
+    assert_int_equal(seen.n, 1);
+    assert_true(lc_digest_equal(&seen.actions[0], &k1));
+    assert_int_equal(seen.lens[0], 9);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(lc_store_ac_scan(f->s, "team", ac_visit, &seen, &err), 0);
+    assert_int_equal(seen.n, 0);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(lc_store_ac_scan(f->s, NULL, ac_visit, &seen, &err), 0);
+    assert_int_equal(seen.n, 4);
+    assert_string_equal(seen.instances[0], "");
+    memset(&seen, 0, sizeof(seen));
+    seen.stop_after = 2;
+    assert_int_equal(lc_store_ac_scan(f->s, NULL, ac_visit, &seen, &err), 0);
+    assert_int_equal(seen.n, 2);
+
+    assert_int_equal(lc_store_ac_delete(f->s, "team-a", &k1, &err), 0);
+    assert_int_equal(lc_store_ac_delete(f->s, "team-a", &k1, &err), 0);
+    assert_int_equal(lc_store_ac_get(f->s, "team-a", &k1, &v, &len, &err), -LC_NOT_FOUND);
+    assert_int_equal(lc_store_ac_get(f->s, "team-b", &k1, &v, &len, &err), 0);
+    free(v);
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.ac_entries, 3);
+}
+
+static void test_totals_after_reopen(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < 5; i++) {
+        size_t n = 1000 * (i + 1) + (i == 4 ? 2 * MiB : 0);
+        uint8_t *a = make_data(n, 100 + i);
+        lc_digest d;
+        lc_digest_of(a, n, &d);
+        assert_int_equal(lc_store_blob_put(f->s, &d, a, n, &err), 0);
+        bytes += n;
+        if (i == 0) { /* one deleted again */
+            assert_int_equal(lc_store_blob_delete(f->s, &d, &err), 0);
+            bytes -= n;
+        }
+        char inst[16];
+        snprintf(inst, sizeof(inst), "i%u", i % 2);
+        assert_int_equal(lc_store_ac_put(f->s, inst, &d, a, 10, &err), 0);
+        free(a);
+    }
+    lc_store_totals before, after;
+    lc_store_get_totals(f->s, &before);
+    assert_int_equal(before.blobs, 4);
+    assert_int_equal(before.blob_bytes, bytes);
+    assert_int_equal(before.ac_entries, 5);
+    reopen(f);
+    lc_store_get_totals(f->s, &after);
+    assert_int_equal(after.blobs, before.blobs);
+    assert_int_equal(after.blob_bytes, before.blob_bytes);
+    assert_int_equal(after.ac_entries, before.ac_entries);
+}
+
+/* Counts chunk keys of the raw database (store closed). */
+static int count_raw_chunks(const char *dir)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    const char *names[] = {"default", "ac", "blob_meta", "blob_chunks", "uploads"};
+    const rocksdb_options_t *opts[5] = {o, o, o, o, o};
+    rocksdb_column_family_handle_t *h[5];
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, opts, h, &e);
+    if (e != NULL)
+        fail_msg("raw open: %s", e);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, h[3]);
+    int n = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+        n++;
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    for (int i = 0; i < 5; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    return n;
+}
+
+static void put_raw_orphan_chunk(const char *dir)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    const char *names[] = {"default", "ac", "blob_meta", "blob_chunks", "uploads"};
+    const rocksdb_options_t *opts[5] = {o, o, o, o, o};
+    rocksdb_column_family_handle_t *h[5];
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, opts, h, &e);
+    if (e != NULL)
+        fail_msg("raw open: %s", e);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    uint8_t key[24] = {0xAB, 0xCD};
+    rocksdb_put_cf(db, wo, h[3], (const char *)key, sizeof(key), "orphan", 6, &e);
+    assert_null(e);
+    key[23] = 6;
+    rocksdb_put_cf(db, wo, h[3], (const char *)key, sizeof(key), "chunk2", 6, &e);
+    assert_null(e);
+    rocksdb_writeoptions_destroy(wo);
+    for (int i = 0; i < 5; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
+static void test_orphaned_chunks_collected(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    /* live data that must survive: a blob, and an unfinished upload */
+    size_t size = 2 * MiB + 1;
+    uint8_t *a = make_data(size, 11);
+    lc_digest d, d2;
+    lc_digest_of(a, size, &d);
+    lc_digest_of(a, MiB + 10, &d2);
+    assert_int_equal(lc_store_blob_put(f->s, &d, a, size, &err), 0);
+    lc_upload *u = NULL;
+    assert_int_equal(lc_upload_open(f->s, "k/pending", &d2, &u, NULL, &err), 0);
+    assert_int_equal(lc_upload_append(u, a, MiB + 5, &err), 0);
+    lc_upload_free(&u); /* 1 MiB durable */
+    lc_store_close(&f->s);
+
+    int live_chunks = count_raw_chunks(f->dir);
+    assert_int_equal(live_chunks, 3 + 1);
+    put_raw_orphan_chunk(f->dir);
+    assert_int_equal(count_raw_chunks(f->dir), live_chunks + 2);
+
+    reopen(f);
+    lc_store_close(&f->s);
+    assert_int_equal(count_raw_chunks(f->dir), live_chunks);
+    reopen(f);
+
+    uint8_t *got;
+    size_t n;
+    read_all(f->s, &d, 0, 0, &got, &n);
+    assert_int_equal(n, size);
+    assert_memory_equal(got, a, size);
+    free(got);
+    assert_int_equal(lc_upload_open(f->s, "k/pending", &d2, &u, NULL, &err), 0);
+    assert_int_equal(lc_upload_committed(u), MiB);
+    assert_int_equal(lc_upload_append(u, a + MiB, 10, &err), 0);
+    assert_int_equal(lc_upload_finish(u, &err), 0);
+    lc_upload_free(&u);
+    assert_int_equal(lc_store_blob_exists(f->s, &d2, &err), 1);
+    free(a);
+}
+
+static void test_gc_uploads(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    uint8_t *a = make_data(MiB, 12);
+    lc_digest d;
+    lc_digest_of(a, MiB, &d);
+    lc_upload *idle = NULL, *busy = NULL;
+    assert_int_equal(lc_upload_open(f->s, "k/idle", &d, &idle, NULL, &err), 0);
+    assert_int_equal(lc_upload_append(idle, a, MiB / 2, &err), 0);
+    assert_int_equal(lc_upload_flush(idle, &err), 0);
+    lc_upload_free(&idle);
+    assert_int_equal(lc_upload_open(f->s, "k/busy", &d, &busy, NULL, &err), 0);
+
+    uint64_t removed = 99;
+    assert_int_equal(lc_store_gc_uploads(f->s, 3600, &removed, &err), 0);
+    assert_int_equal(removed, 0); /* both are fresh */
+    assert_int_equal(lc_store_gc_uploads(f->s, 0, &removed, &err), 0);
+    assert_int_equal(removed, 1); /* the open one stays */
+    int64_t committed;
+    bool done;
+    assert_int_equal(lc_store_upload_status(f->s, "k/idle", &d, &committed, &done, &err),
+                     -LC_NOT_FOUND);
+    assert_int_equal(lc_store_upload_status(f->s, "k/busy", &d, &committed, &done, &err), 0);
+    assert_int_equal(lc_store_gc_uploads(f->s, -1, &removed, &err), -LC_INVALID_ARGUMENT);
+
+    assert_int_equal(lc_upload_append(busy, a, MiB, &err), 0);
+    assert_int_equal(lc_upload_finish(busy, &err), 0);
+    lc_upload_free(&busy);
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 1);
+    free(a);
+}
+
+static void test_sync_writes_option(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    lc_store_close(&f->s);
+    lc_store_options o = {.sync_writes = true};
+    assert_int_equal(lc_store_open(f->dir, &o, &f->s, &err), 0);
+    lc_digest d;
+    lc_digest_of("sync", 4, &d);
+    assert_int_equal(lc_store_blob_put(f->s, &d, "sync", 4, &err), 0);
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 1);
+    /* a second open of the same directory fails cleanly (RocksDB's lock) */
+    lc_store *other = NULL;
+    assert_true(lc_store_open(f->dir, NULL, &other, &err) < 0);
+    assert_null(other);
+    assert_true(strlen(err.msg) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_put_get_exists_find_missing),
+        T(test_empty_blob),
+        T(test_put_wrong_digest_stores_nothing),
+        T(test_streaming_read_offsets),
+        T(test_upload_odd_pieces),
+        T(test_upload_wrong_digest),
+        T(test_upload_exceeds_size),
+        T(test_upload_resume_after_reopen),
+        T(test_upload_of_existing_blob),
+        T(test_upload_same_key_twice_is_aborted),
+        T(test_concurrent_uploads_same_blob),
+        T(test_action_cache),
+        T(test_totals_after_reopen),
+        T(test_orphaned_chunks_collected),
+        T(test_gc_uploads),
+        T(test_sync_writes_option),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
