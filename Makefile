@@ -167,6 +167,18 @@ fuzz-corpus: fuzz-build
 	  $$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || { echo "fuzz corpus $$n: FAILED"; $$f -runs=0 tests/fuzz/corpus/$$n 2>&1 | tail -30; exit 1; }; \
 	  echo "fuzz corpus $$n: ok"; done
 
+# ---- C integration tests (cache client) --------------------------------------
+# tests/integration/c/test_<name>.c -> $(BUILD)/tests/itest_<name>, built with
+# the unit tests; tests/run runs every $LC_TESTS/itest_* (they start the real
+# server from $LC_BIN).
+ITEST_SRC  := $(sort $(wildcard tests/integration/c/test_*.c))
+ITEST_BINS := $(patsubst tests/integration/c/test_%.c,$(BUILD)/tests/itest_%,$(ITEST_SRC))
+$(BUILD)/tests/itest_%: $(call obj,tests/integration/c/test_%.c) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL)
+unit-tests: $(ITEST_BINS)
+
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
 # ---- benchmarks: bench-server (owner: bench) --------------------------------
