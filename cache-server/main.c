@@ -1,2 +1,218 @@
+/* main.c - bin/layercache-server: flags, store, gRPC server, signals.
+ *
+ * Start-up prints exactly one line to stdout,
+ *   layercache-server listening grpc=HOST:PORT
+ * with the real bound port (tests parse it). SIGTERM/SIGINT stop the
+ * server: calls in flight get --grace seconds, then the store is closed and
+ * the process exits 0. */
+#include <errno.h>
+#include <grpc/grpc.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void) { puts("layercache-server: not built yet"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "flags.h"
+#include "log.h"
+#include "server.h"
+#include "services.h"
+#include "stats.h"
+#include "store.h"
+
+#define MOD "main"
+
+static char *opt_listen, *opt_data, *opt_log_level;
+static int64_t opt_threads, opt_grace, opt_max_batch;
+static bool opt_sync;
+
+static const lc_flag flags[] = {
+    {"listen", 0, LC_FLAG_STRING, &opt_listen, "0.0.0.0:9092", "ADDR",
+     "gRPC listen address HOST:PORT ([::1]:PORT for IPv6); port 0 picks a free port"},
+    {"data", 0, LC_FLAG_STRING, &opt_data, "/var/lib/layercache", "DIR",
+     "RocksDB data directory (created with its parents if missing)"},
+    {"threads", 0, LC_FLAG_INT, &opt_threads, "2", "N",
+     "gRPC worker threads, one completion queue each (more than free cores costs throughput)"},
+    {"log-level", 0, LC_FLAG_STRING, &opt_log_level, "info", "LEVEL",
+     "debug, info, warn, error or off (logs go to stderr)"},
+    {"grace", 0, LC_FLAG_DURATION, &opt_grace, "10", "SECONDS",
+     "on SIGTERM/SIGINT, let calls in flight finish for this long, then cancel them"},
+    {"max-batch-bytes", 0, LC_FLAG_SIZE, &opt_max_batch, "4032K", "BYTES",
+     "largest total of blob data BatchUpdateBlobs/BatchReadBlobs accept (advertised as "
+     "max_batch_total_size_bytes; must stay below the 16M message limit)"},
+    {"sync", 0, LC_FLAG_BOOL, &opt_sync, "false", NULL,
+     "fsync the RocksDB WAL on every blob and action-cache commit (survives power loss)"},
+};
+#define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
+
+/* mkdir -p */
+static int make_dirs(const char *path, lc_err *err)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof(buf))
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "--data '%s' is empty or too long", path);
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return lc_err_set(err, lc_code_from_errno(errno), "cannot create directory '%s': %s",
+                              buf, strerror(errno));
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return lc_err_set(err, LC_FAILED_PRECONDITION, "--data '%s' is not a directory", path);
+    return 0;
+}
+
+/* The host part of HOST:PORT as the user wrote it ("0.0.0.0", "[::1]"). */
+static void listen_host(const char *addr, char *out, size_t outlen)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t len = colon ? (size_t)(colon - addr) : strlen(addr);
+    if (len >= outlen)
+        len = outlen - 1;
+    memcpy(out, addr, len);
+    out[len] = '\0';
+}
+
+static int register_all(lc_srv *srv, lc_err *err)
+{
+    struct {
+        const lc_method *m;
+        size_t n;
+    } tables[] = {
+        {lc_capabilities_methods, lc_capabilities_n_methods},
+        {lc_action_cache_methods, lc_action_cache_n_methods},
+        {lc_cas_methods, lc_cas_n_methods},
+        {lc_bytestream_methods, lc_bytestream_n_methods},
+        {lc_admin_methods, lc_admin_n_methods},
+    };
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        int rc = lc_srv_add_methods(srv, tables[i].m, tables[i].n, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    lc_err err = {0};
+    int status = 1;
+    lc_store *store = NULL;
+    lc_stats *stats = NULL;
+    lc_srv *srv = NULL;
+    bool grpc_up = false;
+
+    /* Blocked before any thread exists (gRPC's inherit the mask); a sigwait
+     * below handles them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = lc_flags_parse(flags, N_FLAGS, "LAYERCACHE_", argc, argv, 1, NULL, &err);
+    if (rc == LC_FLAGS_HELP) {
+        lc_flags_usage(stdout,
+                       "usage: layercache-server [options]\n\n"
+                       "Serves the REAPI v2 remote cache (ActionCache, CAS, ByteStream,\n"
+                       "Capabilities) and layercache.v1.Admin over gRPC, stored in RocksDB.\n"
+                       "Every option can also be set by the environment variable shown.",
+                       flags, N_FLAGS, "LAYERCACHE_");
+        status = 0;
+        goto out;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "layercache-server: %s (see --help)\n", err.msg);
+        status = 2;
+        goto out;
+    }
+    int level = lc_log_level_parse(opt_log_level);
+    if (level < 0) {
+        fprintf(stderr, "layercache-server: --log-level '%s' is not one of debug, info, warn, "
+                        "error, off\n", opt_log_level);
+        status = 2;
+        goto out;
+    }
+    lc_log_set_level(level);
+    if (opt_threads < 1 || opt_threads > 256) {
+        fprintf(stderr, "layercache-server: --threads must be 1..256, got %lld\n",
+                (long long)opt_threads);
+        status = 2;
+        goto out;
+    }
+    if (opt_max_batch < 1 || opt_max_batch > LC_SRV_MAX_MESSAGE - LC_SRV_BATCH_HEADROOM) {
+        fprintf(stderr, "layercache-server: --max-batch-bytes must be 1..%d (the gRPC message "
+                        "limit minus headroom), got %lld\n",
+                LC_SRV_MAX_MESSAGE - LC_SRV_BATCH_HEADROOM, (long long)opt_max_batch);
+        status = 2;
+        goto out;
+    }
+
+    if (make_dirs(opt_data, &err) < 0) {
+        fprintf(stderr, "layercache-server: %s\n", err.msg);
+        goto out;
+    }
+    lc_store_options sopts = {.sync_writes = opt_sync, .max_bytes = 0};
+    if (lc_store_open(opt_data, &sopts, &store, &err) < 0) {
+        fprintf(stderr, "layercache-server: cannot open the store in '%s': %s\n", opt_data,
+                err.msg);
+        goto out;
+    }
+    stats = lc_stats_new();
+    if (stats == NULL) {
+        fprintf(stderr, "layercache-server: out of memory\n");
+        goto out;
+    }
+    lc_svc_env env = {.store = store, .stats = stats, .max_batch_bytes = opt_max_batch};
+
+    grpc_init();
+    grpc_up = true;
+    lc_srv_options o = {
+        .listen = opt_listen, .threads = (int)opt_threads, .env = &env, .stats = stats};
+    int port = 0;
+    if (lc_srv_new(&o, &srv, &err) < 0 || register_all(srv, &err) < 0 ||
+        lc_srv_start(srv, &port, &err) < 0) {
+        fprintf(stderr, "layercache-server: %s\n", err.msg);
+        goto out;
+    }
+    char host[256];
+    listen_host(opt_listen, host, sizeof(host));
+    printf("layercache-server listening grpc=%s:%d\n", host, port);
+    fflush(stdout);
+    LC_INFO(MOD, "serving %s:%d, data %s, %lld threads, max batch %lld bytes%s", host, port,
+            opt_data, (long long)opt_threads, (long long)opt_max_batch, opt_sync ? ", sync" : "");
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            LC_INFO(MOD, "SIGHUP: nothing to reload");
+            continue;
+        }
+        LC_INFO(MOD, "%s: shutting down (grace %llds)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                (long long)opt_grace);
+        break;
+    }
+    lc_srv_shutdown(srv, opt_grace);
+    status = 0;
+out:
+    lc_srv_free(&srv);
+    if (grpc_up)
+        grpc_shutdown_blocking();
+    lc_stats_free(&stats);
+    lc_store_close(&store);
+    if (status == 0 && store == NULL && grpc_up)
+        LC_INFO(MOD, "stopped");
+    lc_flags_free(flags, N_FLAGS);
+    return status;
+}
