@@ -496,6 +496,16 @@ typedef struct lookup_slot {
     int started;
 } lookup_slot;
 
+/* "GetActionResult: key 1234abcd...: <what went wrong>". */
+static int lookup_error(lc_err *err, int code, const char *hex, const char *msg)
+{
+    const char *name = methods[LC__M_GET_ACTION_RESULT].name;
+    size_t n = strlen(name);
+    if (strncmp(msg, name, n) == 0 && strncmp(msg + n, ": ", 2) == 0)
+        msg += n + 2;
+    return lc_err_set(err, code, "%s: key %.12s...: %s", name, hex, msg);
+}
+
 int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys, size_t n,
                                        lc_cache_lookup *out, lc_err *err)
 {
@@ -531,7 +541,7 @@ int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys
             if (rc != 0) {
                 out[i].status = rc;
                 if (first_rc == 0)
-                    first_rc = lc_err_set(err, e.code, "key %.12s: %s", hex, e.msg);
+                    first_rc = lookup_error(err, e.code, hex, e.msg);
                 unary_cleanup(&slots[i].u);
                 done++;
                 continue;
@@ -554,7 +564,7 @@ int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys
         if (rc != 0 && rc != -LC_NOT_FOUND && first_rc == 0) {
             char hex[LC_HASH_HEX_LEN + 1];
             lc_digest_hex(&keys[i], hex);
-            first_rc = lc_err_set(err, e.code, "key %.12s: %s", hex, e.msg);
+            first_rc = lookup_error(err, e.code, hex, e.msg);
         }
         unary_cleanup(&s->u);
         active--;

@@ -47,7 +47,7 @@
 typedef struct itest_server {
     pid_t pid;
     char dir[64];
-    char addr[128]; /* "127.0.0.1:PORT" */
+    char addr[128];   /* "127.0.0.1:PORT" */
     char target[160]; /* "grpc://127.0.0.1:PORT" */
 } itest_server;
 
@@ -96,7 +96,10 @@ static int itest_server_stop(void)
     return status;
 }
 
-static void itest_atexit(void) { itest_server_stop(); }
+static void itest_atexit(void)
+{
+    itest_server_stop();
+}
 
 static void itest_on_signal(int sig)
 {

@@ -336,8 +336,9 @@ static void resume_case(int abort_stream, uint64_t seed)
     CHECK(!complete, "upload reported complete");
     CHECK(committed >= 0 && committed <= half, "committed %" PRId64, committed);
     if (!abort_stream)
-        CHECK(committed == half, "an unfinished, half-closed stream committed %" PRId64
-              " of %" PRId64, committed, half);
+        CHECK(committed == half,
+              "an unfinished, half-closed stream committed %" PRId64 " of %" PRId64, committed,
+              half);
 
     wo = (lc_cache_write_opts){.upload_id = uuid, .start = committed};
     int64_t final = 0;
