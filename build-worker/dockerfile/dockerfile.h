@@ -61,7 +61,7 @@ typedef struct lc_df_pos {
  * --exclude) appear once per occurrence, in source order. */
 typedef struct lc_df_flag {
     const char *name;  /* without the dashes: "from", "chown", "mount" */
-    const char *value; /* as written, quotes kept; NULL for a bare "--link" */
+    const char *value; /* quotes/backslashes removed as BuildKit does; NULL for a bare "--link" */
     lc_df_pos pos;
 } lc_df_flag;
 
