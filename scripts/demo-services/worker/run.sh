@@ -1,0 +1,1 @@
+echo "worker $(cat /app/VERSION)"
