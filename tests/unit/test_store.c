@@ -11,6 +11,8 @@
 
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -853,8 +855,126 @@ static void test_sync_writes_option(void **state)
     assert_true(strlen(err.msg) > 0);
 }
 
-int main(void)
+/* ---- crash safety: a child killed with SIGKILL mid-upload ---------------- */
+
+#define CRASH_BLOBS 40
+
+static size_t crash_blob_size(int i)
 {
+    return 200000 + (size_t)i * 37199;
+}
+
+/* Child mode (re-executed binary): uploads blobs one after another in odd
+ * pieces and writes each index to fd once lc_upload_finish returned. */
+static int crash_child(const char *dir, int fd)
+{
+    lc_err err = {0};
+    lc_store *s = NULL;
+    if (lc_store_open(dir, NULL, &s, &err) != 0) {
+        fprintf(stderr, "child open: %s\n", err.msg);
+        return 1;
+    }
+    for (int i = 0; i < CRASH_BLOBS; i++) {
+        size_t n = crash_blob_size(i);
+        uint8_t *a = make_data(n, 1000 + (uint32_t)i);
+        lc_digest d;
+        lc_digest_of(a, n, &d);
+        char key[64];
+        snprintf(key, sizeof(key), "crash/uploads/%d/blobs/h/s", i);
+        lc_upload *u = NULL;
+        if (lc_upload_open(s, key, &d, &u, NULL, &err) != 0)
+            return 2;
+        for (size_t off = 0; off < n; off += 65536 + 3) {
+            size_t m = n - off < 65536 + 3 ? n - off : 65536 + 3;
+            if (lc_upload_append(u, a + off, m, &err) != 0)
+                return 3;
+        }
+        if (lc_upload_finish(u, &err) != 0)
+            return 4;
+        lc_upload_free(&u);
+        free(a);
+        unsigned char b = (unsigned char)i;
+        if (write(fd, &b, 1) != 1)
+            return 5;
+    }
+    pause(); /* wait for the kill */
+    return 0;
+}
+
+static void test_crash_keeps_acknowledged_blobs(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    lc_store_close(&f->s);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        char fdbuf[16];
+        snprintf(fdbuf, sizeof(fdbuf), "%d", p[1]);
+        execl("/proc/self/exe", "test_store", "--crash-child", f->dir, fdbuf, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    bool acked[CRASH_BLOBS] = {false};
+    int n_acked = 0;
+    unsigned char b;
+    while (n_acked < CRASH_BLOBS / 3 && read(p[0], &b, 1) == 1) {
+        acked[b] = true;
+        n_acked++;
+    }
+    usleep(20000); /* let it get into the middle of the next uploads */
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    while (read(p[0], &b, 1) == 1) { /* acks sent before the kill landed */
+        acked[b] = true;
+        n_acked++;
+    }
+    close(p[0]);
+    assert_true(WIFSIGNALED(status));
+    assert_true(n_acked >= CRASH_BLOBS / 3 && n_acked < CRASH_BLOBS);
+
+    reopen(f);
+    uint64_t visible = 0, bytes = 0;
+    for (int i = 0; i < CRASH_BLOBS; i++) {
+        size_t n = crash_blob_size(i);
+        uint8_t *a = make_data(n, 1000 + (uint32_t)i);
+        lc_digest d;
+        lc_digest_of(a, n, &d);
+        int ex = lc_store_blob_exists(f->s, &d, &err);
+        assert_true(ex >= 0);
+        if (acked[i])
+            assert_int_equal(ex, 1);
+        if (ex == 1) { /* acknowledged, or finished just before the kill: whole */
+            uint8_t *got;
+            size_t len;
+            assert_int_equal(lc_store_blob_get(f->s, &d, &got, &len, &err), 0);
+            assert_int_equal(len, n);
+            assert_memory_equal(got, a, n);
+            free(got);
+            visible++;
+            bytes += n;
+        }
+        free(a);
+    }
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, visible);
+    assert_int_equal(t.blob_bytes, bytes);
+    /* and it takes new writes */
+    lc_digest d;
+    lc_digest_of("after the crash", 15, &d);
+    assert_int_equal(lc_store_blob_put(f->s, &d, "after the crash", 15, &err), 0);
+    assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 1);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--crash-child") == 0)
+        return crash_child(argv[2], atoi(argv[3]));
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_put_get_exists_find_missing),
@@ -873,6 +993,7 @@ int main(void)
         T(test_orphaned_chunks_collected),
         T(test_gc_uploads),
         T(test_sync_writes_option),
+        T(test_crash_keeps_acknowledged_blobs),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
