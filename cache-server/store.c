@@ -16,6 +16,8 @@
 static const char *const cf_names[CF_COUNT] = {"default", "ac", "blob_meta", "blob_chunks",
                                                "uploads"};
 
+_Static_assert(LC_STORE__LOCKS <= 64, "lc_store_blob_touch keeps stripes in a uint64_t");
+
 #define FORMAT_KEY "format_version"
 #define FORMAT_VERSION "1"
 
@@ -869,6 +871,68 @@ int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err)
     rocksdb_writebatch_destroy(b);
 out:
     pthread_mutex_unlock(lock);
+    return rc;
+}
+
+int lc_store_blob_touch(lc_store *s, const lc_digest *d, size_t n, int64_t when, lc_err *err)
+{
+    /* Lock every stripe involved, in index order (no deadlock), so a
+     * concurrent delete cannot be undone by re-writing its record. */
+    uint64_t stripes = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_digest(&d[i], err);
+        if (rc != 0)
+            return rc;
+        stripes |= 1ull << (lc_store__lock_for(s, d[i].hash) - s->locks);
+    }
+    for (int i = 0; i < LC_STORE__LOCKS; i++)
+        if (stripes & 1ull << i)
+            pthread_mutex_lock(&s->locks[i]);
+    int rc = 0;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        lc_store__meta m;
+        if (lc_digest_is_empty(&d[i]))
+            continue;
+        int found = lc_store__meta_get(s, NULL, &d[i], &m, err);
+        if (found < 0)
+            rc = found;
+        if (found <= 0 || m.atime >= when)
+            continue;
+        m.atime = when;
+        uint8_t key[LC_STORE__META_KEY_LEN], val[LC_STORE__META_VAL_LEN];
+        lc_store__meta_key(&d[i], key);
+        lc_store__meta_encode(&m, val);
+        rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key),
+                                  (const char *)val, sizeof(val));
+    }
+    if (rc == 0 && rocksdb_writebatch_count(b) > 0)
+        rc = lc_store__write(s, b, err, "updating access times");
+    rocksdb_writebatch_destroy(b);
+    for (int i = LC_STORE__LOCKS - 1; i >= 0; i--)
+        if (stripes & 1ull << i)
+            pthread_mutex_unlock(&s->locks[i]);
+    return rc;
+}
+
+int lc_store_blob_scan(lc_store *s, lc_store_blob_visit_fn fn, void *ctx, lc_err *err)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_BLOB_META]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        lc_store__meta m;
+        if (klen != LC_STORE__META_KEY_LEN || lc_store__meta_decode(v, vlen, &m) != 0)
+            continue;
+        lc_store_blob_info info = {.created = m.created, .atime = m.atime};
+        memcpy(info.digest.hash, k, LC_HASH_LEN);
+        info.digest.size = m.size;
+        if (fn(ctx, &info) != 0)
+            break;
+    }
+    int rc = iter_err(it, err, "scanning blob records");
+    rocksdb_iter_destroy(it);
     return rc;
 }
 

@@ -81,6 +81,23 @@ void lc_blob_reader_free(lc_blob_reader **r);
 /* Removes a blob (admin purge, eviction). 0 even if it was absent. */
 int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err);
 
+/* Sets the access time of each stored blob among d[0..n) to when (Unix
+ * seconds) if that is later, in one atomic batch; absent blobs are skipped.
+ * For LRU eviction: collect hits and touch them in batches, not per read.
+ * Added by the store module. */
+int lc_store_blob_touch(lc_store *s, const lc_digest *d, size_t n, int64_t when, lc_err *err);
+
+/* Visits every stored blob (a consistent snapshot, in hash order); the
+ * callback returns non-zero to stop. Times are Unix seconds. Added by the
+ * store module (eviction, admin listing). */
+typedef struct lc_store_blob_info {
+    lc_digest digest;
+    int64_t created;
+    int64_t atime;
+} lc_store_blob_info;
+typedef int (*lc_store_blob_visit_fn)(void *ctx, const lc_store_blob_info *info);
+int lc_store_blob_scan(lc_store *s, lc_store_blob_visit_fn fn, void *ctx, lc_err *err);
+
 /* ---- resumable uploads (ByteStream.Write) ------------------------------- */
 
 typedef struct lc_upload lc_upload;

@@ -855,6 +855,67 @@ static void test_sync_writes_option(void **state)
     assert_true(strlen(err.msg) > 0);
 }
 
+typedef struct blob_seen {
+    int n;
+    lc_store_blob_info info[8];
+} blob_seen;
+
+static int blob_visit(void *ctx, const lc_store_blob_info *info)
+{
+    blob_seen *s = ctx;
+    if (s->n < 8)
+        s->info[s->n] = *info;
+    s->n++;
+    return 0;
+}
+
+static const lc_store_blob_info *find_info(const blob_seen *seen, const lc_digest *d)
+{
+    for (int i = 0; i < seen->n && i < 8; i++)
+        if (lc_digest_equal(&seen->info[i].digest, d))
+            return &seen->info[i];
+    return NULL;
+}
+
+static void test_blob_touch_and_scan(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    lc_digest d1, d2, absent;
+    lc_digest_of("one", 3, &d1);
+    lc_digest_of("two!", 4, &d2);
+    lc_digest_of("absent", 6, &absent);
+    assert_int_equal(lc_store_blob_put(f->s, &d1, "one", 3, &err), 0);
+    assert_int_equal(lc_store_blob_put(f->s, &d2, "two!", 4, &err), 0);
+    blob_seen seen = {0};
+    assert_int_equal(lc_store_blob_scan(f->s, blob_visit, &seen, &err), 0);
+    assert_int_equal(seen.n, 2);
+    const lc_store_blob_info *i1 = find_info(&seen, &d1);
+    assert_non_null(i1);
+    assert_int_equal(i1->digest.size, 3);
+    int64_t created = i1->created;
+    assert_true(created > 1600000000);
+    assert_int_equal(i1->atime, created);
+
+    lc_digest batch[4] = {d1, absent, lc_digest_empty, d1};
+    int64_t later = created + 1000;
+    assert_int_equal(lc_store_blob_touch(f->s, batch, 4, later, &err), 0);
+    assert_int_equal(lc_store_blob_touch(f->s, &d1, 1, created, &err), 0); /* never back */
+    reopen(f);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(lc_store_blob_scan(f->s, blob_visit, &seen, &err), 0);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(find_info(&seen, &d1)->atime, later);
+    assert_int_equal(find_info(&seen, &d1)->created, created);
+    assert_true(find_info(&seen, &d2)->atime < later);
+    assert_int_equal(lc_store_blob_exists(f->s, &absent, &err), 0); /* touch made nothing */
+    uint8_t *got;
+    size_t len;
+    assert_int_equal(lc_store_blob_get(f->s, &d1, &got, &len, &err), 0);
+    assert_memory_equal(got, "one", 3);
+    free(got);
+}
+
 /* ---- crash safety: a child killed with SIGKILL mid-upload ---------------- */
 
 #define CRASH_BLOBS 40
@@ -993,6 +1054,7 @@ int main(int argc, char **argv)
         T(test_orphaned_chunks_collected),
         T(test_gc_uploads),
         T(test_sync_writes_option),
+        T(test_blob_touch_and_scan),
         T(test_crash_keeps_acknowledged_blobs),
 #undef T
     };
