@@ -53,14 +53,14 @@ typedef struct itest_server {
 
 static itest_server itest_srv = {.pid = -1};
 
-static double itest_now(void)
+static inline double itest_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int itest_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static inline int itest_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
     (void)flag;
@@ -70,7 +70,7 @@ static int itest_rm_cb(const char *path, const struct stat *sb, int flag, struct
 
 /* Stops the server (SIGTERM, then SIGKILL after 20 s); returns its wait
  * status, or -1 if none ran. */
-static int itest_server_stop(void)
+static inline int itest_server_stop(void)
 {
     int status = -1;
     if (itest_srv.pid > 0) {
@@ -96,12 +96,12 @@ static int itest_server_stop(void)
     return status;
 }
 
-static void itest_atexit(void)
+static inline void itest_atexit(void)
 {
     itest_server_stop();
 }
 
-static void itest_on_signal(int sig)
+static inline void itest_on_signal(int sig)
 {
     /* tests/run's timeout sends SIGTERM: do not leave the server behind. */
     if (itest_srv.pid > 0)
@@ -111,7 +111,7 @@ static void itest_on_signal(int sig)
 }
 
 /* Starts the server and fills itest_srv; exits the test on failure. */
-static void itest_server_start(void)
+static inline void itest_server_start(void)
 {
     const char *bin_dir = getenv("LC_BIN");
     char bin[1024];
@@ -177,7 +177,7 @@ static void itest_server_start(void)
 
 /* Stops the server and requires a clean exit (0 after SIGTERM, which also
  * means no sanitizer report in an ASan build). */
-static void itest_server_stop_clean(void)
+static inline void itest_server_stop_clean(void)
 {
     int status = itest_server_stop();
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -185,7 +185,7 @@ static void itest_server_stop_clean(void)
 }
 
 /* Deterministic pseudo-random bytes (xorshift64*), so failures reproduce. */
-static void itest_fill(void *buf, size_t len, uint64_t seed)
+static inline void itest_fill(void *buf, size_t len, uint64_t seed)
 {
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
     unsigned char *p = buf;
