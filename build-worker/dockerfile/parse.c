@@ -647,7 +647,9 @@ static int parse_args(parser *p, lc_df_instr *in, size_t i, size_t end)
         rc = parse_json(p, in, nx, end);
         if (rc < 0)
             return rc;
-        if (rc == 0 && nx < end)
+        if (rc == 1)
+            rc = 0;
+        else if (nx < end)
             rc = set_one_arg(p, in);
         if (rc == 0 && in->nargs == 0)
             return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &tpos,
