@@ -1,0 +1,236 @@
+/* cmd_keys.c - `layercache keys`: print the cache key of every step of a
+ * build without building anything (docs/CACHE_KEYS.md). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "build-worker/context/statcache.h"
+#include "build-worker/dockerfile/dockerfile.h"
+#include "build-worker/keys/keys.h"
+#include "err.h"
+#include "flags.h"
+#include "strlist.h"
+
+int lc_cmd_keys(int argc, char **argv);
+
+static char *opt_file, *opt_target, *opt_platform, *opt_format, *opt_state_dir;
+static lc_strlist opt_build_args, opt_base_digests;
+static bool opt_no_stat_cache;
+
+static const lc_flag flags[] = {
+    {"file", 'f', LC_FLAG_STRING, &opt_file, NULL, "FILE",
+     "Dockerfile to read (default: CONTEXT/Dockerfile)", true},
+    {"build-arg", 0, LC_FLAG_LIST, &opt_build_args, NULL, "NAME=VALUE",
+     "set a build argument; NAME alone takes the value from the environment", true},
+    {"target", 0, LC_FLAG_STRING, &opt_target, NULL, "STAGE",
+     "build up to this stage (name or index; default: the last stage)", true},
+    {"platform", 0, LC_FLAG_STRING, &opt_platform, NULL, "OS/ARCH",
+     "target platform (default: the host's, e.g. linux/amd64)", true},
+    {"format", 0, LC_FLAG_STRING, &opt_format, "text", "text|json", "output format", true},
+    {"state-dir", 0, LC_FLAG_STRING, &opt_state_dir, NULL, "DIR",
+     "local state directory holding the stat cache (default: ~/.cache/layercache)"},
+    {"base-digest", 0, LC_FLAG_LIST, &opt_base_digests, NULL, "IMAGE=sha256:...",
+     "digest to use for a base image named in FROM or COPY --from", true},
+    {"no-stat-cache", 0, LC_FLAG_BOOL, &opt_no_stat_cache, NULL, NULL,
+     "read every file instead of trusting the stat cache", true},
+};
+#define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
+
+static const char usage_text[] =
+    "usage: layercache keys [options] CONTEXT\n\n"
+    "Computes the cache key of every step the build of CONTEXT would run, in build\n"
+    "order (FROM first in each stage; only stages the target needs), hashing the\n"
+    "files each COPY/ADD reads. Nothing is built or uploaded.\n\n"
+    "JSON output: {\"steps\": [{\"stage\": \"name-or-index\", \"index\": N,\n"
+    "  \"instruction\": \"...\", \"key\": \"sha256:...\", \"files\": N, \"bytes\": N}, ...]}";
+
+static void print_text(const lc_keys *k)
+{
+    for (size_t i = 0; i < k->nsteps; i++) {
+        const lc_key_step *s = &k->steps[i];
+        char stage[32];
+        if (s->stage_name == NULL)
+            snprintf(stage, sizeof(stage), "%d", s->stage);
+        printf("%-12s %3d  %s  %s", s->stage_name ? s->stage_name : stage, s->index, s->key_str,
+               s->instruction);
+        if (s->kind == LC_DF_COPY || s->kind == LC_DF_ADD)
+            printf("  [%llu files, %llu bytes]", (unsigned long long)s->files,
+                   (unsigned long long)s->bytes);
+        putchar('\n');
+    }
+}
+
+static int print_json(const lc_keys *k)
+{
+    json_t *root = json_object(), *steps = json_array();
+    int rc = -1;
+    if (root == NULL || steps == NULL)
+        goto out;
+    for (size_t i = 0; i < k->nsteps; i++) {
+        const lc_key_step *s = &k->steps[i];
+        char stage[32];
+        snprintf(stage, sizeof(stage), "%d", s->stage);
+        json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:I, s:I}", "stage",
+                              s->stage_name ? s->stage_name : stage, "index", s->index,
+                              "instruction", s->instruction, "key", s->key_str, "files",
+                              (json_int_t)s->files, "bytes", (json_int_t)s->bytes);
+        if (o == NULL || json_array_append_new(steps, o) != 0)
+            goto out;
+    }
+    if (json_object_set(root, "steps", steps) != 0)
+        goto out;
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text == NULL)
+        goto out;
+    puts(text);
+    free(text);
+    rc = 0;
+out:
+    json_decref(steps);
+    json_decref(root);
+    return rc;
+}
+
+/* Splits "NAME=VALUE" items into vars (pointing into the strings). */
+static int split_vars(const lc_strlist *l, lc_df_var *vars, size_t *n, bool from_env)
+{
+    *n = 0;
+    for (size_t i = 0; i < l->len; i++) {
+        char *eq = strchr(l->items[i], '=');
+        if (eq == NULL) {
+            if (!from_env)
+                return -1;
+            const char *v = getenv(l->items[i]);
+            if (v == NULL)
+                continue; /* Docker: unset in the environment means not given */
+            vars[*n].name = l->items[i];
+            vars[*n].value = v;
+        } else {
+            *eq = '\0';
+            vars[*n].name = l->items[i];
+            vars[*n].value = eq + 1;
+        }
+        (*n)++;
+    }
+    return 0;
+}
+
+int lc_cmd_keys(int argc, char **argv)
+{
+    lc_err err = {0};
+    lc_strlist pos = {0};
+    lc_df_file *file = NULL;
+    lc_keys *keys = NULL;
+    lc_statcache *sc = NULL;
+    lc_df_var *vars = NULL, *bvars = NULL;
+    lc_keys_base *bases = NULL;
+    char *dockerfile = NULL, *state_dir = NULL;
+    int status = 1;
+
+    int rc = lc_flags_parse(flags, N_FLAGS, "LAYERCACHE_", argc, argv, 1, &pos, &err);
+    if (rc == LC_FLAGS_HELP) {
+        lc_flags_usage(stdout, usage_text, flags, N_FLAGS, "LAYERCACHE_");
+        status = 0;
+        goto out;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "layercache keys: %s\n", err.msg);
+        goto out;
+    }
+    if (pos.len != 1) {
+        fprintf(stderr, "layercache keys: expected exactly one CONTEXT directory (see --help)\n");
+        goto out;
+    }
+    const char *context = pos.items[0];
+    if (strcmp(opt_format, "text") != 0 && strcmp(opt_format, "json") != 0) {
+        fprintf(stderr, "layercache keys: --format must be text or json, not '%s'\n", opt_format);
+        goto out;
+    }
+    struct stat st;
+    if (stat(context, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "layercache keys: build context '%s' is not a directory\n", context);
+        goto out;
+    }
+    if (opt_file != NULL) {
+        dockerfile = strdup(opt_file);
+    } else if ((dockerfile = malloc(strlen(context) + sizeof("/Dockerfile"))) != NULL) {
+        sprintf(dockerfile, "%s/Dockerfile", context);
+    }
+    vars = calloc(opt_build_args.len + 1, sizeof(*vars));
+    bvars = calloc(opt_base_digests.len + 1, sizeof(*bvars));
+    bases = calloc(opt_base_digests.len + 1, sizeof(*bases));
+    if (dockerfile == NULL || vars == NULL || bvars == NULL || bases == NULL) {
+        fprintf(stderr, "layercache keys: out of memory\n");
+        goto out;
+    }
+    size_t nvars = 0, nbases = 0;
+    split_vars(&opt_build_args, vars, &nvars, true);
+    if (split_vars(&opt_base_digests, bvars, &nbases, false) != 0) {
+        fprintf(stderr, "layercache keys: --base-digest wants IMAGE=sha256:<64 hex digits>\n");
+        goto out;
+    }
+    for (size_t i = 0; i < nbases; i++) {
+        bases[i].image = bvars[i].name;
+        if (lc_digest_parse_oci(bvars[i].value, &bases[i].digest, &err) != 0) {
+            fprintf(stderr, "layercache keys: --base-digest %s: %s\n", bvars[i].name, err.msg);
+            goto out;
+        }
+    }
+    if (lc_df_parse_path(dockerfile, &file, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        goto out;
+    }
+    if (!opt_no_stat_cache) {
+        state_dir = opt_state_dir ? strdup(opt_state_dir) : lc_statcache_default_dir();
+        if (state_dir == NULL || lc_statcache_open(state_dir, &sc, &err) != 0) {
+            fprintf(stderr, "layercache keys: warning: no stat cache (%s); reading every file\n",
+                    state_dir ? err.msg : "out of memory");
+            lc_err_clear(&err);
+        }
+    }
+    lc_keys_opts ko = {.context_dir = context,
+                       .dockerfile_path = dockerfile,
+                       .target = opt_target,
+                       .build_args = vars,
+                       .nbuild_args = nvars,
+                       .platform = opt_platform,
+                       .bases = bases,
+                       .nbases = nbases,
+                       .statcache = sc};
+    if (lc_keys_compute(file, &ko, &keys, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        goto out;
+    }
+    if (strcmp(opt_format, "json") == 0) {
+        if (print_json(keys) != 0) {
+            fprintf(stderr, "layercache keys: out of memory\n");
+            goto out;
+        }
+    } else {
+        print_text(keys);
+    }
+    fflush(stdout);
+    fprintf(stderr,
+            "context: %llu files, %llu bytes; read %llu files (%llu bytes), %llu from the stat "
+            "cache\n",
+            (unsigned long long)keys->hash.files, (unsigned long long)keys->hash.bytes,
+            (unsigned long long)keys->hash.files_read, (unsigned long long)keys->hash.bytes_read,
+            (unsigned long long)keys->hash.cache_hits);
+    if (sc != NULL && lc_statcache_save(sc, &err) != 0)
+        fprintf(stderr, "layercache keys: warning: %s\n", err.msg);
+    status = 0;
+out:
+    lc_keys_free(&keys);
+    lc_df_file_free(&file);
+    lc_statcache_free(&sc);
+    free(vars);
+    free(bvars);
+    free(bases);
+    free(dockerfile);
+    free(state_dir);
+    lc_strlist_clear(&pos);
+    lc_flags_free(flags, N_FLAGS);
+    return status;
+}

@@ -1,0 +1,795 @@
+/* keys.c - see keys.h and docs/CACHE_KEYS.md (the rules live there; keep
+ * both in step, and bump LC_KEY_ENCODING_VERSION when an encoding changes). */
+#include "keys.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build-worker/context/dockerignore.h"
+#include "encode.h"
+
+/* ---- a tiny string builder ------------------------------------------------ */
+
+typedef struct sb {
+    char *s;
+    size_t len, cap;
+    int oom;
+} sb;
+
+static void sb_addn(sb *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *g = realloc(b->s, cap);
+        if (g == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->s = g;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void sb_add(sb *b, const char *s) { sb_addn(b, s, strlen(s)); }
+
+/* JSON string literal. */
+static void sb_json(sb *b, const char *s)
+{
+    sb_add(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            sb_addn(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            sb_add(b, esc);
+        } else {
+            sb_addn(b, (const char *)&c, 1);
+        }
+    }
+    sb_add(b, "\"");
+}
+
+/* A word as is when it reads back unambiguously, else JSON-quoted. */
+static void sb_word(sb *b, const char *s)
+{
+    int plain = *s != '\0';
+    for (const char *p = s; *p && plain; p++)
+        plain = (unsigned char)*p > 0x20 && *p != '"' && *p != '\'' && *p != '\\' && *p != 0x7f;
+    if (plain)
+        sb_add(b, s);
+    else
+        sb_json(b, s);
+}
+
+static void sb_json_array(sb *b, const char *const *v, size_t n)
+{
+    sb_add(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            sb_add(b, ", ");
+        sb_json(b, v[i]);
+    }
+    sb_add(b, "]");
+}
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+void lc_keys_scratch_digest(lc_digest *out)
+{
+    static const char s[] = LC_KEY_ENCODING_VERSION ":scratch";
+    lc_digest_of(s, sizeof(s) - 1, out);
+    out->size = 0;
+}
+
+const char *lc_keys_host_platform(void)
+{
+    struct utsname u;
+    if (uname(&u) != 0)
+        return "linux/amd64";
+    static const struct {
+        const char *machine, *platform;
+    } map[] = {
+        {"x86_64", "linux/amd64"},   {"aarch64", "linux/arm64"}, {"arm64", "linux/arm64"},
+        {"armv7l", "linux/arm/v7"},  {"armv6l", "linux/arm/v6"}, {"i686", "linux/386"},
+        {"i386", "linux/386"},       {"ppc64le", "linux/ppc64le"}, {"s390x", "linux/s390x"},
+        {"riscv64", "linux/riscv64"},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(u.machine, map[i].machine) == 0)
+            return map[i].platform;
+    return "linux/amd64";
+}
+
+static const char *first_line_end(const char *s)
+{
+    const char *nl = strchr(s, '\n');
+    return nl ? nl : s + strlen(s);
+}
+
+static int is_remote(const char *src)
+{
+    return strncmp(src, "http://", 7) == 0 || strncmp(src, "https://", 8) == 0 ||
+           strncmp(src, "git@", 4) == 0 || strncmp(src, "git://", 6) == 0;
+}
+
+/* Whether word names one of the instruction's heredocs ("<<EOF", "<<-EOF",
+ * "<<'EOF'", "3<<EOF"). */
+static int is_heredoc_word(const lc_df_instr *in, const char *w)
+{
+    const char *p = strstr(w, "<<");
+    if (p == NULL || in->nheredocs == 0)
+        return 0;
+    for (const char *q = w; q < p; q++)
+        if (*q < '0' || *q > '9')
+            return 0;
+    return 1;
+}
+
+static int is_octal(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '7')
+            return 0;
+    return 1;
+}
+
+/* The step's words (expanded when Docker expands this kind). */
+static void step_words(const lc_df_step *st, const char *const **w, size_t *n)
+{
+    if (st->words != NULL || st->nwords > 0) {
+        *w = st->words;
+        *n = st->nwords;
+    } else {
+        *w = st->instr->args;
+        *n = st->instr->nargs;
+    }
+}
+
+static const lc_df_flag *step_flags(const lc_df_step *st, size_t *n)
+{
+    if (st->flags != NULL || st->nflags > 0) {
+        *n = st->nflags;
+        return st->flags;
+    }
+    *n = st->instr->nflags;
+    return st->instr->flags;
+}
+
+/* ---- environment ------------------------------------------------------------- */
+
+typedef struct envvar {
+    const char *name, *value;
+} envvar;
+
+static int cmp_env(const void *a, const void *b)
+{
+    return strcmp(((const envvar *)a)->name, ((const envvar *)b)->name);
+}
+
+/* ARGs with values, then ENV overriding them (Docker: ENV wins over an ARG
+ * of the same name), sorted by name. *out is malloc'd. */
+static int merged_env(const lc_df_step *st, envvar **out, size_t *n)
+{
+    size_t cap = st->nargs + st->nenv;
+    envvar *v = malloc((cap ? cap : 1) * sizeof(*v));
+    if (v == NULL)
+        return -LC_RESOURCE_EXHAUSTED;
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const lc_df_var *src = pass == 0 ? st->args : st->env;
+        size_t ns = pass == 0 ? st->nargs : st->nenv;
+        for (size_t i = 0; i < ns; i++) {
+            if (src[i].value == NULL)
+                continue;
+            size_t j = 0;
+            while (j < k && strcmp(v[j].name, src[i].name) != 0)
+                j++;
+            v[j].name = src[i].name;
+            v[j].value = src[i].value;
+            if (j == k)
+                k++;
+        }
+    }
+    qsort(v, k, sizeof(*v), cmp_env);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* ---- base images ------------------------------------------------------------- */
+
+static int resolve_image(const lc_keys_opts *o, const char *image, const char *platform,
+                         const lc_df_pos *pos, lc_digest *out, lc_err *err)
+{
+    const char *at = strstr(image, "@sha256:");
+    if (at != NULL) {
+        /* Pinned by digest: nothing to resolve. */
+        if (lc_digest_parse_oci(at + 1, out, NULL) == 0)
+            return 0;
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "%s:%d:%d: invalid digest in image '%s'",
+                          pos->file, pos->line, pos->col, image);
+    }
+    for (size_t i = 0; i < o->nbases; i++) {
+        if (strcmp(o->bases[i].image, image) == 0) {
+            *out = o->bases[i].digest;
+            return 0;
+        }
+    }
+    if (o->resolve != NULL) {
+        lc_err e2 = {0};
+        int rc = o->resolve(o->resolve_ctx, image, platform, out, &e2);
+        if (rc == 0)
+            return 0;
+        if (rc != -LC_NOT_FOUND)
+            return lc_err_set(err, -rc, "%s:%d:%d: resolving image '%s': %s", pos->file,
+                              pos->line, pos->col, image, e2.msg);
+    }
+    return lc_err_set(err, LC_NOT_FOUND,
+                      "%s:%d:%d: base image '%s' has no known digest: import it into the local "
+                      "image store or pass --base-digest %s=sha256:<manifest digest>",
+                      pos->file, pos->line, pos->col, image, image);
+}
+
+/* ---- per-step keys ------------------------------------------------------------ */
+
+static void enc_selection(lc_keyenc *e, const lc_selection *s, int chmod_octal)
+{
+    lc_keyenc_list(e, "entries", s->n);
+    for (size_t i = 0; i < s->n; i++) {
+        const lc_ctx_entry *en = &s->entries[i];
+        lc_keyenc_u64(e, "src", en->src);
+        lc_keyenc_str(e, "path", en->path);
+        lc_keyenc_str(e, "dest", en->dest);
+        lc_keyenc_u64(e, "type", en->mode & S_IFMT);
+        /* An octal --chmod replaces the permission bits entirely. */
+        lc_keyenc_u64(e, "perm", chmod_octal ? 0 : en->mode & 07777);
+        if (S_ISLNK(en->mode))
+            lc_keyenc_str(e, "link", en->link);
+        if (S_ISREG(en->mode)) {
+            lc_keyenc_u64(e, "size", (uint64_t)en->size);
+            lc_keyenc_digest(e, "content", &en->digest);
+        }
+    }
+}
+
+static void enc_heredocs(lc_keyenc *e, const lc_df_instr *in)
+{
+    lc_keyenc_list(e, "heredocs", in->nheredocs);
+    for (size_t i = 0; i < in->nheredocs; i++) {
+        const lc_df_heredoc *h = &in->heredocs[i];
+        lc_keyenc_str(e, "name", h->name);
+        lc_keyenc_str(e, "content", h->content);
+        lc_keyenc_u64(e, "strip_tabs", h->strip_tabs);
+        lc_keyenc_u64(e, "expand", h->expand);
+        lc_keyenc_u64(e, "fd", (uint64_t)h->fd);
+    }
+}
+
+static void enc_env(lc_keyenc *e, const envvar *v, size_t n)
+{
+    lc_keyenc_list(e, "env", n);
+    for (size_t i = 0; i < n; i++) {
+        lc_keyenc_str(e, "name", v[i].name);
+        lc_keyenc_str(e, "value", v[i].value);
+    }
+}
+
+/* Renders the normalized instruction of st into b. */
+static void normalize(const lc_df_step *st, sb *b)
+{
+    const lc_df_instr *in = st->instr;
+    sb_add(b, lc_df_kind_name(in->kind));
+    size_t nf = 0;
+    const lc_df_flag *fl = step_flags(st, &nf);
+    for (size_t i = 0; i < nf; i++) {
+        /* A stage reference is keyed by the stage's key, not its name. */
+        if (strcmp(fl[i].name, "from") == 0 && st->copy_from_stage >= 0)
+            continue;
+        sb_add(b, " --");
+        sb_add(b, fl[i].name);
+        if (fl[i].value != NULL) {
+            sb_add(b, "=");
+            sb_word(b, fl[i].value);
+        }
+    }
+    const char *const *w;
+    size_t nw;
+    switch (in->kind) {
+    case LC_DF_RUN:
+    case LC_DF_CMD:
+    case LC_DF_ENTRYPOINT:
+    case LC_DF_SHELL:
+        sb_add(b, " ");
+        if (in->json)
+            sb_json_array(b, in->args, in->nargs);
+        else if (in->nargs > 0)
+            sb_add(b, in->args[0]);
+        break;
+    case LC_DF_HEALTHCHECK:
+        if (in->healthcheck_none) {
+            sb_add(b, " NONE");
+        } else {
+            sb_add(b, " CMD ");
+            if (in->json)
+                sb_json_array(b, in->args, in->nargs);
+            else if (in->nargs > 0)
+                sb_add(b, in->args[0]);
+        }
+        break;
+    case LC_DF_ENV:
+    case LC_DF_LABEL:
+        for (size_t i = 0; i < st->nkvs; i++) {
+            sb_add(b, " ");
+            sb_word(b, st->kvs[i].key);
+            sb_add(b, "=");
+            sb_word(b, st->kvs[i].value ? st->kvs[i].value : "");
+        }
+        break;
+    case LC_DF_ARG:
+        /* The declaration only, as written: values enter later steps. */
+        for (size_t i = 0; i < in->nkvs; i++) {
+            sb_add(b, " ");
+            sb_add(b, in->kvs[i].key);
+            if (in->kvs[i].value != NULL) {
+                sb_add(b, "=");
+                sb_add(b, in->kvs[i].value);
+            }
+        }
+        break;
+    case LC_DF_ONBUILD:
+        sb_add(b, " ");
+        sb_add(b, in->rest ? in->rest : "");
+        break;
+    default:
+        step_words(st, &w, &nw);
+        for (size_t i = 0; i < nw; i++) {
+            sb_add(b, " ");
+            sb_word(b, w[i]);
+        }
+        break;
+    }
+}
+
+typedef struct engine {
+    const lc_keys_opts *o;
+    lc_keys *k;
+    lc_ignore *ig;
+    lc_err *err;
+} engine;
+
+/* Selects the context files of a COPY/ADD step (not for --from). */
+static int select_sources(engine *g, lc_key_step *ks)
+{
+    const lc_df_step *st = ks->step;
+    const char *const *w;
+    size_t nw;
+    step_words(st, &w, &nw);
+    if (nw < 2)
+        return lc_err_set(g->err, LC_INVALID_ARGUMENT, "%s:%d:%d: %s needs a source and a destination",
+                          st->instr->pos.file, st->instr->pos.line, st->instr->pos.col,
+                          lc_df_kind_name(st->instr->kind));
+    const char **srcs = calloc(nw, sizeof(*srcs));
+    const char **ex = calloc(st->nflags + st->instr->nflags + 1, sizeof(*ex));
+    lc_ignore *exclude = NULL;
+    int rc = 0;
+    if (srcs == NULL || ex == NULL) {
+        rc = lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    size_t ns = 0, nex = 0, nf = 0;
+    for (size_t i = 0; i + 1 < nw; i++) {
+        if (is_heredoc_word(st->instr, w[i]) || is_remote(w[i]))
+            continue;
+        srcs[ns++] = w[i];
+    }
+    const lc_df_flag *fl = step_flags(st, &nf);
+    for (size_t i = 0; i < nf; i++)
+        if (strcmp(fl[i].name, "exclude") == 0 && fl[i].value != NULL)
+            ex[nex++] = fl[i].value;
+    if (nex > 0 && (rc = lc_ignore_from_patterns(ex, nex, &exclude, g->err)) != 0)
+        goto out;
+    rc = lc_walk_select(g->o->context_dir, g->ig, srcs, ns, exclude, &ks->selection, g->err);
+    if (rc != 0) {
+        char msg[LC_ERR_MSG_MAX];
+        snprintf(msg, sizeof(msg), "%s", g->err ? g->err->msg : "");
+        rc = lc_err_set(g->err, -rc, "%s:%d:%d: %s: %s", st->instr->pos.file,
+                        st->instr->pos.line, st->instr->pos.col, lc_df_kind_name(st->instr->kind),
+                        msg);
+    }
+out:
+    lc_ignore_free(&exclude);
+    free(srcs);
+    free(ex);
+    return rc;
+}
+
+static int fill_command(lc_key_step *ks, const envvar *env, size_t nenv)
+{
+    const lc_df_step *st = ks->step;
+    int rc = 0;
+    if (st != NULL && st->instr->kind == LC_DF_RUN) {
+        const lc_df_instr *in = st->instr;
+        if (in->json) {
+            for (size_t i = 0; i < in->nargs && rc == 0; i++)
+                rc = lc_strlist_push(&ks->argv, in->args[i]);
+        } else {
+            for (size_t i = 0; i < st->nshell && rc == 0; i++)
+                rc = lc_strlist_push(&ks->argv, st->shell[i]);
+            if (st->nshell == 0) {
+                rc = lc_strlist_push(&ks->argv, "/bin/sh");
+                if (rc == 0)
+                    rc = lc_strlist_push(&ks->argv, "-c");
+            }
+            if (rc == 0)
+                rc = lc_strlist_push(&ks->argv, in->nargs > 0 ? in->args[0] : "");
+        }
+    } else {
+        rc = lc_strlist_push(&ks->argv, "layercache-step");
+        if (rc == 0)
+            rc = lc_strlist_push(&ks->argv, lc_df_kind_name(ks->kind));
+        if (rc == 0)
+            rc = lc_strlist_push(&ks->argv, ks->normalized);
+    }
+    for (size_t i = 0; i < nenv && rc == 0; i++) {
+        char *kv = malloc(strlen(env[i].name) + strlen(env[i].value) + 2);
+        if (kv == NULL)
+            return -LC_RESOURCE_EXHAUSTED;
+        sprintf(kv, "%s=%s", env[i].name, env[i].value);
+        rc = lc_strlist_push_owned(&ks->env, kv);
+    }
+    return rc;
+}
+
+/* Computes the key of instruction step ks whose parent key is parent. */
+static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent, const char *platform)
+{
+    const lc_df_step *st = ks->step;
+    const lc_df_instr *in = st->instr;
+    envvar *env = NULL;
+    size_t nenv = 0;
+    sb b = {0};
+    lc_keyenc e = {0};
+    int rc = merged_env(st, &env, &nenv);
+    if (rc != 0)
+        goto oom;
+    normalize(st, &b);
+    if (b.oom)
+        goto oom;
+    ks->normalized = b.s;
+    b.s = NULL;
+    if (lc_keyenc_init(&e, LC_KEY_ENCODING_VERSION) != 0)
+        goto oom;
+    lc_keyenc_digest(&e, "parent", parent);
+    lc_keyenc_str(&e, "platform", platform);
+    lc_keyenc_str(&e, "kind", lc_df_kind_name(in->kind));
+    lc_keyenc_str(&e, "instruction", ks->normalized);
+    switch (in->kind) {
+    case LC_DF_RUN:
+        enc_env(&e, env, nenv);
+        lc_keyenc_list(&e, "shell", st->nshell);
+        for (size_t i = 0; i < st->nshell; i++)
+            lc_keyenc_str(&e, "arg", st->shell[i]);
+        lc_keyenc_str(&e, "user", st->user);
+        lc_keyenc_str(&e, "workdir", st->workdir);
+        enc_heredocs(&e, in);
+        break;
+    case LC_DF_COPY:
+    case LC_DF_ADD: {
+        const char *chmod = NULL;
+        size_t nf = 0;
+        const lc_df_flag *fl = step_flags(st, &nf);
+        for (size_t i = 0; i < nf; i++)
+            if (strcmp(fl[i].name, "chmod") == 0)
+                chmod = fl[i].value;
+        lc_keyenc_str(&e, "workdir", st->workdir); /* a relative destination resolves here */
+        enc_heredocs(&e, in);
+        for (size_t i = 0; i < in->nheredocs; i++) {
+            ks->files++;
+            ks->bytes += strlen(in->heredocs[i].content);
+            if (in->heredocs[i].expand) {
+                /* The body is expanded with the variables in scope. */
+                enc_env(&e, env, nenv);
+                break;
+            }
+        }
+        if (ks->from_stage >= 0 || ks->from_image != NULL) {
+            lc_keyenc_digest(&e, ks->from_stage >= 0 ? "from_stage_key" : "from_image",
+                             &ks->from_digest);
+        } else if (ks->selection != NULL) {
+            lc_keyenc se = {0};
+            if (lc_keyenc_init(&se, "layercache-sources-v1") != 0)
+                goto oom;
+            enc_selection(&se, ks->selection, is_octal(chmod));
+            lc_keyenc_finish(&se, &ks->sources);
+            lc_keyenc_digest(&e, "sources", &ks->sources);
+            ks->files += ks->selection->files;
+            ks->bytes += ks->selection->bytes;
+        }
+        const char *const *w;
+        size_t nw;
+        step_words(st, &w, &nw);
+        for (size_t i = 0; i + 1 < nw; i++) {
+            if (is_remote(w[i])) {
+                /* Remote content cannot be keyed before it is fetched:
+                 * such a step never hits (see CACHE_KEYS.md). */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                lc_keyenc_u64(&e, "remote_nonce",
+                              (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec);
+                lc_keyenc_u64(&e, "pid", (uint64_t)getpid());
+                break;
+            }
+        }
+        break;
+    }
+    case LC_DF_WORKDIR:
+        lc_keyenc_str(&e, "workdir", st->workdir);
+        break;
+    default:
+        break;
+    }
+    lc_keyenc_finish(&e, &ks->key);
+    lc_digest_oci(&ks->key, ks->key_str);
+    rc = fill_command(ks, env, nenv);
+    free(env);
+    return rc == 0 ? 0 : lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+oom:
+    lc_keyenc_abort(&e);
+    free(b.s);
+    free(env);
+    return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+static int key_from(engine *g, lc_key_stage *ks_stage, lc_key_step *ks)
+{
+    lc_keyenc e = {0};
+    sb b = {0};
+    sb_add(&b, "FROM ");
+    sb_word(&b, ks_stage->base);
+    if (ks_stage->platform != NULL) {
+        sb_add(&b, " --platform=");
+        sb_word(&b, ks_stage->platform);
+    }
+    if (b.oom || lc_keyenc_init(&e, LC_KEY_ENCODING_VERSION) != 0) {
+        free(b.s);
+        return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    ks->normalized = b.s;
+    /* Only what the base is, never what it is called. */
+    lc_keyenc_str(&e, "kind", "FROM");
+    lc_keyenc_digest(&e, "base", &ks_stage->base_digest);
+    lc_keyenc_str(&e, "platform", ks_stage->platform);
+    lc_keyenc_finish(&e, &ks->key);
+    lc_digest_oci(&ks->key, ks->key_str);
+    if (lc_strlist_push(&ks->argv, "layercache-step") != 0 ||
+        lc_strlist_push(&ks->argv, "FROM") != 0 || lc_strlist_push(&ks->argv, ks->normalized) != 0)
+        return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    return 0;
+}
+
+/* ---- the whole build ---------------------------------------------------------- */
+
+static int dup_line(const char *s, const char **out)
+{
+    const char *end = first_line_end(s);
+    char *c = strndup(s, (size_t)(end - s));
+    *out = c;
+    return c ? 0 : -LC_RESOURCE_EXHAUSTED;
+}
+
+int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out, lc_err *err)
+{
+    *out = NULL;
+    lc_keys *k = calloc(1, sizeof(*k));
+    engine g = {.o = o, .k = k, .err = err};
+    lc_selection **sels = NULL;
+    int rc = 0;
+    if (k == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    k->file = file;
+    const char *platform = o->platform ? o->platform : lc_keys_host_platform();
+
+    struct stat cst;
+    if (o->context_dir == NULL || stat(o->context_dir, &cst) != 0 || !S_ISDIR(cst.st_mode)) {
+        rc = lc_err_set(err, LC_NOT_FOUND, "build context '%s' is not a directory",
+                        o->context_dir ? o->context_dir : "(none)");
+        goto out;
+    }
+    lc_df_plan_opts po = {.target = o->target,
+                          .build_args = o->build_args,
+                          .nbuild_args = o->nbuild_args,
+                          .target_platform = platform,
+                          .build_platform = lc_keys_host_platform()};
+    if ((rc = lc_df_plan_build(file, &po, &k->plan, err)) != 0)
+        goto out;
+    if ((rc = lc_ignore_load(o->context_dir, o->dockerfile_path, &g.ig, NULL, err)) != 0)
+        goto out;
+
+    const lc_df_plan *plan = k->plan;
+    k->target = plan->target;
+    k->nstages = plan->nstages;
+    k->stages = calloc(plan->nstages ? plan->nstages : 1, sizeof(*k->stages));
+    size_t total = 0;
+    for (size_t i = 0; i < plan->nstages; i++)
+        if (plan->stages[i].needed)
+            total += 1 + plan->stages[i].nsteps;
+    k->steps = calloc(total ? total : 1, sizeof(*k->steps));
+    sels = calloc(total ? total : 1, sizeof(*sels));
+    if (k->stages == NULL || k->steps == NULL || sels == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+
+    /* Pass 1: lay out the steps and select every context source. */
+    size_t nsel = 0;
+    for (size_t si = 0; si < plan->nstages; si++) {
+        const lc_df_stage_plan *sp = &plan->stages[si];
+        lc_key_stage *ks = &k->stages[si];
+        ks->index = (int)si;
+        ks->name = sp->stage->name;
+        ks->needed = sp->needed;
+        ks->base = sp->base;
+        ks->base_stage = sp->base_stage;
+        const char *pl = sp->platform ? sp->platform : platform;
+        ks->platform = strdup(pl);
+        if (ks->platform == NULL) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        if (!sp->needed)
+            continue;
+        ks->first_step = k->nsteps;
+        ks->nsteps = 1 + sp->nsteps;
+        lc_key_step *fs = &k->steps[k->nsteps++];
+        fs->stage = (int)si;
+        fs->stage_name = sp->stage->name;
+        fs->index = 0;
+        fs->kind = LC_DF_FROM;
+        fs->instr = sp->stage->from;
+        fs->from_stage = -1;
+        fs->platform = ks->platform;
+        fs->workdir = "/";
+        fs->user = "";
+        if ((rc = dup_line(sp->stage->from->original, &fs->instruction)) != 0) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        for (size_t j = 0; j < sp->nsteps; j++) {
+            const lc_df_step *st = &sp->steps[j];
+            lc_key_step *s = &k->steps[k->nsteps++];
+            s->stage = (int)si;
+            s->stage_name = sp->stage->name;
+            s->index = (int)j + 1;
+            s->kind = st->instr->kind;
+            s->instr = st->instr;
+            s->step = st;
+            s->from_stage = -1;
+            s->platform = ks->platform;
+            s->workdir = st->workdir ? st->workdir : "/";
+            s->user = st->user ? st->user : "";
+            if (dup_line(st->instr->original, &s->instruction) != 0) {
+                rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+            }
+            if (s->kind != LC_DF_COPY && s->kind != LC_DF_ADD)
+                continue;
+            s->from_stage = st->copy_from_stage;
+            s->from_image = st->copy_from_image;
+            if (s->from_stage >= 0 || s->from_image != NULL) {
+                const char *const *w;
+                size_t nw;
+                step_words(st, &w, &nw);
+                for (size_t i = 0; i + 1 < nw; i++)
+                    if (lc_strlist_push(&s->from_paths, w[i]) != 0) {
+                        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+                        goto out;
+                    }
+                continue;
+            }
+            if ((rc = select_sources(&g, s)) != 0)
+                goto out;
+            sels[nsel++] = s->selection;
+        }
+    }
+
+    /* Pass 2: hash every selected file at once, across cores. */
+    if ((rc = lc_hash_selections(o->context_dir, sels, nsel, o->statcache, &k->hash, err)) != 0)
+        goto out;
+
+    /* Pass 3: the key chain, stage by stage in file order (a stage only
+     * depends on earlier ones). */
+    for (size_t si = 0; si < plan->nstages; si++) {
+        const lc_df_stage_plan *sp = &plan->stages[si];
+        lc_key_stage *ks = &k->stages[si];
+        if (!sp->needed)
+            continue;
+        const lc_df_pos *pos = &sp->stage->from->pos;
+        if (sp->base_stage >= 0) {
+            const lc_key_stage *bs = &k->stages[sp->base_stage];
+            if ((size_t)sp->base_stage >= si || bs->nsteps == 0) {
+                rc = lc_err_set(err, LC_INTERNAL, "%s:%d:%d: stage %d is not built before it",
+                                pos->file, pos->line, pos->col, sp->base_stage);
+                goto out;
+            }
+            ks->base_digest = k->steps[bs->first_step + bs->nsteps - 1].key;
+        } else if (sp->base != NULL && strcasecmp(sp->base, "scratch") == 0) {
+            lc_keys_scratch_digest(&ks->base_digest);
+        } else if ((rc = resolve_image(o, sp->base ? sp->base : "", ks->platform, pos,
+                                       &ks->base_digest, err)) != 0) {
+            goto out;
+        }
+        lc_key_step *fs = &k->steps[ks->first_step];
+        if ((rc = key_from(&g, ks, fs)) != 0)
+            goto out;
+        for (size_t j = 1; j < ks->nsteps; j++) {
+            lc_key_step *s = &k->steps[ks->first_step + j];
+            if (s->from_stage >= 0) {
+                const lc_key_stage *src = &k->stages[s->from_stage];
+                if ((size_t)s->from_stage >= si || src->nsteps == 0) {
+                    rc = lc_err_set(err, LC_INTERNAL, "%s:%d:%d: stage %d is not built before it",
+                                    s->instr->pos.file, s->instr->pos.line, s->instr->pos.col,
+                                    s->from_stage);
+                    goto out;
+                }
+                s->from_digest = k->steps[src->first_step + src->nsteps - 1].key;
+            } else if (s->from_image != NULL) {
+                if ((rc = resolve_image(o, s->from_image, ks->platform, &s->instr->pos,
+                                        &s->from_digest, err)) != 0)
+                    goto out;
+            }
+            if ((rc = key_instruction(&g, s, &k->steps[ks->first_step + j - 1].key,
+                                      ks->platform)) != 0)
+                goto out;
+        }
+    }
+out:
+    lc_ignore_free(&g.ig);
+    free(sels);
+    if (rc != 0)
+        lc_keys_free(&k);
+    *out = k;
+    return rc;
+}
+
+void lc_keys_free(lc_keys **kp)
+{
+    if (kp == NULL || *kp == NULL)
+        return;
+    lc_keys *k = *kp;
+    for (size_t i = 0; i < k->nsteps; i++) {
+        lc_key_step *s = &k->steps[i];
+        free((char *)s->instruction);
+        free(s->normalized);
+        lc_selection_free(&s->selection);
+        lc_strlist_clear(&s->from_paths);
+        lc_strlist_clear(&s->argv);
+        lc_strlist_clear(&s->env);
+    }
+    for (size_t i = 0; i < k->nstages; i++)
+        free(k->stages[i].platform);
+    free(k->steps);
+    free(k->stages);
+    lc_df_plan_free(&k->plan);
+    free(k);
+    *kp = NULL;
+}

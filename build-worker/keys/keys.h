@@ -1,0 +1,125 @@
+/* keys.h - the step key engine: the cache key of every step of a build,
+ * computed from inputs only, before anything runs (docs/CACHE_KEYS.md has
+ * the rule for each instruction and the encoding).
+ *
+ *   lc_keys_opts o = {.context_dir = ".", .platform = NULL, ...};
+ *   lc_keys *k;
+ *   if (lc_keys_compute(file, &o, &k, &err) == 0) {
+ *       for (size_t i = 0; i < k->nsteps; i++) use(k->steps[i].key_str);
+ *       lc_keys_free(&k);
+ *   }
+ */
+#ifndef LC_KEYS_H
+#define LC_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "build-worker/context/hash.h"
+#include "build-worker/context/statcache.h"
+#include "build-worker/context/walk.h"
+#include "build-worker/dockerfile/dockerfile.h"
+#include "digest.h"
+#include "err.h"
+#include "strlist.h"
+
+/* Resolves a base image reference (expanded, as in FROM or COPY --from) for
+ * a platform ("linux/amd64") to its manifest digest (the digest is all that
+ * enters keys, so a moved tag invalidates). Return 0 and fill *out, or
+ * -LC_NOT_FOUND when the image is unknown (the engine then reports that the
+ * image needs --base-digest or an import), or another negative code. A
+ * build's resolver would look in the local image store, later a registry. */
+typedef int (*lc_keys_resolve_fn)(void *ctx, const char *image, const char *platform,
+                                  lc_digest *out, lc_err *err);
+
+typedef struct lc_keys_base {
+    const char *image;  /* reference exactly as FROM names it after expansion */
+    lc_digest digest;
+} lc_keys_base;
+
+typedef struct lc_keys_opts {
+    const char *context_dir;     /* required */
+    const char *dockerfile_path; /* for "<Dockerfile>.dockerignore"; may be NULL */
+    const char *target;          /* stage name/index; NULL = last stage */
+    const lc_df_var *build_args; /* --build-arg NAME=VALUE */
+    size_t nbuild_args;
+    const char *platform;        /* "os/arch[/variant]"; NULL = the host's */
+    const lc_keys_base *bases;   /* --base-digest overrides, checked first */
+    size_t nbases;
+    lc_keys_resolve_fn resolve;  /* may be NULL */
+    void *resolve_ctx;
+    lc_statcache *statcache;     /* may be NULL (everything is read) */
+} lc_keys_opts;
+
+typedef struct lc_key_step {
+    int stage;               /* stage index in the file */
+    const char *stage_name;  /* "AS" name or NULL */
+    int index;               /* 0 = the stage's FROM, then 1.. per instruction */
+    enum lc_df_kind kind;
+    const lc_df_instr *instr;   /* in the file (FROM for index 0) */
+    const lc_df_step *step;     /* the plan's evaluated step; NULL for FROM */
+    const char *instruction;    /* one line as written */
+    char *normalized;           /* the normalized instruction (hashed, shown to people) */
+    lc_digest key;
+    char key_str[LC_DIGEST_OCI_LEN + 1]; /* "sha256:..." */
+
+    /* COPY/ADD from the context: what was selected and hashed. */
+    lc_selection *selection;    /* owned; NULL otherwise */
+    lc_digest sources;          /* content digest of the selected sources */
+    uint64_t files, bytes;
+    /* COPY/ADD --from: the stage (index, -1 if none) or image, and the source
+     * paths, expanded (for the build's content-based second lookup). */
+    int from_stage;
+    const char *from_image;
+    lc_digest from_digest;      /* the stage's last key or the image's digest */
+    lc_strlist from_paths;
+
+    /* A Command-like description for the REAPI Action uploaded beside the
+     * result: argv (RUN: shell + command or the exec form; others:
+     * {"layercache-step", KIND, normalized}), env "K=V" sorted by name,
+     * working directory, user (may be ""), platform. */
+    lc_strlist argv;
+    lc_strlist env;
+    const char *workdir;
+    const char *user;
+    const char *platform;
+} lc_key_step;
+
+typedef struct lc_key_stage {
+    int index;
+    const char *name;
+    bool needed;
+    const char *base;       /* expanded base reference ("scratch", image, stage name) */
+    int base_stage;         /* -1 unless FROM <stage> */
+    lc_digest base_digest;  /* image digest, the fixed scratch value, or the stage's last key */
+    char *platform;         /* platform the stage builds for */
+    size_t first_step, nsteps; /* slice of lc_keys.steps; nsteps 0 when not needed */
+} lc_key_stage;
+
+typedef struct lc_keys {
+    const lc_df_file *file; /* borrowed */
+    lc_df_plan *plan;       /* owned */
+    lc_key_step *steps;     /* build order: needed stages in file order, FROM first */
+    size_t nsteps;
+    lc_key_stage *stages;   /* one per stage of the file */
+    size_t nstages;
+    int target;
+    lc_hash_stats hash;     /* context hashing totals */
+} lc_keys;
+
+/* Evaluates file (caller keeps it alive until lc_keys_free) for opts,
+ * selects and hashes the context files every needed COPY/ADD reads (in
+ * parallel, through the stat cache) and computes every key. Errors: parse
+ * and evaluation errors with file:line:col, missing sources, unresolvable
+ * base images, context problems. *out is owned by the caller. */
+int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *opts, lc_keys **out, lc_err *err);
+void lc_keys_free(lc_keys **k);
+
+/* The key that stands for `FROM scratch`. */
+void lc_keys_scratch_digest(lc_digest *out);
+
+/* "linux/amd64", "linux/arm64", ... for the running machine (static string). */
+const char *lc_keys_host_platform(void);
+
+#endif
