@@ -110,17 +110,21 @@ static inline void itest_on_signal(int sig)
     raise(sig);
 }
 
-/* Starts the server and fills itest_srv; exits the test on failure. */
-static inline void itest_server_start(void)
+/* Makes the test's temporary directory (itest_srv.dir) once. */
+static inline void itest_tmpdir(void)
 {
-    const char *bin_dir = getenv("LC_BIN");
-    char bin[1024];
-    snprintf(bin, sizeof(bin), "%s/layercache-server", bin_dir != NULL ? bin_dir : "bin");
+    if (itest_srv.dir[0] != '\0')
+        return;
     snprintf(itest_srv.dir, sizeof(itest_srv.dir), "/tmp/lc-itest.XXXXXX");
     CHECK(mkdtemp(itest_srv.dir) != NULL, "mkdtemp: %s", strerror(errno));
-    char data[128];
-    snprintf(data, sizeof(data), "%s/data", itest_srv.dir);
+}
 
+/* Starts argv (argv[0] a path) with stdout in a file of the temporary
+ * directory and waits for a line containing prefix; what follows prefix
+ * (up to a blank) is the address. Fills itest_srv; exits on failure. */
+static inline void itest_process_start(char *const argv[], const char *prefix)
+{
+    itest_tmpdir();
     atexit(itest_atexit);
     signal(SIGTERM, itest_on_signal);
     signal(SIGINT, itest_on_signal);
@@ -137,15 +141,14 @@ static inline void itest_server_start(void)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(outfd, STDOUT_FILENO);
         close(outfd);
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--data", data, (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     itest_srv.pid = pid;
     close(outfd);
 
     /* Wait for the start line; ASan builds start slowly, so allow 60 s. */
-    const char *prefix = "layercache-server listening grpc=";
     double end = itest_now() + 60;
     for (;;) {
         char buf[4096];
@@ -167,12 +170,26 @@ static inline void itest_server_start(void)
             break;
         int status;
         CHECK(waitpid(pid, &status, WNOHANG) == 0,
-              "%s exited (wait status 0x%x) before printing its start line", bin, status);
-        CHECK(itest_now() < end, "no start line from %s within 60 s", bin);
+              "%s exited (wait status 0x%x) before printing its start line", argv[0], status);
+        CHECK(itest_now() < end, "no start line from %s within 60 s", argv[0]);
         usleep(10000);
     }
     snprintf(itest_srv.target, sizeof(itest_srv.target), "grpc://%s", itest_srv.addr);
-    fprintf(stderr, "itest: server pid %d at %s, data %s\n", (int)pid, itest_srv.addr, data);
+    fprintf(stderr, "itest: %s pid %d at %s, dir %s\n", argv[0], (int)pid, itest_srv.addr,
+            itest_srv.dir);
+}
+
+/* Starts $LC_BIN/layercache-server on 127.0.0.1:0 with its data in the
+ * test's temporary directory. */
+static inline void itest_server_start(void)
+{
+    const char *bin_dir = getenv("LC_BIN");
+    char bin[1024], data[128];
+    snprintf(bin, sizeof(bin), "%s/layercache-server", bin_dir != NULL ? bin_dir : "bin");
+    itest_tmpdir();
+    snprintf(data, sizeof(data), "%s/data", itest_srv.dir);
+    char *argv[] = {bin, "--listen", "127.0.0.1:0", "--data", data, NULL};
+    itest_process_start(argv, "layercache-server listening grpc=");
 }
 
 /* Stops the server and requires a clean exit (0 after SIGTERM, which also
