@@ -52,16 +52,14 @@ static int active_add(lc_store *s, const char *key, lc_err *err)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     memcpy(a->key, key, n + 1);
     pthread_mutex_lock(&s->active_lock);
-    bool busy = active_has_locked(s, key, n);
-    if (!busy) {
-        a->next = s->active;
-        s->active = a;
-    }
-    pthread_mutex_unlock(&s->active_lock);
-    if (busy) {
+    if (active_has_locked(s, key, n)) {
+        pthread_mutex_unlock(&s->active_lock);
         free(a);
         return lc_err_set(err, LC_ABORTED, "upload %s is being written by another stream", key);
     }
+    a->next = s->active;
+    s->active = a; /* the registry owns it now; active_remove frees it */
+    pthread_mutex_unlock(&s->active_lock);
     return 0;
 }
 
