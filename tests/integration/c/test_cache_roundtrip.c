@@ -2,6 +2,7 @@
  * capabilities, action cache, FindMissingBlobs, batch update/read (with the
  * empty blob), a 64 MiB ByteStream write/read in 1 MiB chunks, partial
  * reads, a resumed upload, and the concurrent action-cache lookup. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -354,6 +355,58 @@ static void resume_case(int abort_stream, uint64_t seed)
     free(data);
 }
 
+/* Many threads share one client: each uploads, looks up and reads its own
+ * blobs and action results at once. */
+enum { THREADS = 8, ROUNDS = 10 };
+
+static void *worker(void *arg)
+{
+    long id = (long)arg;
+    lc_err err = {0};
+    size_t len = 200000 + (size_t)id * 1000;
+    unsigned char *data = malloc(len);
+    for (int round = 0; round < ROUNDS; round++) {
+        itest_fill(data, len, 1000 + (uint64_t)id * 100 + (uint64_t)round);
+        lc_digest d, key;
+        lc_digest_of(data, len, &d);
+        char k[64];
+        snprintf(k, sizeof(k), "thread-%ld-round-%d", id, round);
+        lc_digest_of(k, strlen(k), &key);
+        CHECK_RC(lc_cache_client_write_buffer(client, &d, data, &err), 0, &err);
+        char hex[LC_HASH_HEX_LEN + 1];
+        lc_digest_hex(&d, hex);
+        Build__Bazel__Remote__Execution__V2__Digest dmsg =
+            BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+        dmsg.hash = hex;
+        dmsg.size_bytes = d.size;
+        lc_action_result ar = BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION_RESULT__INIT;
+        ar.stdout_digest = &dmsg;
+        ar.exit_code = (int32_t)(id * 100 + round);
+        CHECK_RC(lc_cache_client_update_action_result(client, &key, &ar, &err), 0, &err);
+        lc_action_result *r = NULL;
+        CHECK_RC(lc_cache_client_get_action_result(client, &key, &r, &err), 0, &err);
+        CHECK(r->exit_code == ar.exit_code, "thread %ld: another thread's result", id);
+        lc_action_result_free(&r);
+        void *back = NULL;
+        CHECK_RC(lc_cache_client_read_buffer(client, &d, &back, &err), 0, &err);
+        CHECK(memcmp(back, data, len) == 0, "thread %ld: read back differs", id);
+        free(back);
+    }
+    free(data);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pthread_t t[THREADS];
+    double t0 = itest_now();
+    for (long i = 0; i < THREADS; i++)
+        CHECK(pthread_create(&t[i], NULL, worker, (void *)i) == 0, "pthread_create");
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    fprintf(stderr, "%d threads x %d rounds: %.2f s\n", THREADS, ROUNDS, itest_now() - t0);
+}
+
 int main(void)
 {
     itest_server_start();
@@ -367,6 +420,7 @@ int main(void)
     test_bytestream_big();
     resume_case(0, 7);
     resume_case(1, 8);
+    test_threads();
 
     /* A client of the default instance does not see the action cache
      * entries of instance "itest". */
