@@ -370,6 +370,32 @@ static void normalize(const lc_df_step *st, sb *b)
     }
 }
 
+/* Returns a malloc'd copy of field name (or alias) of a --mount value
+ * ("type=bind,from=build,source=/out"), or NULL when absent. */
+static char *mount_field(const char *v, const char *name, const char *alias)
+{
+    const char *p = v;
+    while (p != NULL && *p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        size_t kn = eq ? (size_t)(eq - p) : n;
+        if ((strlen(name) == kn && strncasecmp(p, name, kn) == 0) ||
+            (alias != NULL && strlen(alias) == kn && strncasecmp(p, alias, kn) == 0))
+            return eq ? strndup(eq + 1, n - kn - 1) : strdup("");
+        p = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int stage_by_ref(const lc_df_file *f, const char *ref)
+{
+    for (size_t i = 0; i < f->nstages; i++)
+        if (f->stages[i].name && strcasecmp(f->stages[i].name, ref) == 0)
+            return (int)i;
+    return lc_df_stage_find(f, ref);
+}
+
 typedef struct engine {
     const lc_keys_opts *o;
     lc_keys *k;
@@ -421,6 +447,91 @@ out:
     free(srcs);
     free(ex);
     return rc;
+}
+
+/* RUN --mount=type=bind without from= binds the build context: select what
+ * it binds so its content enters the key. */
+static int select_mounts(engine *g, lc_key_step *ks, lc_selection **sels, size_t *nsel)
+{
+    size_t nf = 0;
+    const lc_df_flag *fl = step_flags(ks->step, &nf);
+    ks->mounts = calloc(nf ? nf : 1, sizeof(*ks->mounts));
+    if (ks->mounts == NULL)
+        return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    ks->nmounts = nf;
+    for (size_t i = 0; i < nf; i++) {
+        if (strcmp(fl[i].name, "mount") != 0 || fl[i].value == NULL)
+            continue;
+        char *type = mount_field(fl[i].value, "type", NULL);
+        char *from = mount_field(fl[i].value, "from", NULL);
+        char *src = mount_field(fl[i].value, "source", "src");
+        int rc = 0;
+        if ((type == NULL || strcmp(type, "bind") == 0) && from == NULL) {
+            const char *srcs[] = {src && *src ? src : "."};
+            rc = lc_walk_select(g->o->context_dir, g->ig, srcs, 1, NULL, &ks->mounts[i], g->err);
+            if (rc != 0) {
+                char msg[LC_ERR_MSG_MAX];
+                snprintf(msg, sizeof(msg), "%s", g->err ? g->err->msg : "");
+                rc = lc_err_set(g->err, -rc, "%s:%d:%d: RUN --mount: %s", fl[i].pos.file,
+                                fl[i].pos.line, fl[i].pos.col, msg);
+            } else {
+                sels[(*nsel)++] = ks->mounts[i];
+            }
+        }
+        free(type);
+        free(from);
+        free(src);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Encodes what each RUN --mount brings in: a context selection's digest,
+ * or the last key of the stage / the digest of the image named by from=. */
+static int enc_mounts(engine *g, lc_keyenc *e, const lc_key_step *ks, const char *platform)
+{
+    size_t nf = 0;
+    const lc_df_flag *fl = step_flags(ks->step, &nf);
+    for (size_t i = 0; i < nf && i < ks->nmounts; i++) {
+        if (strcmp(fl[i].name, "mount") != 0 || fl[i].value == NULL)
+            continue;
+        if (ks->mounts[i] != NULL) {
+            lc_keyenc se = {0};
+            lc_digest d;
+            if (lc_keyenc_init(&se, "layercache-sources-v1") != 0)
+                return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            enc_selection(&se, ks->mounts[i], 0);
+            lc_keyenc_finish(&se, &d);
+            lc_keyenc_u64(e, "mount", i);
+            lc_keyenc_digest(e, "mount_context", &d);
+            continue;
+        }
+        char *from = mount_field(fl[i].value, "from", NULL);
+        if (from == NULL)
+            continue;
+        int k = stage_by_ref(g->k->file, from);
+        int rc = 0;
+        lc_digest d;
+        if (k >= 0) {
+            const lc_key_stage *st = &g->k->stages[k];
+            if (st->nsteps == 0 || k >= ks->stage) {
+                rc = lc_err_set(g->err, LC_INVALID_ARGUMENT,
+                                "%s:%d:%d: RUN --mount from=%s: stage is not built before it",
+                                fl[i].pos.file, fl[i].pos.line, fl[i].pos.col, from);
+            } else {
+                d = g->k->steps[st->first_step + st->nsteps - 1].key;
+            }
+        } else {
+            rc = resolve_image(g->o, from, platform, &fl[i].pos, &d, g->err);
+        }
+        free(from);
+        if (rc != 0)
+            return rc;
+        lc_keyenc_u64(e, "mount", i);
+        lc_keyenc_digest(e, "mount_from", &d);
+    }
+    return 0;
 }
 
 static int fill_command(lc_key_step *ks, const envvar *env, size_t nenv)
@@ -492,6 +603,11 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent, 
         lc_keyenc_str(&e, "user", st->user);
         lc_keyenc_str(&e, "workdir", st->workdir);
         enc_heredocs(&e, in);
+        if ((rc = enc_mounts(g, &e, ks, platform)) != 0) {
+            lc_keyenc_abort(&e);
+            free(env);
+            return rc;
+        }
         break;
     case LC_DF_COPY:
     case LC_DF_ADD: {
@@ -634,7 +750,11 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
         if (plan->stages[i].needed)
             total += 1 + plan->stages[i].nsteps;
     k->steps = calloc(total ? total : 1, sizeof(*k->steps));
-    sels = calloc(total ? total : 1, sizeof(*sels));
+    size_t maxsel = total;
+    for (size_t i = 0; i < plan->nstages; i++)
+        for (size_t j = 0; plan->stages[i].needed && j < plan->stages[i].nsteps; j++)
+            maxsel += plan->stages[i].steps[j].nflags;
+    sels = calloc(maxsel ? maxsel : 1, sizeof(*sels));
     if (k->stages == NULL || k->steps == NULL || sels == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
@@ -690,6 +810,11 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
             if (dup_line(st->instr->original, &s->instruction) != 0) {
                 rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
                 goto out;
+            }
+            if (s->kind == LC_DF_RUN) {
+                if ((rc = select_mounts(&g, s, sels, &nsel)) != 0)
+                    goto out;
+                continue;
             }
             if (s->kind != LC_DF_COPY && s->kind != LC_DF_ADD)
                 continue;
@@ -784,6 +909,9 @@ void lc_keys_free(lc_keys **kp)
         lc_strlist_clear(&s->from_paths);
         lc_strlist_clear(&s->argv);
         lc_strlist_clear(&s->env);
+        for (size_t j = 0; j < s->nmounts; j++)
+            lc_selection_free(&s->mounts[j]);
+        free(s->mounts);
     }
     for (size_t i = 0; i < k->nstages; i++)
         free(k->stages[i].platform);

@@ -74,6 +74,10 @@ typedef struct lc_key_step {
     const char *from_image;
     lc_digest from_digest;      /* the stage's last key or the image's digest */
     lc_strlist from_paths;
+    /* RUN --mount: one slot per --mount flag, in order; a bind mount of the
+     * build context has its selection here (owned), other slots are NULL. */
+    lc_selection **mounts;
+    size_t nmounts;
 
     /* A Command-like description for the REAPI Action uploaded beside the
      * result: argv (RUN: shell + command or the exec form; others:
