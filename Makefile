@@ -198,3 +198,14 @@ bench-server bench: export LC_BENCH_BIN := $(abspath $(BUILD)/bench)
 bench: bench-server-bins
 bench-server: all bench-server-bins
 	bench/bench-server
+
+# ---- build worker execution: layers, OCI, runc (owner: layers) -------------
+# tests/integration/<name>_main.c -> $(BUILD)/tests/helper_<name>: the C half
+# of a shell integration test (tests/integration/test_runc_step runs
+# $LC_TESTS/helper_runc_step); built with the unit tests, never run alone.
+LAYERS_HELPERS := $(BUILD)/tests/helper_runc_step
+$(BUILD)/tests/helper_%: $(call obj,tests/integration/%_main.c) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL)
+unit-tests: $(LAYERS_HELPERS)

@@ -399,6 +399,13 @@ int lc_image_get_strv(const lc_image *img, const char *field, lc_strlist *out)
 
 int lc_image_set_string(lc_image *img, const char *field, const char *value)
 {
+    if (strcmp(field, "Author") == 0) { /* MAINTAINER: the OCI top-level "author" */
+        if (value == NULL)
+            return json_object_del(cfg(img), "author"), 0;
+        return json_object_set_new(cfg(img), "author", json_string(value)) < 0
+                   ? -LC_INVALID_ARGUMENT
+                   : 0;
+    }
     if (!known(field, str_fields))
         return -LC_INVALID_ARGUMENT;
     if (value == NULL) {
@@ -411,6 +418,8 @@ int lc_image_set_string(lc_image *img, const char *field, const char *value)
 
 const char *lc_image_get_string(const lc_image *img, const char *field)
 {
+    if (strcmp(field, "Author") == 0)
+        return json_string_value(json_object_get(cfg(img), "author"));
     return json_string_value(json_object_get(json_object_get(cfg(img), "config"), field));
 }
 

@@ -96,7 +96,8 @@ int lc_image_set_strv(lc_image *img, const char *field, const char *const *v, si
 /* Appends the array's items to out; NOT_FOUND (negative) if unset. */
 int lc_image_get_strv(const lc_image *img, const char *field, lc_strlist *out);
 
-/* Strings: "WorkingDir", "User", "StopSignal". NULL removes. */
+/* Strings: "WorkingDir", "User", "StopSignal" (in config), and "Author"
+ * (MAINTAINER: the top-level "author"). NULL removes. */
 int lc_image_set_string(lc_image *img, const char *field, const char *value);
 const char *lc_image_get_string(const lc_image *img, const char *field);
 
