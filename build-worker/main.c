@@ -15,7 +15,10 @@
 
 /* name, one-line summary (shown by --help) */
 #define LC_COMMANDS(X)                                                                             \
-    X(keys, "compute the cache key of every build step (nothing is built)")
+    X(build, "build a Dockerfile, reusing and sharing steps through the cache")                    \
+    X(keys, "compute the cache key of every build step (nothing is built)")                        \
+    X(images, "list the images in the local image store")                                          \
+    X(image, "manage local images: image import OCI-LAYOUT NAME[:TAG]")
 
 #define LC_DECLARE(name, summary) int lc_cmd_##name(int argc, char **argv);
 LC_COMMANDS(LC_DECLARE)

@@ -13,6 +13,7 @@ typedef struct step_rec {
     int number;
     enum lc_step_cached cached;
     int begun, finished, failed;
+    bool counted;
     double start, seconds;
     uint64_t bytes_down, bytes_up;
 } step_rec;
@@ -55,7 +56,7 @@ void lc_progress_free(lc_progress **p)
 }
 
 int lc_progress_add(lc_progress *p, const char *stage, const char *label, const char *instruction,
-                    const char *key)
+                    const char *key, bool counted)
 {
     if (p->len == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 32;
@@ -72,6 +73,7 @@ int lc_progress_add(lc_progress *p, const char *stage, const char *label, const 
     s->instruction = strdup(instruction);
     s->key = strdup(key ? key : "");
     s->number = (int)p->len + 1;
+    s->counted = counted;
     if (!s->stage || !s->label || !s->instruction || !s->key) {
         free(s->stage);
         free(s->label);
@@ -176,8 +178,12 @@ void lc_progress_summary(lc_progress *p, double wall_seconds, const char *manife
 {
     size_t local = 0, remote = 0, executed = 0;
     uint64_t down = 0, up = 0;
+    size_t counted = 0;
     for (size_t i = 0; i < p->len; i++) {
         step_rec *s = &p->steps[i];
+        if (!s->counted)
+            continue;
+        counted++;
         if (s->cached == LC_STEP_CACHED_LOCAL)
             local++;
         else if (s->cached == LC_STEP_CACHED_REMOTE)
@@ -193,7 +199,7 @@ void lc_progress_summary(lc_progress *p, double wall_seconds, const char *manife
     fprintf(p->out,
             "Summary: %zu steps: %zu cached locally, %zu cached remotely, %zu executed; "
             "%s downloaded, %s uploaded; %.2fs\n",
-            p->len, local, remote, executed, d, u, wall_seconds);
+            counted, local, remote, executed, d, u, wall_seconds);
     if (manifest_digest != NULL)
         fprintf(p->out, "Image: %s\n", manifest_digest);
     fflush(p->out);
@@ -205,8 +211,12 @@ int lc_progress_write_json(lc_progress *p, const char *path, double wall_seconds
     json_t *root = json_object(), *steps = json_array();
     size_t local = 0, remote = 0, executed = 0;
     uint64_t down = 0, up = 0;
+    size_t counted = 0;
     for (size_t i = 0; i < p->len; i++) {
         step_rec *s = &p->steps[i];
+        if (!s->counted)
+            continue;
+        counted++;
         json_t *o = json_object();
         json_object_set_new(o, "index", json_integer(s->number));
         json_object_set_new(o, "stage", json_string(s->stage));
@@ -232,7 +242,7 @@ int lc_progress_write_json(lc_progress *p, const char *path, double wall_seconds
     json_object_set_new(image, "state_digest", state_digest ? json_string(state_digest) : json_null());
     json_object_set_new(root, "image", image);
     json_t *sum = json_object();
-    json_object_set_new(sum, "steps", json_integer((json_int_t)p->len));
+    json_object_set_new(sum, "steps", json_integer((json_int_t)counted));
     json_object_set_new(sum, "cached_local", json_integer((json_int_t)local));
     json_object_set_new(sum, "cached_remote", json_integer((json_int_t)remote));
     json_object_set_new(sum, "executed", json_integer((json_int_t)executed));

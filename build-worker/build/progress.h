@@ -12,6 +12,7 @@
 #ifndef LC_PROGRESS_H
 #define LC_PROGRESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -25,10 +26,11 @@ typedef struct lc_progress lc_progress;
 lc_progress *lc_progress_new(FILE *out);
 void lc_progress_free(lc_progress **p);
 
-/* Registers step number n (1-based, build order) with its display label
- * ("api 2/5"), instruction text and key ("sha256:..."); returns its slot. */
+/* Registers the next step (numbered in build order) with its display label
+ * ("api 2/5"), instruction text and key ("sha256:..."); returns its slot.
+ * Uncounted steps (a stage's FROM) are shown but left out of the summary. */
 int lc_progress_add(lc_progress *p, const char *stage, const char *label, const char *instruction,
-                    const char *key);
+                    const char *key, bool counted);
 void lc_progress_begin(lc_progress *p, int slot);
 /* One line of a running step's output (without the newline). */
 void lc_progress_output(lc_progress *p, int slot, const char *line, size_t len);

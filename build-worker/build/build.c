@@ -1,0 +1,799 @@
+/* build.c - the build orchestrator (see build.h). */
+#include "build.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "action.h"
+#include "apply.h"
+#include "build-worker/context/statcache.h"
+#include "build-worker/keys/keys.h"
+#include "build-worker/layer/fsutil.h"
+#include "build-worker/layer/tarwrite.h"
+#include "build-worker/layer/untar.h"
+#include "build-worker/oci/image.h"
+#include "build-worker/oci/layout.h"
+#include "exec.h"
+#include "progress.h"
+#include "remote.h"
+#include "statedir.h"
+
+/* How many lines of a failed RUN's output the error repeats. */
+#define TAIL_LINES 10
+
+typedef struct node {
+    lc_key_step *ks;
+    lc_step_action action; /* action.action_digest is the cache key */
+    int slot;              /* progress slot, -1 for FROM */
+    bool hit_local, hit_remote;
+    lc_digest state;       /* state document after this step, when known */
+    bool have_state;
+    double start, end;     /* execution times (Unix seconds) */
+} node;
+
+typedef struct builder {
+    const lc_build_opts *o;
+    lc_statedir *sd;
+    lc_remote *remote;
+    lc_progress *progress;
+    lc_df_file *file;
+    lc_statcache *statcache;
+    lc_keys *keys;
+    node *nodes;
+    lc_image **stage_final;     /* final state of each stage, once built */
+    lc_digest *stage_digest;    /* its state document digest */
+    char worker[256];
+    /* ring of the running step's last output lines, for error messages */
+    char tail[TAIL_LINES][160];
+    int tail_next, tail_count;
+    int running_slot;
+} builder;
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- base images -------------------------------------------------------- */
+
+/* Keys resolve a FROM image through the local image store: its state
+ * document digest stands for the image (it determines the manifest). */
+static int resolve_local(void *ctx, const char *image, const char *platform, lc_digest *out,
+                         lc_err *err)
+{
+    (void)platform;
+    builder *b = ctx;
+    return lc_statedir_image_get(b->sd, image, out, err);
+}
+
+/* ---- state documents and layers ---------------------------------------- */
+
+static int load_state(builder *b, const lc_digest *d, lc_image **out, lc_err *err)
+{
+    char *json = NULL;
+    size_t len = 0;
+    int rc;
+    if (!lc_statedir_has_blob(b->sd, d)) {
+        char tmp[PATH_MAX];
+        snprintf(tmp, sizeof(tmp), "%s/tmp/state.%d", lc_statedir_path(b->sd), getpid());
+        if ((rc = lc_remote_fetch(b->remote, d, tmp, err)) < 0) {
+            lc_err_prefix(err, "cannot get image state document");
+            return rc;
+        }
+        if ((rc = lc_statedir_adopt_blob(b->sd, tmp, d, err)) < 0)
+            return rc;
+    }
+    if ((rc = lc_statedir_read_blob(b->sd, d, &json, &len, err)) < 0)
+        return rc;
+    rc = lc_image_parse(json, len, out, err);
+    free(json);
+    return rc;
+}
+
+static int save_state(builder *b, const lc_image *img, lc_digest *out, lc_err *err)
+{
+    char *json = NULL;
+    size_t len = 0;
+    int rc = lc_image_serialize(img, &json, &len, err);
+    if (rc == 0)
+        rc = lc_statedir_put_blob(b->sd, json, len, out, err);
+    free(json);
+    return rc;
+}
+
+/* Makes sure the compressed blob of a layer is in the state directory. */
+static int ensure_blob(builder *b, const lc_digest *blob, int slot, lc_err *err)
+{
+    if (lc_statedir_has_blob(b->sd, blob))
+        return 0;
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/tmp/blob.%d", lc_statedir_path(b->sd), getpid());
+    int rc = lc_remote_fetch(b->remote, blob, tmp, err);
+    if (rc < 0) {
+        char hex[LC_DIGEST_OCI_LEN + 1];
+        lc_digest_oci(blob, hex);
+        lc_err_prefix(err, "layer %s is neither local nor obtainable from the cache", hex);
+        return rc;
+    }
+    if (slot >= 0)
+        lc_progress_bytes(b->progress, slot, (uint64_t)blob->size, 0);
+    return lc_statedir_adopt_blob(b->sd, tmp, blob, err);
+}
+
+/* Makes sure a layer is unpacked (overlay form) under layers/<diff_id>. */
+static int ensure_unpacked(builder *b, const lc_image_layer *layer, char *dir, size_t cap,
+                           int slot, lc_err *err)
+{
+    if (lc_statedir_layer_dir(b->sd, &layer->diff_id, dir, cap))
+        return 0;
+    int rc = ensure_blob(b, &layer->blob, slot, err);
+    if (rc < 0)
+        return rc;
+    char blob_path[PATH_MAX], tmp[PATH_MAX];
+    lc_statedir_blob_path(b->sd, &layer->blob, blob_path, sizeof(blob_path));
+    if ((rc = lc_statedir_mktemp(b->sd, "unpack", tmp, sizeof(tmp), err)) < 0)
+        return rc;
+    lc_untar_opts uo = {.mode = LC_UNTAR_OVERLAY,
+                        .allow_devices = 0,
+                        .expect_blob = &layer->blob,
+                        .expect_diff_id = &layer->diff_id};
+    rc = lc_untar_file(blob_path, tmp, &uo, NULL, err);
+    if (rc == 0 && rename(tmp, dir) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+        rc = lc_err_set(err, lc_code_from_errno(errno), "cannot move layer into %s: %s", dir,
+                        strerror(errno));
+    if (access(tmp, F_OK) == 0) /* failed, or another build unpacked it first */
+        lc_fs_rm_rf(tmp);
+    return rc;
+}
+
+/* Unpacks every layer of img and returns their directories top first
+ * (dirs[i] malloc'd, the array too). */
+static int lower_dirs(builder *b, const lc_image *img, int slot, char ***out, size_t *n,
+                      lc_err *err)
+{
+    size_t count = lc_image_layer_count(img);
+    char **dirs = calloc(count ? count : 1, sizeof(*dirs));
+    if (dirs == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        lc_image_layer layer;
+        char dir[PATH_MAX];
+        if ((rc = lc_image_layer_at(img, i, &layer)) < 0)
+            break;
+        if ((rc = ensure_unpacked(b, &layer, dir, sizeof(dir), slot, err)) < 0)
+            break;
+        if ((dirs[count - 1 - i] = strdup(dir)) == NULL)
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < count; i++)
+            free(dirs[i]);
+        free(dirs);
+        return rc;
+    }
+    *out = dirs;
+    *n = count;
+    return 0;
+}
+
+static void free_dirs(char **dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
+}
+
+/* Turns the upper dir of an executed step into a layer of img: the blob
+ * goes to the state directory and the upper dir becomes the unpacked layer. */
+static int commit_layer(builder *b, const char *upper, lc_image *img, const char *created_by,
+                        lc_err *err)
+{
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/tmp/layer.%d", lc_statedir_path(b->sd), getpid());
+    lc_layer_opts lo = {.compression = b->o->compression, .epoch = -1};
+    lc_layer_info info;
+    int rc = lc_layer_write(upper, tmp, &lo, &info, err);
+    if (rc < 0)
+        return rc;
+    if ((rc = lc_statedir_adopt_blob(b->sd, tmp, &info.blob, err)) < 0)
+        return rc;
+    if (!lc_statedir_layer_dir(b->sd, &info.diff_id, dir, sizeof(dir)) && rename(upper, dir) != 0)
+        return lc_err_set(err, lc_code_from_errno(errno), "cannot keep layer %s: %s", dir,
+                          strerror(errno));
+    lc_image_layer layer = {.blob = info.blob, .diff_id = info.diff_id};
+    snprintf(layer.media_type, sizeof(layer.media_type), "%s", info.media_type);
+    return lc_image_add_layer(img, &layer, created_by, err);
+}
+
+/* ---- executing steps ---------------------------------------------------- */
+
+static void on_output(void *ctx, const char *line, size_t len)
+{
+    builder *b = ctx;
+    lc_progress_output(b->progress, b->running_slot, line, len);
+    snprintf(b->tail[b->tail_next], sizeof(b->tail[0]), "%.*s", (int)len, line);
+    b->tail_next = (b->tail_next + 1) % TAIL_LINES;
+    if (b->tail_count < TAIL_LINES)
+        b->tail_count++;
+}
+
+static int run_failed(builder *b, const lc_key_step *ks, int code, lc_err *err)
+{
+    char msg[LC_ERR_MSG_MAX] = "";
+    size_t used = 0;
+    for (int i = 0; i < b->tail_count; i++) {
+        int idx = (b->tail_next - b->tail_count + i + TAIL_LINES) % TAIL_LINES;
+        int n = snprintf(msg + used, sizeof(msg) - used, "\n  %s", b->tail[idx]);
+        if (n < 0 || (size_t)n >= sizeof(msg) - used)
+            break;
+        used += (size_t)n;
+    }
+    return lc_err_set(err, LC_ABORTED, "%s:%d: %s: exit code %d%s", ks->instr->pos.file,
+                      ks->instr->pos.line, ks->instruction, code, msg);
+}
+
+/* The environment a RUN sees: image Env, then ARGs in scope, PATH default. */
+static int run_env(const lc_image *img, const lc_df_step *step, lc_strlist *env)
+{
+    if (lc_image_env_list(img, env) < 0)
+        return -LC_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < step->nargs; i++) {
+        bool shadowed = false;
+        size_t nl = strlen(step->args[i].name);
+        for (size_t k = 0; k < env->len; k++)
+            if (strncmp(env->items[k], step->args[i].name, nl) == 0 && env->items[k][nl] == '=')
+                shadowed = true; /* ENV wins over ARG, as in Docker */
+        if (shadowed)
+            continue;
+        char *kv = NULL;
+        if (asprintf(&kv, "%s=%s", step->args[i].name, step->args[i].value ? step->args[i].value : "") < 0 ||
+            lc_strlist_push_owned(env, kv) < 0)
+            return -LC_RESOURCE_EXHAUSTED;
+    }
+    if (lc_image_get_env(img, "PATH") == NULL &&
+        lc_strlist_push(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") < 0)
+        return -LC_RESOURCE_EXHAUSTED;
+    return 0;
+}
+
+static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *img, lc_err *err)
+{
+    const lc_df_step *step = n->ks->step;
+    const lc_df_instr *in = step->instr;
+    lc_strlist env = {0}, argv = {0};
+    int rc = run_env(img, step, &env);
+    if (rc < 0) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (in->json) {
+        for (size_t i = 0; i < in->nargs; i++)
+            lc_strlist_push(&argv, in->args[i]);
+    } else {
+        for (size_t i = 0; i < step->nshell; i++)
+            lc_strlist_push(&argv, step->shell[i]);
+        /* Heredoc RUN: the body is the script. */
+        if (in->nheredocs > 0 && in->args != NULL && in->nargs > 0 &&
+            strncmp(in->args[0], "<<", 2) == 0)
+            lc_strlist_push(&argv, in->heredocs[0].content);
+        else
+            lc_strlist_push(&argv, in->nargs ? in->args[0] : "");
+    }
+    bool host_net = false;
+    const lc_df_flag *net = lc_df_instr_flag(in, "network");
+    if (net != NULL && net->value != NULL && strcmp(net->value, "host") == 0)
+        host_net = true;
+    lc_exec_run_opts ro = {.argv = (const char *const *)argv.items,
+                           .argc = argv.len,
+                           .env = (const char *const *)env.items,
+                           .nenv = env.len,
+                           .cwd = step->workdir ? step->workdir : "/",
+                           .user = step->user,
+                           .host_network = host_net,
+                           .output = on_output,
+                           .ctx = b};
+    int code = 0;
+    b->tail_count = b->tail_next = 0;
+    b->running_slot = n->slot;
+    if ((rc = lc_exec_run(fs, &ro, &code, err)) < 0)
+        goto out;
+    if (code != 0)
+        rc = run_failed(b, n->ks, code, err);
+out:
+    lc_strlist_clear(&env);
+    lc_strlist_clear(&argv);
+    return rc;
+}
+
+static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
+{
+    const lc_key_step *ks = n->ks;
+    const lc_df_step *step = ks->step;
+    const lc_df_instr *in = step->instr;
+    lc_exec_copy_opts co = {.dest = step->nwords ? step->words[step->nwords - 1] : ".",
+                            .workdir = step->workdir ? step->workdir : "/",
+                            .is_add = in->kind == LC_DF_ADD};
+    const lc_df_flag *f;
+    for (size_t i = 0; i < step->nflags; i++) {
+        f = &step->flags[i];
+        if (strcmp(f->name, "chown") == 0)
+            co.chown = f->value;
+        else if (strcmp(f->name, "chmod") == 0)
+            co.chmod = f->value;
+    }
+    const char *names[16], *bodies[16];
+    if (in->nheredocs > 0) {
+        for (size_t i = 0; i < in->nheredocs && i < 16; i++) {
+            names[i] = in->heredocs[i].name;
+            bodies[i] = in->heredocs[i].content;
+        }
+        co.heredoc_names = names;
+        co.heredoc_bodies = bodies;
+        co.nheredocs = in->nheredocs < 16 ? in->nheredocs : 16;
+    }
+    int rc = 0;
+    char **src_dirs = NULL;
+    size_t nsrc = 0;
+    char mnt[PATH_MAX], view[PATH_MAX];
+    bool mounted = false;
+    if (ks->from_stage >= 0 || ks->from_image != NULL) {
+        const lc_image *src = NULL;
+        lc_image *loaded = NULL;
+        if (ks->from_stage >= 0) {
+            src = b->stage_final[ks->from_stage];
+        } else {
+            lc_digest d;
+            if ((rc = lc_statedir_image_get(b->sd, ks->from_image, &d, err)) < 0 ||
+                (rc = load_state(b, &d, &loaded, err)) < 0)
+                return rc;
+            src = loaded;
+        }
+        rc = src ? lower_dirs(b, src, n->slot, &src_dirs, &nsrc, err)
+                 : lc_err_set(err, LC_INTERNAL, "source stage of %s was not built", ks->instruction);
+        lc_image_free(&loaded);
+        if (rc < 0)
+            return rc;
+        snprintf(mnt, sizeof(mnt), "%s/from", fs->scratch);
+        if (mkdir(mnt, 0755) != 0 && errno != EEXIST) {
+            rc = lc_err_set(err, lc_code_from_errno(errno), "cannot create %s", mnt);
+            goto out;
+        }
+        if ((rc = lc_exec_view((const char *const *)src_dirs, nsrc, mnt, view, sizeof(view),
+                               &mounted, err)) < 0)
+            goto out;
+        co.src_root = view;
+        co.src_paths = (const char *const *)ks->from_paths.items;
+        co.nsrc_paths = ks->from_paths.len;
+    } else {
+        co.src_root = b->o->context;
+        if (ks->selection != NULL) {
+            co.entries = ks->selection->entries;
+            co.nentries = ks->selection->n;
+        }
+    }
+    rc = lc_exec_copy(fs, &co, err);
+out:
+    if (mounted)
+        lc_exec_unmount(mnt);
+    free_dirs(src_dirs, nsrc);
+    return rc;
+}
+
+/* Runs a RUN/COPY/ADD step on img (the parent state), adding its layer. */
+static int exec_fs_step(builder *b, node *n, lc_image *img, lc_err *err)
+{
+    char **lowers = NULL;
+    size_t nlowers = 0;
+    char upper[PATH_MAX], scratch[PATH_MAX];
+    int rc = lower_dirs(b, img, n->slot, &lowers, &nlowers, err);
+    if (rc < 0)
+        return rc;
+    upper[0] = scratch[0] = '\0';
+    if ((rc = lc_statedir_mktemp(b->sd, "upper", upper, sizeof(upper), err)) < 0 ||
+        (rc = lc_statedir_mktemp(b->sd, "step", scratch, sizeof(scratch), err)) < 0)
+        goto out;
+    lc_exec_fs fs = {.lowers = (const char *const *)lowers,
+                     .nlowers = nlowers,
+                     .upper = upper,
+                     .scratch = scratch};
+    if (n->ks->kind == LC_DF_RUN)
+        rc = exec_run(b, n, &fs, img, err);
+    else
+        rc = exec_copy(b, n, &fs, err);
+    if (rc == 0)
+        rc = commit_layer(b, upper, img, lc_apply_created_by(n->ks->step), err);
+out:
+    if (scratch[0])
+        lc_fs_rm_rf(scratch);
+    if (upper[0] && access(upper, F_OK) == 0)
+        lc_fs_rm_rf(upper);
+    free_dirs(lowers, nlowers);
+    return rc;
+}
+
+/* Records an executed step locally and queues its upload. */
+static void record_step(builder *b, node *n, const lc_image *img)
+{
+    lc_err err = {0};
+    lc_statedir_ac_put(b->sd, &n->action.action_digest, &n->state, NULL);
+    if (!lc_remote_writable(b->remote))
+        return;
+    size_t nl = lc_image_layer_count(img);
+    lc_remote_blob *blobs = calloc(nl + 3, sizeof(*blobs));
+    lc_digest *layers = calloc(nl ? nl : 1, sizeof(*layers));
+    char(*paths)[PATH_MAX] = calloc(nl + 1, sizeof(*paths));
+    char *json = NULL;
+    size_t len = 0;
+    if (!blobs || !layers || !paths || lc_image_serialize(img, &json, &len, &err) < 0)
+        goto out;
+    blobs[0].digest = n->action.action_digest;
+    blobs[0].data = n->action.action;
+    blobs[1].digest = n->action.command_digest;
+    blobs[1].data = n->action.command;
+    lc_digest_of(json, len, &blobs[2].digest);
+    blobs[2].data = json;
+    for (size_t i = 0; i < nl; i++) {
+        lc_image_layer layer;
+        lc_image_layer_at(img, i, &layer);
+        layers[i] = layer.blob;
+        lc_statedir_blob_path(b->sd, &layer.blob, paths[i], sizeof(paths[i]));
+        blobs[3 + i].digest = layer.blob;
+        blobs[3 + i].path = paths[i];
+    }
+    lc_step_result result = {.state = n->state, .layers = layers, .nlayers = nl};
+    lc_remote_upload(b->remote, &n->action.action_digest, &result, n->start, n->end, blobs, nl + 3,
+                     NULL, NULL);
+out:
+    free(json);
+    free(blobs);
+    free(layers);
+    free(paths);
+}
+
+static int exec_step(builder *b, node *n, lc_image *img, bool *cmd_set, lc_err *err)
+{
+    double t0 = mono_now();
+    n->start = wall_now();
+    lc_progress_begin(b->progress, n->slot);
+    int rc = lc_apply_has_layer(n->ks->kind) ? exec_fs_step(b, n, img, err)
+                                              : lc_apply_metadata(img, n->ks->step, cmd_set, err);
+    n->end = wall_now();
+    if (rc == 0)
+        rc = save_state(b, img, &n->state, err);
+    if (rc < 0) {
+        lc_progress_error(b->progress, n->slot, err->msg);
+        return rc;
+    }
+    n->have_state = true;
+    lc_progress_done(b->progress, n->slot, mono_now() - t0);
+    record_step(b, n, img);
+    return 0;
+}
+
+/* ---- the build ------------------------------------------------------------ */
+
+static int stage_base(builder *b, const lc_key_stage *st, lc_image **out, lc_err *err)
+{
+    if (st->base_stage >= 0) {
+        if (b->stage_final[st->base_stage] == NULL)
+            return lc_err_set(err, LC_INTERNAL, "stage %d was not built", st->base_stage);
+        *out = lc_image_clone(b->stage_final[st->base_stage]);
+        return *out ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    if (strcasecmp(st->base, "scratch") == 0) {
+        char os[32] = "linux", arch[32] = "";
+        if (st->platform != NULL)
+            sscanf(st->platform, "%31[^/]/%31[^/]", os, arch);
+        *out = lc_image_new(os, arch[0] ? arch : NULL);
+        return *out ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    lc_digest d;
+    int rc = lc_statedir_image_get(b->sd, st->base, &d, err);
+    if (rc < 0)
+        return rc;
+    return load_state(b, &d, out, err);
+}
+
+static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
+{
+    node *nodes = b->nodes + st->first_step;
+    size_t count = st->nsteps;
+    lc_image *img = NULL;
+    bool cmd_set = false;
+    int rc = 0;
+
+    lc_progress_begin(b->progress, nodes[0].slot); /* FROM */
+
+    /* The last step that hit: everything up to it is reused as is. */
+    size_t last_hit = 0;
+    for (size_t i = 1; i < count; i++)
+        if (nodes[i].hit_local || nodes[i].hit_remote)
+            last_hit = i;
+    for (size_t i = 1; i <= last_hit; i++)
+        lc_progress_cached(b->progress, nodes[i].slot,
+                           nodes[i].hit_local || !nodes[last_hit].hit_remote
+                               ? LC_STEP_CACHED_LOCAL
+                               : LC_STEP_CACHED_REMOTE);
+    if (last_hit > 0) {
+        if ((rc = load_state(b, &nodes[last_hit].state, &img, err)) < 0)
+            goto out;
+        for (size_t i = 1; i <= last_hit; i++)
+            if (nodes[i].hit_remote && !nodes[i].hit_local)
+                lc_statedir_ac_put(b->sd, &nodes[i].action.action_digest, &nodes[i].state, NULL);
+        /* CMD set by the stage itself matters for a later ENTRYPOINT. */
+        for (size_t i = 1; i <= last_hit; i++)
+            if (nodes[i].ks->kind == LC_DF_CMD)
+                cmd_set = true;
+    } else if ((rc = stage_base(b, st, &img, err)) < 0) {
+        goto out;
+    }
+    for (size_t i = last_hit + 1; i < count; i++)
+        if ((rc = exec_step(b, &nodes[i], img, &cmd_set, err)) < 0)
+            goto out;
+    b->stage_final[st->index] = img;
+    if (count > 1 && (nodes[count - 1].have_state))
+        b->stage_digest[st->index] = nodes[count - 1].state;
+    else
+        rc = save_state(b, img, &b->stage_digest[st->index], err);
+    img = NULL;
+out:
+    lc_image_free(&img);
+    return rc;
+}
+
+static void lookup_all(builder *b)
+{
+    size_t n = b->keys->nsteps;
+    lc_digest *remote_keys = calloc(n ? n : 1, sizeof(*remote_keys));
+    size_t *remote_idx = calloc(n ? n : 1, sizeof(*remote_idx));
+    bool *hit = calloc(n ? n : 1, sizeof(*hit));
+    lc_step_result *results = calloc(n ? n : 1, sizeof(*results));
+    size_t nr = 0;
+    if (!remote_keys || !remote_idx || !hit || !results)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        node *nd = &b->nodes[i];
+        if (nd->ks->index == 0 || b->o->no_cache)
+            continue;
+        if (lc_statedir_ac_get(b->sd, &nd->action.action_digest, &nd->state, NULL) == 0 &&
+            lc_statedir_has_blob(b->sd, &nd->state)) {
+            nd->hit_local = nd->have_state = true;
+            continue;
+        }
+        remote_keys[nr] = nd->action.action_digest;
+        remote_idx[nr++] = i;
+    }
+    lc_remote_lookup(b->remote, remote_keys, nr, hit, results);
+    for (size_t k = 0; k < nr; k++) {
+        if (!hit[k])
+            continue;
+        node *nd = &b->nodes[remote_idx[k]];
+        nd->hit_remote = nd->have_state = true;
+        nd->state = results[k].state;
+        lc_step_result_clear(&results[k]);
+    }
+out:
+    free(remote_keys);
+    free(remote_idx);
+    free(hit);
+    free(results);
+}
+
+/* --output type=oci,dest=PATH (a directory, or a tar when PATH ends in .tar). */
+static int write_output(builder *b, const lc_image *img, lc_err *err)
+{
+    const char *spec = b->o->output;
+    char type[32] = "", dest[PATH_MAX] = "";
+    char *copy = strdup(spec), *save = NULL;
+    if (copy == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        if (strncmp(kv, "type=", 5) == 0)
+            snprintf(type, sizeof(type), "%s", kv + 5);
+        else if (strncmp(kv, "dest=", 5) == 0)
+            snprintf(dest, sizeof(dest), "%s", kv + 5);
+    }
+    free(copy);
+    if (strcmp(type, "oci") != 0 || dest[0] == '\0')
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "--output '%s': expected type=oci,dest=PATH[.tar]", spec);
+    size_t nl = lc_image_layer_count(img);
+    char(*paths)[PATH_MAX] = calloc(nl + 1, sizeof(*paths));
+    const char **ptrs = calloc(nl + 1, sizeof(*ptrs));
+    int rc = 0;
+    if (!paths || !ptrs) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nl && rc == 0; i++) {
+        lc_image_layer layer;
+        lc_image_layer_at(img, i, &layer);
+        rc = ensure_blob(b, &layer.blob, -1, err);
+        lc_statedir_blob_path(b->sd, &layer.blob, paths[i], sizeof(paths[i]));
+        ptrs[i] = paths[i];
+    }
+    const char *ref = b->o->tags && b->o->tags->len ? b->o->tags->items[0] : "latest";
+    /* The OCI ref name is the tag part only, as skopeo/umoci expect. */
+    const char *colon = strrchr(ref, ':');
+    const char *tag = colon && !strchr(colon, '/') ? colon + 1 : "latest";
+    size_t dl = strlen(dest);
+    if (rc == 0 && dl > 4 && strcmp(dest + dl - 4, ".tar") == 0)
+        rc = lc_layout_write_tar(dest, img, ptrs, tag, NULL, err);
+    else if (rc == 0)
+        rc = lc_layout_write_dir(dest, img, ptrs, tag, NULL, err);
+out:
+    free(paths);
+    free(ptrs);
+    return rc;
+}
+
+static int build_all(builder *b, lc_err *err)
+{
+    const lc_build_opts *o = b->o;
+    char path[PATH_MAX];
+    int rc;
+    double t0 = mono_now();
+
+    if (o->dockerfile != NULL)
+        snprintf(path, sizeof(path), "%s", o->dockerfile);
+    else
+        snprintf(path, sizeof(path), "%s/Dockerfile", o->context);
+    if ((rc = lc_df_parse_path(path, &b->file, err)) < 0)
+        return rc;
+    if (lc_statcache_open(lc_statedir_path(b->sd), &b->statcache, NULL) < 0)
+        b->statcache = NULL; /* hashing still works, only slower */
+    lc_keys_opts ko = {.context_dir = o->context,
+                       .dockerfile_path = path,
+                       .target = o->target,
+                       .build_args = o->build_args,
+                       .nbuild_args = o->nbuild_args,
+                       .platform = o->platform,
+                       .resolve = resolve_local,
+                       .resolve_ctx = b,
+                       .statcache = b->statcache};
+    if ((rc = lc_keys_compute(b->file, &ko, &b->keys, err)) < 0)
+        return rc;
+    if (b->statcache != NULL)
+        lc_statcache_save(b->statcache, NULL);
+
+    size_t n = b->keys->nsteps;
+    b->nodes = calloc(n ? n : 1, sizeof(*b->nodes));
+    b->stage_final = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_final));
+    b->stage_digest = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_digest));
+    if (!b->nodes || !b->stage_final || !b->stage_digest)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        node *nd = &b->nodes[i];
+        nd->ks = &b->keys->steps[i];
+        nd->slot = -1;
+        if ((rc = lc_step_action_make(&nd->ks->key, nd->ks->normalized ? nd->ks->normalized
+                                                                         : nd->ks->instruction,
+                                      nd->ks->platform ? nd->ks->platform : "", &nd->action, err)) < 0)
+            return rc;
+        const lc_key_stage *st = &b->keys->stages[nd->ks->stage];
+        char stage[32], label[96], key[LC_DIGEST_OCI_LEN + 1];
+        if (st->name)
+            snprintf(stage, sizeof(stage), "%s", st->name);
+        else
+            snprintf(stage, sizeof(stage), "stage-%d", st->index);
+        snprintf(label, sizeof(label), "%s %d/%zu", stage, nd->ks->index + 1, st->nsteps);
+        lc_digest_oci(&nd->action.action_digest, key);
+        nd->slot = lc_progress_add(b->progress, stage, label, nd->ks->instruction, key,
+                                   nd->ks->index != 0);
+        if (nd->slot < 0)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+
+    lookup_all(b);
+
+    for (size_t s = 0; s < b->keys->nstages; s++) {
+        const lc_key_stage *st = &b->keys->stages[s];
+        if (!st->needed || st->nsteps == 0)
+            continue;
+        if ((rc = build_stage(b, st, err)) < 0)
+            return rc;
+    }
+    lc_remote_drain(b->remote);
+
+    int target = b->keys->target;
+    const lc_image *final = b->stage_final[target];
+    char manifest_hex[LC_DIGEST_OCI_LEN + 1], state_hex[LC_DIGEST_OCI_LEN + 1];
+    char *config = NULL, *manifest = NULL;
+    size_t clen, mlen;
+    lc_digest manifest_digest;
+    if ((rc = lc_layout_manifest(final, &config, &clen, NULL, &manifest, &mlen, &manifest_digest,
+                                 err)) < 0)
+        return rc;
+    free(config);
+    free(manifest);
+    lc_digest_oci(&manifest_digest, manifest_hex);
+    lc_digest_oci(&b->stage_digest[target], state_hex);
+    for (size_t i = 0; o->tags && i < o->tags->len; i++)
+        if ((rc = lc_statedir_image_put(b->sd, o->tags->items[i], &b->stage_digest[target], err)) < 0)
+            return rc;
+    if (o->output != NULL && (rc = write_output(b, final, err)) < 0)
+        return rc;
+
+    /* Bytes moved, per step for the summary: downloads were attributed as they
+     * happened; uploads are totalled here. */
+    double wall = mono_now() - t0;
+    if (n > 0 && lc_remote_bytes_up(b->remote) > 0)
+        for (size_t i = n; i-- > 0;)
+            if (b->nodes[i].slot >= 0) {
+                lc_progress_bytes(b->progress, b->nodes[i].slot, 0, lc_remote_bytes_up(b->remote));
+                break;
+            }
+    lc_progress_summary(b->progress, wall, manifest_hex);
+    if (o->summary_json != NULL &&
+        (rc = lc_progress_write_json(b->progress, o->summary_json, wall, manifest_hex, state_hex,
+                                     err)) < 0)
+        return rc;
+    return 0;
+}
+
+int lc_build_run(const lc_build_opts *o, lc_err *err)
+{
+    builder b = {.o = o};
+    char state_dir[PATH_MAX];
+    FILE *out = o->quiet ? fopen("/dev/null", "w") : stdout;
+    int rc = 0;
+    if (out == NULL)
+        return lc_err_set(err, LC_INTERNAL, "cannot open /dev/null");
+    if (o->worker_id != NULL)
+        snprintf(b.worker, sizeof(b.worker), "%s", o->worker_id);
+    else if (gethostname(b.worker, sizeof(b.worker) - 1) != 0)
+        snprintf(b.worker, sizeof(b.worker), "unknown");
+    if (o->state_dir != NULL)
+        snprintf(state_dir, sizeof(state_dir), "%s", o->state_dir);
+    else if ((rc = lc_statedir_default(state_dir, sizeof(state_dir), err)) < 0)
+        goto out;
+    if ((rc = lc_statedir_open(state_dir, &b.sd, err)) < 0)
+        goto out;
+    if ((b.progress = lc_progress_new(out)) == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    lc_remote_opts ro = {.target = o->cache,
+                         .instance = o->instance,
+                         .token = o->token,
+                         .mode = o->cache_mode,
+                         .worker = b.worker};
+    if ((rc = lc_remote_open(&ro, b.progress, &b.remote, err)) < 0)
+        goto out;
+    rc = build_all(&b, err);
+out:
+    lc_remote_close(&b.remote);
+    if (b.keys != NULL) {
+        for (size_t i = 0; i < b.keys->nsteps && b.nodes; i++)
+            lc_step_action_clear(&b.nodes[i].action);
+        for (size_t s = 0; s < b.keys->nstages && b.stage_final; s++)
+            lc_image_free(&b.stage_final[s]);
+    }
+    free(b.nodes);
+    free(b.stage_final);
+    free(b.stage_digest);
+    lc_keys_free(&b.keys);
+    lc_df_file_free(&b.file);
+    lc_statcache_free(&b.statcache);
+    lc_progress_free(&b.progress);
+    lc_statedir_close(&b.sd);
+    if (out != stdout)
+        fclose(out);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* build.h - `layercache build`: the orchestrator.
+ *
+ * 1. parse the Dockerfile and compute every step key (keys/), before
+ *    anything runs;
+ * 2. look every key up at once: the local state directory, then the cache
+ *    server (one concurrent batch);
+ * 3. per needed stage, start from the last step that hit (a hit yields the
+ *    whole image state after the step, so nothing before it is fetched);
+ *    run the rest: RUN with runc on an overlayfs over the parent's layers,
+ *    COPY/ADD into the overlay, metadata steps on the config;
+ * 4. every executed step's state and layer are recorded locally and
+ *    uploaded in the background while the next step runs;
+ * 5. write the result: local image store (-t) and OCI layouts (--output).
+ */
+#ifndef LC_BUILD_H
+#define LC_BUILD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "build-worker/dockerfile/expand.h"
+#include "err.h"
+#include "strlist.h"
+
+typedef struct lc_build_opts {
+    const char *context;      /* build context directory */
+    const char *dockerfile;   /* NULL = <context>/Dockerfile */
+    const lc_strlist *tags;   /* -t name:tag, may be NULL */
+    const lc_df_var *build_args;
+    size_t nbuild_args;
+    const char *target;       /* --target stage, NULL = last */
+    const char *platform;     /* NULL = host */
+    const char *cache;        /* grpc://host:port or NULL */
+    const char *instance;     /* --cache-instance */
+    const char *token;        /* bearer token or NULL */
+    int cache_mode;           /* enum lc_cache_mode (remote.h) */
+    bool no_cache;            /* skip lookups, still upload */
+    const char *state_dir;    /* NULL = default */
+    const char *output;       /* "type=oci,dest=PATH[.tar]" or NULL */
+    int compression;          /* enum lc_layer_compression */
+    const char *summary_json; /* path or NULL */
+    const char *worker_id;    /* recorded in ExecutedActionMetadata; NULL = hostname */
+    bool quiet;               /* no progress output */
+} lc_build_opts;
+
+/* Runs a build. Returns 0, or a negative code with the reason in err
+ * (a RUN that failed: ABORTED with its exit code and last output lines). */
+int lc_build_run(const lc_build_opts *opts, lc_err *err);
+
+#endif

@@ -1,0 +1,65 @@
+/* exec.h - running the steps that change files: RUN through runc on an
+ * overlayfs over the parent's layers, COPY/ADD into such an overlay. The
+ * overlay's upper directory is the step's layer. */
+#ifndef LC_EXEC_H
+#define LC_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "build-worker/context/walk.h"
+#include "err.h"
+
+/* One line of a running step's output (no newline). */
+typedef void (*lc_exec_output_fn)(void *ctx, const char *line, size_t len);
+
+typedef struct lc_exec_fs {
+    const char *const *lowers; /* unpacked parent layers, top first (may be 0) */
+    size_t nlowers;
+    const char *upper;         /* empty directory that becomes the layer */
+    const char *scratch;       /* empty directory for work dir, mount point, bundle */
+} lc_exec_fs;
+
+typedef struct lc_exec_run_opts {
+    const char *const *argv;   /* full command (shell form already wrapped) */
+    size_t argc;
+    const char *const *env;    /* "K=V" */
+    size_t nenv;
+    const char *cwd;           /* absolute */
+    const char *user;          /* "uid[:gid]" or names, NULL/"" = root */
+    bool host_network;         /* RUN --network=host */
+    lc_exec_output_fn output;
+    void *ctx;
+} lc_exec_run_opts;
+
+/* Runs the command; *exit_code gets its status (non-zero is not an error
+ * here). Errors are failures to set up or run runc at all. */
+int lc_exec_run(const lc_exec_fs *fs, const lc_exec_run_opts *o, int *exit_code, lc_err *err);
+
+typedef struct lc_exec_copy_opts {
+    const char *src_root;        /* context dir, or the source stage's root */
+    const lc_ctx_entry *entries; /* what to copy (paths relative to src_root) */
+    size_t nentries;
+    const char *const *src_paths;/* for --from: source paths (walked under src_root) */
+    size_t nsrc_paths;
+    const char *dest;            /* absolute destination as expanded */
+    const char *workdir;         /* for relative destinations */
+    const char *chown;           /* "--chown" value or NULL */
+    const char *chmod;           /* "--chmod" value or NULL */
+    bool is_add;                 /* ADD: local tar archives are extracted */
+    const char *const *heredoc_names;   /* COPY <<EOF /path: files to create */
+    const char *const *heredoc_bodies;
+    size_t nheredocs;
+} lc_exec_copy_opts;
+
+/* Copies into the overlay. Errors name the source. */
+int lc_exec_copy(const lc_exec_fs *fs, const lc_exec_copy_opts *o, lc_err *err);
+
+/* Mounts a read-only view of layers (top first) at mnt (for COPY --from);
+ * *mounted tells whether lc_exec_unmount must be called. With one layer the
+ * layer directory itself is the view (written to view). */
+int lc_exec_view(const char *const *lowers, size_t nlowers, const char *mnt, char *view,
+                 size_t cap, bool *mounted, lc_err *err);
+void lc_exec_unmount(const char *mnt);
+
+#endif
