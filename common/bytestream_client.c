@@ -127,8 +127,13 @@ static int write_stream(lc_cache_client *c, int64_t size, const char *resource, 
         nops++;
         if (last && !abort)
             ops[nops++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        int ok = grpc_call_start_batch(call, ops, nops, &send_tag, NULL) == GRPC_CALL_OK &&
-                 lc__cache_pluck(cq, &send_tag);
+        if (grpc_call_start_batch(call, ops, nops, &send_tag, NULL) != GRPC_CALL_OK) {
+            grpc_byte_buffer_destroy(bb);
+            grpc_call_cancel(call, NULL); /* or the status would wait for the deadline */
+            broken = 1;
+            break;
+        }
+        int ok = lc__cache_pluck(cq, &send_tag);
         grpc_byte_buffer_destroy(bb);
         if (!ok) {
             broken = 1; /* the server ended the call; its status says why */

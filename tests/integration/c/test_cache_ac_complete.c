@@ -65,7 +65,7 @@ int main(void)
     lc_cache_client_options o = {.instance_name = "team/ac", .deadline_ms = 20000};
     CHECK_RC(lc_cache_client_open(itest_srv.target, &o, &client, &err), 0, &err);
 
-    blob state, layer0, layer1, out, errb;
+    blob state = {0}, layer0 = {0}, layer1 = {0}, out = {0}, errb = {0};
     blob_make(&state, "{\"layers\": 2}");
     blob_make(&layer0, "layer zero bytes");
     blob_make(&layer1, "layer one bytes");
