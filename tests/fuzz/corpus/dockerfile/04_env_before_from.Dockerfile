@@ -1,0 +1,3 @@
+ARG A=1
+ENV B=2
+FROM alpine

@@ -1,0 +1,6 @@
+FROM alpine
+RUN echo one \
+# a comment inside
+    && echo two \
+
+    && echo three

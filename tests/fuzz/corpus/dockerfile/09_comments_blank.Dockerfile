@@ -1,0 +1,6 @@
+# leading comment
+
+FROM alpine
+
+   # indented comment
+RUN true

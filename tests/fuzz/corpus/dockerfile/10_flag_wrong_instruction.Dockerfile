@@ -1,0 +1,2 @@
+FROM alpine
+RUN --chown=1 echo

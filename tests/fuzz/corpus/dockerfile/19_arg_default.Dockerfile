@@ -1,0 +1,5 @@
+FROM alpine
+ARG USER=app
+ARG UID
+RUN echo $USER $UID
+USER $USER

@@ -1,0 +1,5 @@
+ARG VERSION=3.19
+FROM alpine:${VERSION}
+RUN echo ${VERSION:-unset}
+ARG VERSION
+RUN echo $VERSION

@@ -1,0 +1,8 @@
+# lc-test-build-arg: VERSION=3.20
+# lc-test-build-arg: EXTRA=x
+ARG VERSION=3.19
+FROM alpine:$VERSION
+ARG VERSION
+ARG EXTRA
+ARG NOTGIVEN
+RUN echo $VERSION $EXTRA

@@ -1,0 +1,5 @@
+# lc-test-build-arg: CONT_IMG_VER=v2.0.1
+FROM ubuntu
+ARG CONT_IMG_VER
+ENV CONT_IMG_VER=v1.0.0
+RUN echo $CONT_IMG_VER

@@ -1,0 +1,4 @@
+ARG REG=docker.io
+ARG IMG=${REG}/library/alpine
+ARG TAG
+FROM ${IMG}:${TAG:-latest}

@@ -1,0 +1,3 @@
+# lc-test-target: release
+FROM alpine AS build
+FROM alpine AS test

@@ -1,0 +1,2 @@
+FROM alpine
+COPY ["dir with space/", "file 2", "/dest dir/"]

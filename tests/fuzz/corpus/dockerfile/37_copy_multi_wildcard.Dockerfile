@@ -1,0 +1,3 @@
+FROM alpine
+COPY hom* ?est.txt /mydir/
+COPY arr[[]0].txt /mydir/

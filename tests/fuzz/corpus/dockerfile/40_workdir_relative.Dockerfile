@@ -1,0 +1,6 @@
+FROM alpine
+WORKDIR /a
+WORKDIR b
+WORKDIR c
+RUN pwd
+WORKDIR ../d

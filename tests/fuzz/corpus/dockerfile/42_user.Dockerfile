@@ -1,0 +1,4 @@
+FROM alpine
+USER app:app
+ENV U=root
+USER $U

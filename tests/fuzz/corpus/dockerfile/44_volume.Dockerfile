@@ -1,0 +1,4 @@
+FROM alpine
+VOLUME /data
+VOLUME ["/var/log", "/var/db"]
+VOLUME /a /b

@@ -1,0 +1,4 @@
+FROM alpine
+CMD echo "hello $HOME"
+CMD ["echo", "$HOME"]
+CMD ["--port", "80"]

@@ -1,0 +1,3 @@
+FROM alpine
+ENTRYPOINT ["top", "-b"]
+ENTRYPOINT exec top -b

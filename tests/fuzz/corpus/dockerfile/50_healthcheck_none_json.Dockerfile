@@ -1,0 +1,3 @@
+FROM alpine
+HEALTHCHECK NONE
+HEALTHCHECK CMD ["/bin/check", "--fast"]

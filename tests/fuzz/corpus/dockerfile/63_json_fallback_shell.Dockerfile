@@ -1,0 +1,4 @@
+FROM alpine
+RUN [ -f /etc/os-release ] && echo yes
+CMD ["unterminated"
+ENTRYPOINT ["a" "b"]

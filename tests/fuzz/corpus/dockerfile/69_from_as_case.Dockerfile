@@ -1,0 +1,3 @@
+FROM alpine As MiXeD
+FROM mixed
+COPY --from=MIXED / /

@@ -1,0 +1,2 @@
+FROM alpine
+LABEL a="x y" 'b c'="d" e=f\ g

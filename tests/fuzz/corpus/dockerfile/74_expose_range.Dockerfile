@@ -1,0 +1,2 @@
+FROM alpine
+EXPOSE 8000-8010/tcp 53/udp
