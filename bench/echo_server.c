@@ -16,6 +16,12 @@
  *
  * Usage: echo_server [--listen ADDR] [--threads N]
  * Prints "echo-server listening grpc=HOST:PORT", serves until SIGINT/SIGTERM.
+ *
+ * Experiment knobs (not used by bench-server): --upload-delay-us N sleeps N µs
+ * per received Upload message, standing in for a slow store, to show how
+ * much the gRPC transport buffers for streams the server reads slowly;
+ * --quota-mb N sets a grpc_resource_quota of N MiB and --no-bdp turns off
+ * BDP probing, the two transport settings that bound that buffering.
  */
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -29,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_CHUNK (4u << 20)
 #define MAX_THREADS 64
@@ -81,6 +88,7 @@ static worker g_workers[MAX_THREADS];
 static int g_nworkers = 2;
 static grpc_completion_queue *g_shutdown_cq;
 static uint8_t g_zeros[MAX_CHUNK];
+static long g_upload_delay_us;
 static grpc_slice g_ok_details;
 
 static void post_request(worker *w, enum method m);
@@ -297,6 +305,8 @@ static void on_recv(call *c, bool ok)
     } else {
         c->count += grpc_byte_buffer_length(c->in);
         grpc_byte_buffer_destroy(c->in);
+        if (g_upload_delay_us > 0)
+            usleep((useconds_t)g_upload_delay_us);
         c->in = NULL;
         post_recv(c);
     }
@@ -387,17 +397,26 @@ static void *signal_main(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: echo_server [--listen ADDR (127.0.0.1:0)] [--threads N (2)]\n");
+    fprintf(f, "usage: echo_server [--listen ADDR (127.0.0.1:0)] [--threads N (2)]\n"
+               "  experiments: [--upload-delay-us N] [--quota-mb N] [--no-bdp]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:0";
+    long quota_mb = 0;
+    bool bdp = true;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             listen = argv[++i];
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             g_nworkers = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--upload-delay-us") == 0 && i + 1 < argc) {
+            g_upload_delay_us = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--quota-mb") == 0 && i + 1 < argc) {
+            quota_mb = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--no-bdp") == 0) {
+            bdp = false;
         } else if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -420,13 +439,28 @@ int main(int argc, char **argv)
 
     grpc_init();
     g_ok_details = grpc_empty_slice();
-    grpc_arg args[] = {
+    grpc_resource_quota *quota = NULL;
+    grpc_arg args[3] = {
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = 16 << 20},
     };
-    grpc_channel_args chargs = {.num_args = 1, .args = args};
+    size_t nargs = 1;
+    if (!bdp)
+        args[nargs++] =
+            (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 0};
+    if (quota_mb > 0) {
+        quota = grpc_resource_quota_create("echo-server");
+        grpc_resource_quota_resize(quota, (size_t)quota_mb << 20);
+        args[nargs].type = GRPC_ARG_POINTER;
+        args[nargs].key = GRPC_ARG_RESOURCE_QUOTA;
+        args[nargs].value.pointer.p = quota;
+        args[nargs++].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+    }
+    grpc_channel_args chargs = {.num_args = nargs, .args = args};
     g_server = grpc_server_create(&chargs, NULL);
+    if (quota)
+        grpc_resource_quota_unref(quota); /* the server holds its own reference */
     for (int m = 0; m < M_GENERIC; m++)
         g_methods[m] = grpc_server_register_method(
             g_server, method_path[m], NULL,
