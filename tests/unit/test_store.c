@@ -44,23 +44,6 @@ static void reopen(fixture *f)
         fail_msg("reopen: %s", err.msg);
 }
 
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/lc-test-store.XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
-    lc_err err = {0};
-    /* a subdirectory, so open must create it */
-    strcat(f->dir, "/db");
-    if (lc_store_open(f->dir, NULL, &f->s, &err) != 0) {
-        fprintf(stderr, "open: %s\n", err.msg);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
@@ -69,6 +52,26 @@ static int teardown(void **state)
     *slash = '\0';
     nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     free(f);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/lc-test-store.XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    lc_err err = {0};
+    /* a subdirectory, so open must create it */
+    strcat(f->dir, "/db");
+    *state = f;
+    if (lc_store_open(f->dir, NULL, &f->s, &err) != 0) {
+        fprintf(stderr, "open: %s\n", err.msg);
+        teardown(state);
+        return -1;
+    }
     return 0;
 }
 
