@@ -214,10 +214,10 @@ int lc_cmd_keys(int argc, char **argv)
     fflush(stdout);
     fprintf(stderr,
             "context: %llu files, %llu bytes; read %llu files (%llu bytes), %llu from the stat "
-            "cache\n",
+            "cache; %.3f s\n",
             (unsigned long long)keys->hash.files, (unsigned long long)keys->hash.bytes,
             (unsigned long long)keys->hash.files_read, (unsigned long long)keys->hash.bytes_read,
-            (unsigned long long)keys->hash.cache_hits);
+            (unsigned long long)keys->hash.cache_hits, keys->context_seconds);
     if (sc != NULL && lc_statcache_save(sc, &err) != 0)
         fprintf(stderr, "layercache keys: warning: %s\n", err.msg);
     status = 0;

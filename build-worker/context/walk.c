@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
@@ -49,7 +50,7 @@ static void entry_clear(lc_ctx_entry *e)
 }
 
 static int add_entry(walker *w, const char *path, const char *dest, uint32_t src,
-                     const struct stat *st, const char *full)
+                     const struct stat *st, int dfd, const char *name)
 {
     lc_selection *s = w->sel;
     if (s->n == s->cap) {
@@ -81,7 +82,7 @@ static int add_entry(walker *w, const char *path, const char *dest, uint32_t src
         s->bytes += (uint64_t)st->st_size;
     } else if (S_ISLNK(st->st_mode)) {
         char buf[PATH_MAX + 1];
-        ssize_t n = readlink(full, buf, PATH_MAX);
+        ssize_t n = readlinkat(dfd, name, buf, PATH_MAX);
         if (n < 0) {
             int e2 = errno;
             entry_clear(e);
@@ -104,16 +105,22 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Reads the names in directory full, sorted. *names is a NULL-terminated
- * malloc'd array of malloc'd strings. */
-static int list_dir(walker *w, const char *full, const char *rel, char ***names, size_t *count)
+/* Reads the names in the directory open as dfd (or at full when dfd < 0),
+ * sorted. *names is a NULL-terminated malloc'd array of malloc'd strings. */
+static int list_dir(walker *w, int dfd, const char *full, const char *rel, char ***names,
+                    size_t *count)
 {
     *names = NULL;
     *count = 0;
-    DIR *d = opendir(full);
-    if (d == NULL)
-        return lc_err_set(w->err, lc_code_from_errno(errno), "cannot read directory %s: %s", rel,
-                          strerror(errno));
+    int fd2 = dfd >= 0 ? dup(dfd) : -1;
+    DIR *d = dfd >= 0 ? (fd2 >= 0 ? fdopendir(fd2) : NULL) : opendir(full);
+    if (d == NULL) {
+        int e = errno;
+        if (fd2 >= 0)
+            close(fd2);
+        return lc_err_set(w->err, lc_code_from_errno(e), "cannot read directory %s: %s", rel,
+                          strerror(e));
+    }
     size_t n = 0, cap = 16;
     char **v = malloc(cap * sizeof(*v));
     struct dirent *de = NULL;
@@ -160,7 +167,8 @@ static bool is_excluded(const walker *w, const char *rel, const char *dest)
     return lc_ignore_match(w->ex, dest) || lc_ignore_match(w->ex, rel);
 }
 
-/* Adds the contents of directory rel (dest prefix dest) depth-first. */
+/* Adds the contents of directory rel (dest prefix dest) depth-first. Names
+ * are resolved relative to the directory's descriptor: one lookup each. */
 static int walk_dir(walker *w, const char *rel, const char *dest, uint32_t src, int depth)
 {
     if (depth > 4096)
@@ -168,17 +176,23 @@ static int walk_dir(walker *w, const char *rel, const char *dest, uint32_t src, 
     char *full = full_path(w, rel);
     char **names = NULL;
     size_t n = 0;
-    int rc = full ? list_dir(w, full, rel, &names, &n)
-                  : lc_err_set(w->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    int dfd = -1, rc = 0;
+    if (full == NULL) {
+        rc = lc_err_set(w->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    } else if ((dfd = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rc = lc_err_set(w->err, lc_code_from_errno(errno), "cannot read directory %s: %s", rel,
+                        strerror(errno));
+    } else {
+        rc = list_dir(w, dfd, NULL, rel, &names, &n);
+    }
     free(full);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char *crel = lc_path_join(rel, names[i]);
         char *cdest = lc_path_join(dest, names[i]);
-        char *cfull = crel ? full_path(w, crel) : NULL;
         struct stat st;
-        if (crel == NULL || cdest == NULL || cfull == NULL) {
+        if (crel == NULL || cdest == NULL) {
             rc = lc_err_set(w->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-        } else if (lstat(cfull, &st) != 0) {
+        } else if (fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) != 0) {
             if (errno != ENOENT) /* vanished while walking: as if never there */
                 rc = lc_err_set(w->err, lc_code_from_errno(errno), "cannot stat %s: %s", crel,
                                 strerror(errno));
@@ -187,7 +201,7 @@ static int walk_dir(walker *w, const char *rel, const char *dest, uint32_t src, 
             if (S_ISDIR(st.st_mode)) {
                 if (!ignored || w->descend_ignored) {
                     size_t mark = w->sel->n;
-                    rc = add_entry(w, crel, cdest, src, &st, cfull);
+                    rc = add_entry(w, crel, cdest, src, &st, dfd, names[i]);
                     if (rc == 0)
                         rc = walk_dir(w, crel, cdest, src, depth + 1);
                     if (rc == 0 && ignored && w->sel->n == mark + 1) {
@@ -196,13 +210,14 @@ static int walk_dir(walker *w, const char *rel, const char *dest, uint32_t src, 
                     }
                 }
             } else if (!ignored) {
-                rc = add_entry(w, crel, cdest, src, &st, cfull);
+                rc = add_entry(w, crel, cdest, src, &st, dfd, names[i]);
             }
         }
         free(crel);
         free(cdest);
-        free(cfull);
     }
+    if (dfd >= 0)
+        close(dfd);
     free_names(names, n);
     return rc;
 }
@@ -233,7 +248,7 @@ static int expand_glob(walker *w, const char *clean, lc_strlist *out)
             } else if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
                 char **names = NULL;
                 size_t n = 0;
-                rc = list_dir(w, full, cur.items[i], &names, &n);
+                rc = list_dir(w, -1, full, cur.items[i], &names, &n);
                 for (size_t k = 0; rc == 0 && k < n; k++) {
                     if (fnmatch(comp, names[k], 0) != 0)
                         continue;
@@ -297,7 +312,7 @@ static int add_match(walker *w, const char *rel, uint32_t src, bool *found, bool
             goto out;
         }
         size_t mark = w->sel->n;
-        rc = add_entry(w, rel, ".", src, &st, full);
+        rc = add_entry(w, rel, ".", src, &st, AT_FDCWD, full);
         if (rc == 0)
             rc = walk_dir(w, rel, ".", src, 0);
         if (rc == 0 && ign && w->sel->n == mark + 1) {
@@ -311,7 +326,7 @@ static int add_match(walker *w, const char *rel, uint32_t src, bool *found, bool
             *ignored = true;
             goto out;
         }
-        rc = add_entry(w, rel, base, src, &st, full);
+        rc = add_entry(w, rel, base, src, &st, AT_FDCWD, full);
         *found = rc == 0;
     }
 out:

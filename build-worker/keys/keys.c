@@ -761,6 +761,8 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
     }
 
     /* Pass 1: lay out the steps and select every context source. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     size_t nsel = 0;
     for (size_t si = 0; si < plan->nstages; si++) {
         const lc_df_stage_plan *sp = &plan->stages[si];
@@ -840,6 +842,8 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
     /* Pass 2: hash every selected file at once, across cores. */
     if ((rc = lc_hash_selections(o->context_dir, sels, nsel, o->statcache, &k->hash, err)) != 0)
         goto out;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    k->context_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 
     /* Pass 3: the key chain, stage by stage in file order (a stage only
      * depends on earlier ones). */

@@ -110,6 +110,7 @@ typedef struct lc_keys {
     size_t nstages;
     int target;
     lc_hash_stats hash;     /* context hashing totals */
+    double context_seconds; /* wall time spent selecting and hashing context files */
 } lc_keys;
 
 /* Evaluates file (caller keeps it alive until lc_keys_free) for opts,
