@@ -18,7 +18,10 @@ struct lc_df_arena {
     struct chunk *head;
 };
 
-lc_df_arena *lc_df__arena_new(void) { return calloc(1, sizeof(lc_df_arena)); }
+lc_df_arena *lc_df__arena_new(void)
+{
+    return calloc(1, sizeof(lc_df_arena));
+}
 
 void lc_df__arena_free(lc_df_arena **a)
 {
@@ -67,7 +70,10 @@ char *lc_df__strndup(lc_df_arena *a, const char *s, size_t n)
     return p;
 }
 
-char *lc_df__strdup(lc_df_arena *a, const char *s) { return lc_df__strndup(a, s, strlen(s)); }
+char *lc_df__strdup(lc_df_arena *a, const char *s)
+{
+    return lc_df__strndup(a, s, strlen(s));
+}
 
 char *lc_df__printf(lc_df_arena *a, const char *fmt, ...)
 {

@@ -64,7 +64,8 @@ typedef struct lc_df_lexer {
     const char *syntax;
 } lc_df_lexer;
 
-void lc_df__lex_init(lc_df_lexer *lx, lc_df_arena *a, const char *file, const char *buf, size_t len);
+void lc_df__lex_init(lc_df_lexer *lx, lc_df_arena *a, const char *file, const char *buf,
+                     size_t len);
 /* 1: *out is the next instruction line; 0: end of input; < 0: error. */
 int lc_df__lex_next(lc_df_lexer *lx, lc_df_lline *out, lc_err *err);
 /* Reads a heredoc body up to its delimiter: 0, or 1 when the input ended first. */

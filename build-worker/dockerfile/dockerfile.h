@@ -117,12 +117,12 @@ struct lc_df_instr {
 const lc_df_flag *lc_df_instr_flag(const lc_df_instr *in, const char *name);
 
 typedef struct lc_df_stage {
-    int index;                /* 0-based, in file order */
-    const char *name;         /* lowercased "AS" name, or NULL */
-    const char *base;         /* image reference as written (unexpanded) */
-    const char *platform;     /* --platform value as written, or NULL */
-    const lc_df_instr *from;  /* the FROM instruction */
-    lc_df_instr *instrs;      /* the instructions after FROM */
+    int index;               /* 0-based, in file order */
+    const char *name;        /* lowercased "AS" name, or NULL */
+    const char *base;        /* image reference as written (unexpanded) */
+    const char *platform;    /* --platform value as written, or NULL */
+    const lc_df_instr *from; /* the FROM instruction */
+    lc_df_instr *instrs;     /* the instructions after FROM */
     size_t ninstrs;
 } lc_df_stage;
 
@@ -134,7 +134,7 @@ typedef struct lc_df_directive {
 
 typedef struct lc_df_file {
     const char *filename;
-    char escape; /* '\\' or '`' */
+    char escape;        /* '\\' or '`' */
     const char *syntax; /* "# syntax=" value or NULL */
     lc_df_directive *directives;
     size_t ndirectives;
@@ -147,8 +147,7 @@ typedef struct lc_df_file {
 
 /* Parses len bytes of buf (need not be NUL-terminated). filename is used in
  * positions and messages. On success *out is a new file (caller frees). */
-int lc_df_parse(const char *buf, size_t len, const char *filename, lc_df_file **out,
-                lc_err *err);
+int lc_df_parse(const char *buf, size_t len, const char *filename, lc_df_file **out, lc_err *err);
 /* Reads path and parses it, naming it path in messages. */
 int lc_df_parse_path(const char *path, lc_df_file **out, lc_err *err);
 void lc_df_file_free(lc_df_file **f);
@@ -200,7 +199,7 @@ typedef struct lc_df_step {
     const char *user;    /* USER after this instruction, NULL = image default */
     const char **shell;  /* SHELL in effect: {"/bin/sh","-c"} by default */
     size_t nshell;
-    int copy_from_stage;        /* COPY/ADD --from naming a stage: its index, else -1 */
+    int copy_from_stage;         /* COPY/ADD --from naming a stage: its index, else -1 */
     const char *copy_from_image; /* --from naming an image (not a stage), else NULL */
 } lc_df_step;
 
@@ -216,7 +215,7 @@ typedef struct lc_df_stage_plan {
 
 typedef struct lc_df_plan {
     const lc_df_file *file;
-    int target;              /* index of the target stage */
+    int target;               /* index of the target stage */
     lc_df_stage_plan *stages; /* one per stage of the file, in file order */
     size_t nstages;
     void *priv_;

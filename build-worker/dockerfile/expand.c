@@ -51,15 +51,24 @@ static int sb_put(sbuf *b, const char *s, size_t n)
     return 0;
 }
 
-static int sb_ch(sbuf *b, char c) { return sb_put(b, &c, 1); }
+static int sb_ch(sbuf *b, char c)
+{
+    return sb_put(b, &c, 1);
+}
 
 static bool is_space(int c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-static int peek(lex *l) { return l->i < l->n ? (unsigned char)l->s[l->i] : EOFCH; }
-static int next(lex *l) { return l->i < l->n ? (unsigned char)l->s[l->i++] : EOFCH; }
+static int peek(lex *l)
+{
+    return l->i < l->n ? (unsigned char)l->s[l->i] : EOFCH;
+}
+static int next(lex *l)
+{
+    return l->i < l->n ? (unsigned char)l->s[l->i++] : EOFCH;
+}
 
 static int fail(lex *l, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(lex *l, int code, const char *fmt, ...)
@@ -297,8 +306,8 @@ static int compile_pat(lex *l, const char *p, size_t n, pat *out)
                 free(out->t);
                 out->t = NULL;
                 return fail(l, LC_INVALID_ARGUMENT,
-                            "invalid pattern (%.*s) in substitution: invalid escape '\\%c'",
-                            (int)n, p, i + 1 < n ? p[i + 1] : ' ');
+                            "invalid pattern (%.*s) in substitution: invalid escape '\\%c'", (int)n,
+                            p, i + 1 < n ? p[i + 1] : ' ');
             }
             out->t[out->n++] = (unsigned char)p[++i];
         } else {
@@ -533,9 +542,14 @@ static int process_dollar(lex *l, sbuf *out)
 static int run(const char *word, char escape, int flags, lc_df_lookup_fn lookup, void *ctx,
                sbuf *result, words *w, lc_err *err)
 {
-    lex l = {.s = word, .n = strlen(word), .esc = escape ? escape : '\\', .flags = flags,
-             .raw_escapes = (flags & LC_DF_EXPAND_RAW_ESCAPES) != 0, .lookup = lookup,
-             .ctx = ctx, .err = err};
+    lex l = {.s = word,
+             .n = strlen(word),
+             .esc = escape ? escape : '\\',
+             .flags = flags,
+             .raw_escapes = (flags & LC_DF_EXPAND_RAW_ESCAPES) != 0,
+             .lookup = lookup,
+             .ctx = ctx,
+             .err = err};
     int rc = process_stop_on(&l, -1, l.raw_escapes, result, w);
     if (rc == 0 && w)
         rc = w_flush(w);
@@ -544,8 +558,8 @@ static int run(const char *word, char escape, int flags, lc_df_lookup_fn lookup,
     return rc;
 }
 
-int lc_df_expand_word(const char *word, char escape, int flags, lc_df_lookup_fn lookup,
-                      void *ctx, char **out, lc_err *err)
+int lc_df_expand_word(const char *word, char escape, int flags, lc_df_lookup_fn lookup, void *ctx,
+                      char **out, lc_err *err)
 {
     sbuf result = {0};
     *out = NULL;
@@ -560,8 +574,8 @@ int lc_df_expand_word(const char *word, char escape, int flags, lc_df_lookup_fn 
     return 0;
 }
 
-int lc_df_expand_words(const char *text, char escape, int flags, lc_df_lookup_fn lookup,
-                       void *ctx, lc_strlist *out, lc_err *err)
+int lc_df_expand_words(const char *text, char escape, int flags, lc_df_lookup_fn lookup, void *ctx,
+                       lc_strlist *out, lc_err *err)
 {
     sbuf result = {0};
     words w = {.out = out};

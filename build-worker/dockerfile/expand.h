@@ -27,21 +27,21 @@
 typedef const char *(*lc_df_lookup_fn)(void *ctx, const char *name, size_t len);
 
 enum {
-    LC_DF_EXPAND_RAW_QUOTES = 1 << 0, /* keep quote characters in the output */
+    LC_DF_EXPAND_RAW_QUOTES = 1 << 0,  /* keep quote characters in the output */
     LC_DF_EXPAND_RAW_ESCAPES = 1 << 1, /* keep escape characters in the output */
-    LC_DF_EXPAND_KEEP_UNSET = 1 << 2, /* leave $X / ${X...} as written when X is unset */
-    LC_DF_EXPAND_NO_QUOTES = 1 << 3, /* quotes are ordinary characters (heredoc bodies) */
+    LC_DF_EXPAND_KEEP_UNSET = 1 << 2,  /* leave $X / ${X...} as written when X is unset */
+    LC_DF_EXPAND_NO_QUOTES = 1 << 3,   /* quotes are ordinary characters (heredoc bodies) */
 };
 
 /* Processes one word: the result is one string (whitespace kept). escape is
  * '\\' or '`'; lookup may be NULL (everything unset). *out is malloc'd
  * (caller frees). Errors (LC_INVALID_ARGUMENT): "failed to process \"w\": ...". */
-int lc_df_expand_word(const char *word, char escape, int flags, lc_df_lookup_fn lookup,
-                      void *ctx, char **out, lc_err *err);
+int lc_df_expand_word(const char *word, char escape, int flags, lc_df_lookup_fn lookup, void *ctx,
+                      char **out, lc_err *err);
 
 /* Same processing, split into words on unquoted whitespace (appended to out). */
-int lc_df_expand_words(const char *text, char escape, int flags, lc_df_lookup_fn lookup,
-                       void *ctx, lc_strlist *out, lc_err *err);
+int lc_df_expand_words(const char *text, char escape, int flags, lc_df_lookup_fn lookup, void *ctx,
+                       lc_strlist *out, lc_err *err);
 
 /* A lookup over an array of NAME/VALUE pairs, the last definition winning:
  * pass lc_df_lookup_vars with ctx pointing at an lc_df_varlist. */

@@ -22,7 +22,10 @@ void lc_df__lex_init(lc_df_lexer *lx, lc_df_arena *a, const char *file, const ch
         lx->off = 3;
 }
 
-static bool ws(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == '\n'; }
+static bool ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == '\n';
+}
 
 /* Next physical line without its "\r\n"/"\n" (trailing \r\n all trimmed). */
 static bool phys(lc_df_lexer *lx, const char **s, size_t *n, size_t *rawlen)

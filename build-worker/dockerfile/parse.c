@@ -34,7 +34,8 @@ static const struct {
     [LC_DF_WORKDIR] = {"WORKDIR", ""},
     [LC_DF_VOLUME] = {"VOLUME", ""},
     [LC_DF_STOPSIGNAL] = {"STOPSIGNAL", ""},
-    [LC_DF_HEALTHCHECK] = {"HEALTHCHECK", "interval:s timeout:s start-period:s start-interval:s retries:s"},
+    [LC_DF_HEALTHCHECK] = {"HEALTHCHECK",
+                           "interval:s timeout:s start-period:s start-interval:s retries:s"},
     [LC_DF_ONBUILD] = {"ONBUILD", ""},
     [LC_DF_MAINTAINER] = {"MAINTAINER", ""},
 };
@@ -47,9 +48,17 @@ const char *lc_df_kind_name(enum lc_df_kind kind)
 bool lc_df_kind_expands(enum lc_df_kind kind)
 {
     switch (kind) {
-    case LC_DF_ADD: case LC_DF_COPY: case LC_DF_ENV: case LC_DF_EXPOSE: case LC_DF_FROM:
-    case LC_DF_LABEL: case LC_DF_STOPSIGNAL: case LC_DF_USER: case LC_DF_VOLUME:
-    case LC_DF_WORKDIR: case LC_DF_ARG:
+    case LC_DF_ADD:
+    case LC_DF_COPY:
+    case LC_DF_ENV:
+    case LC_DF_EXPOSE:
+    case LC_DF_FROM:
+    case LC_DF_LABEL:
+    case LC_DF_STOPSIGNAL:
+    case LC_DF_USER:
+    case LC_DF_VOLUME:
+    case LC_DF_WORKDIR:
+    case LC_DF_ARG:
         return true;
     default:
         return false;
@@ -73,9 +82,15 @@ typedef struct parser {
 
 #define OOM(p) lc_err_set((p)->err, LC_RESOURCE_EXHAUSTED, "out of memory parsing a Dockerfile")
 
-static bool ws(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == '\n'; }
+static bool ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == '\n';
+}
 
-static lc_df_pos pos_at(parser *p, size_t off) { return lc_df__lline_pos(&p->lx, p->ll, off); }
+static lc_df_pos pos_at(parser *p, size_t off)
+{
+    return lc_df__lline_pos(&p->lx, p->ll, off);
+}
 
 /* Flag type for name in kind's table: 's', 'b', 'm', or 0 when unknown. */
 static char flag_type(enum lc_df_kind kind, const char *name, size_t n)
@@ -184,8 +199,8 @@ static int extract_flags(parser *p, lc_df_instr *in, size_t i, size_t end, size_
                 return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &pos,
                                     "expecting boolean value for flag --%s, not: %s", name, value);
         } else if (!eq) {
-            return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &pos,
-                                "missing a value on flag: --%s", name);
+            return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &pos, "missing a value on flag: --%s",
+                                name);
         }
         lc_df_flag fl = {name, value, pos};
         if (lc_df__vec_push(p->a, &flags, sizeof(fl), &fl))
@@ -285,8 +300,9 @@ static int parse_json(parser *p, lc_df_instr *in, size_t i, size_t end)
         if (!json_is_string(s)) {
             json_decref(arr);
             lc_df_pos pos = pos_at(p, i);
-            return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &pos,
-                                "when using JSON array syntax, arrays must be comprised of strings only");
+            return lc_df__errat(
+                p->err, LC_INVALID_ARGUMENT, &pos,
+                "when using JSON array syntax, arrays must be comprised of strings only");
         }
         args[k] = lc_df__strndup(p->a, json_string_value(s), json_string_length(s));
         if (!args[k]) {
@@ -446,8 +462,8 @@ static int parse_duration(const char *s, double *ns)
         static const struct {
             const char *u;
             double m;
-        } units[] = {{"ns", 1}, {"us", 1e3}, {"\xC2\xB5s", 1e3}, {"ms", 1e6}, {"s", 1e9},
-                     {"m", 60e9}, {"h", 3600e9}};
+        } units[] = {{"ns", 1},  {"us", 1e3}, {"\xC2\xB5s", 1e3}, {"ms", 1e6},
+                     {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
         size_t best = 0, bl = 0;
         for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
             size_t l = strlen(units[u].u);
@@ -553,7 +569,8 @@ static int parse_args(parser *p, lc_df_instr *in, size_t i, size_t end)
             if (in->nargs == 0)
                 return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &in->pos,
                                     "VOLUME requires at least one argument%s",
-                                    p->ll->cont_at_eof ? " (line continuation at end of file)" : "");
+                                    p->ll->cont_at_eof ? " (line continuation at end of file)"
+                                                       : "");
             for (size_t k = 0; k < in->nargs; k++)
                 if (!*in->args[k])
                     return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &in->pos,
@@ -575,7 +592,8 @@ static int parse_args(parser *p, lc_df_instr *in, size_t i, size_t end)
         vec_to_args(in, &words);
         if (in->nargs == 3 && strcasecmp(in->args[1], "as") == 0) {
             const char *n = in->args[2];
-            bool ok = islower((unsigned char)tolower((unsigned char)n[0])) && isalpha((unsigned char)n[0]);
+            bool ok = islower((unsigned char)tolower((unsigned char)n[0])) &&
+                      isalpha((unsigned char)n[0]);
             for (const char *c = n + 1; ok && *c; c++)
                 ok = isalnum((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.';
             if (!ok) {
@@ -737,14 +755,15 @@ static int parse_instr(parser *p, size_t off, bool sub, lc_df_instr *in)
 static int read_heredocs(parser *p, lc_df_instr *in)
 {
     lc_df_instr *target = in->kind == LC_DF_ONBUILD ? in->sub : in;
-    if (!target || (target->kind != LC_DF_RUN && target->kind != LC_DF_COPY &&
-                    target->kind != LC_DF_ADD) ||
+    if (!target ||
+        (target->kind != LC_DF_RUN && target->kind != LC_DF_COPY && target->kind != LC_DF_ADD) ||
         !strstr(p->ll->text, "<<"))
         return 0;
     lc_strlist words = {0};
     lc_err e = {0};
-    int rc = lc_df_expand_words(p->ll->text, '\\', LC_DF_EXPAND_RAW_QUOTES | LC_DF_EXPAND_RAW_ESCAPES,
-                                NULL, NULL, &words, &e);
+    int rc =
+        lc_df_expand_words(p->ll->text, '\\', LC_DF_EXPAND_RAW_QUOTES | LC_DF_EXPAND_RAW_ESCAPES,
+                           NULL, NULL, &words, &e);
     lc_df_vec docs = {0};
     if (rc) {
         /* BuildKit ignores a line it cannot split here; later checks report it */
@@ -902,9 +921,10 @@ int lc_df_parse(const char *buf, size_t len, const char *filename, lc_df_file **
     }
     if (stages.len == 0) {
         lc_df_pos pos = {f->filename, p.lx.line > 0 ? p.lx.line : 1, 1};
-        rc = globals.len ? lc_df__errat(err, LC_INVALID_ARGUMENT, &pos,
-                                        "no FROM instruction: nothing to build")
-                         : lc_df__errat(err, LC_INVALID_ARGUMENT, &pos, "file with no instructions");
+        rc = globals.len
+                 ? lc_df__errat(err, LC_INVALID_ARGUMENT, &pos,
+                                "no FROM instruction: nothing to build")
+                 : lc_df__errat(err, LC_INVALID_ARGUMENT, &pos, "file with no instructions");
         goto fail;
     }
     f->escape = p.lx.escape;

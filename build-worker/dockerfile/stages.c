@@ -292,8 +292,7 @@ static int eval_stage(planner *p, int idx)
     const lc_df_stage *s = &p->f->stages[idx];
     if (p->state[idx] == 1)
         return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &s->from->pos,
-                            "circular dependency detected on stage: %s",
-                            s->name ? s->name : "?");
+                            "circular dependency detected on stage: %s", s->name ? s->name : "?");
     p->state[idx] = 1;
     lc_df_stage_plan *sp = &p->plan->stages[idx];
     sp->stage = s;
@@ -337,7 +336,8 @@ static int eval_stage(planner *p, int idx)
         size_t n = 0;
         const lc_df_var *iv = p->o->image_env(p->o->image_env_ctx, sp->base, &n);
         for (size_t i = 0; iv && i < n; i++) {
-            const char *nm = lc_df__strdup(p->a, iv[i].name), *vl = lc_df__strdup(p->a, iv[i].value);
+            const char *nm = lc_df__strdup(p->a, iv[i].name),
+                       *vl = lc_df__strdup(p->a, iv[i].value);
             if (!nm || !vl || set_var(p->a, &sc.env, nm, vl))
                 return OOM(p);
         }

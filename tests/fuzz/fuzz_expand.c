@@ -13,8 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *w = malloc(size);
     memcpy(w, data + 1, size - 1);
     w[size - 1] = '\0';
-    static const lc_df_var vars[] = {{"A", "apple"}, {"E", ""}, {"F", "file.tar.gz"},
-                                     {"S", "a b *"}};
+    static const lc_df_var vars[] = {
+        {"A", "apple"}, {"E", ""}, {"F", "file.tar.gz"}, {"S", "a b *"}};
     lc_df_varlist vl = {vars, 4};
     int flags = data[0] & 0x0f;
     char esc = (data[0] & 0x10) ? '`' : '\\';

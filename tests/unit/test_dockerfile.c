@@ -23,7 +23,7 @@
 /* ---- expansion ------------------------------------------------------------ */
 
 static const lc_df_var VARS[] = {
-    {"A", "apple"}, {"E", ""}, {"P", "/usr/local/bin:/usr/bin"}, {"S", "a b  c"},
+    {"A", "apple"},       {"E", ""}, {"P", "/usr/local/bin:/usr/bin"}, {"S", "a b  c"},
     {"F", "file.tar.gz"},
 };
 
@@ -111,8 +111,10 @@ static void test_expand_errors(void **state)
     expect("${", 0, "ERR: failed to process \"${\": syntax error: missing '}'");
     expect("${}", 0, "ERR: failed to process \"${}\": syntax error: bad substitution");
     expect("${:x}", 0, "ERR: failed to process \"${:x}\": syntax error: bad substitution");
-    expect("${A:=x}", 0, "ERR: failed to process \"${A:=x}\": unsupported modifier (:=) in substitution");
-    expect("${A!}", 0, "ERR: failed to process \"${A!}\": unsupported modifier (!) in substitution");
+    expect("${A:=x}", 0,
+           "ERR: failed to process \"${A:=x}\": unsupported modifier (:=) in substitution");
+    expect("${A!}", 0,
+           "ERR: failed to process \"${A!}\": unsupported modifier (!) in substitution");
     expect("${A:-x", 0, "ERR: failed to process \"${A:-x\": syntax error: missing '}'");
     expect("'abc", 0,
            "ERR: failed to process \"'abc\": unexpected end of statement while looking for "
@@ -129,9 +131,8 @@ static void test_expand_words(void **state)
     lc_df_varlist vl = {VARS, sizeof(VARS) / sizeof(VARS[0])};
     lc_strlist l = {0};
     lc_err err = {0};
-    assert_int_equal(lc_df_expand_words("x $S 'y z' \"$S\"", '\\', 0, lc_df_lookup_vars, &vl, &l,
-                                        &err),
-                     0);
+    assert_int_equal(
+        lc_df_expand_words("x $S 'y z' \"$S\"", '\\', 0, lc_df_lookup_vars, &vl, &l, &err), 0);
     assert_int_equal(l.len, 6);
     assert_string_equal(l.items[0], "x");
     assert_string_equal(l.items[1], "a");
@@ -153,8 +154,8 @@ static void test_workdir_join(void **state)
     (void)state;
     struct {
         const char *prev, *dir, *want;
-    } cases[] = {{"/", "app", "/app"},     {"/app", "src", "/app/src"}, {"/app", "/x/../y", "/y"},
-                 {"/a/b", "..", "/a"},     {"/", "../..", "/"},         {"/a", "./b/", "/a/b"},
+    } cases[] = {{"/", "app", "/app"},      {"/app", "src", "/app/src"}, {"/app", "/x/../y", "/y"},
+                 {"/a/b", "..", "/a"},      {"/", "../..", "/"},         {"/a", "./b/", "/a/b"},
                  {"/a", "b//c/.", "/a/b/c"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *w = lc_df_workdir_join(cases[i].prev, cases[i].dir);
@@ -347,7 +348,8 @@ static void dump_plan(buf *b, const lc_df_plan *p)
             for (size_t j = 0; j < st->nwords; j++)
                 bprintf(b, " [%s]", st->words[j]);
             for (size_t j = 0; j < st->nkvs; j++)
-                bprintf(b, " {%s=%s}", st->kvs[j].key, st->kvs[j].value ? st->kvs[j].value : "<unset>");
+                bprintf(b, " {%s=%s}", st->kvs[j].key,
+                        st->kvs[j].value ? st->kvs[j].value : "<unset>");
             bputs(b, "\n    scope");
             for (size_t j = 0; j < st->nenv; j++)
                 bprintf(b, " env:%s=%s", st->env[j].name, st->env[j].value);
