@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -248,12 +250,17 @@ static json_t *build_config(const lc_runc_step *s, unsigned uid, unsigned gid,
             json_array_append_new(ag, json_integer(groups[i]));
         json_object_set_new(user, "additionalGids", ag);
     }
+    /* The worker's own hard limit: raising it would need CAP_SYS_RESOURCE. */
+    struct rlimit rl;
+    rlim_t nofile_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY
+                        ? rl.rlim_max
+                        : 1024;
     json_t *process = json_pack(
         "{s:b, s:o, s:o, s:o, s:s, s:{s:o, s:o, s:o}, s:[{s:s, s:I, s:I}], s:b}", "terminal", 0,
         "user", user, "args", strv(s->argv, s->argc), "env",
         strv((const char *const *)env->items, env->len), "cwd", s->cwd && *s->cwd ? s->cwd : "/",
         "capabilities", "bounding", caps(), "effective", caps(), "permitted", caps(), "rlimits",
-        "type", "RLIMIT_NOFILE", "hard", (json_int_t)65536, "soft", (json_int_t)65536,
+        "type", "RLIMIT_NOFILE", "hard", (json_int_t)nofile_max, "soft", (json_int_t)nofile_max,
         "noNewPrivileges", 0);
 
     static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
