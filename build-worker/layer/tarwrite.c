@@ -496,7 +496,8 @@ int lc_layer_write(const char *dir, const char *out_path, const lc_layer_opts *o
     int rc = walk_dir(&w, "", err);
     if (rc < 0)
         goto out;
-    qsort(w.v, w.n, sizeof(w.v[0]), cmp_ent);
+    if (w.n > 0)
+        qsort(w.v, w.n, sizeof(w.v[0]), cmp_ent);
     if (link_hardlinks(&w) < 0) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;

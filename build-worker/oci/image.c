@@ -175,10 +175,11 @@ int lc_image_from_config(const char *config_json, size_t len, const lc_image_lay
     }
     json_t *ids = json_object_get(json_object_get(c, "rootfs"), "diff_ids");
     if (!json_is_array(ids) || json_array_size(ids) != nlayers) {
+        size_t have = json_is_array(ids) ? json_array_size(ids) : 0;
         json_decref(c);
         return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "image config lists %zu diff_ids but the manifest has %zu layers",
-                          json_is_array(ids) ? json_array_size(ids) : 0, nlayers);
+                          "image config lists %zu diff_ids but the manifest has %zu layers", have,
+                          nlayers);
     }
     json_t *arr = json_array();
     int rc = 0;
