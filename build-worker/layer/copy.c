@@ -42,8 +42,11 @@ static int mkdir_in_root(int rootfd, const char *rel, const lc_copy_opts *o)
         if (slash)
             *slash = '\0';
         int next = openat(cur, c, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (next < 0 && errno == ELOOP) {
-            /* A symlink: resolve the prefix in root. */
+        struct stat lst;
+        if (next < 0 && (errno == ELOOP || errno == ENOTDIR) &&
+            fstatat(cur, c, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
+            /* A symlink (O_NOFOLLOW|O_DIRECTORY says ENOTDIR): resolve the
+             * prefix in root, as the container would. */
             next = open_in_root(rootfd, p);
         } else if (next < 0 && errno == ENOENT) {
             if (mkdirat(cur, c, 0755) < 0 && errno != EEXIST) {
@@ -212,8 +215,7 @@ static int copy_entry(const char *src, const struct stat *st, int dirfd, const c
     if (S_ISREG(st->st_mode)) {
         int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (in < 0)
-            return lc_err_set(err, lc_code_from_errno(errno), "COPY %s: %s", src,
-                              strerror(errno));
+            return lc_err_set(err, lc_code_from_errno(errno), "COPY %s: %s", src, strerror(errno));
         int rc = copy_file_fd(in, dirfd, name, err, src);
         close(in);
         if (rc == 0)
@@ -222,8 +224,7 @@ static int copy_entry(const char *src, const struct stat *st, int dirfd, const c
     }
     if (S_ISFIFO(st->st_mode)) {
         if (mkfifoat(dirfd, name, 0600) < 0)
-            return lc_err_set(err, lc_code_from_errno(errno), "COPY %s: %s", src,
-                              strerror(errno));
+            return lc_err_set(err, lc_code_from_errno(errno), "COPY %s: %s", src, strerror(errno));
         apply_meta(dirfd, name, st, 0, o);
     }
     return 0; /* sockets and devices are not copied */
@@ -342,8 +343,7 @@ int lc_copy_write_file(const char *root, const char *dest, const void *data, siz
     }
     pfd = mkdir_in_root(rootfd, parent, o);
     if (pfd < 0) {
-        rc = lc_err_set(err, lc_code_from_errno(-pfd), "destination %s: %s", dest,
-                        strerror(-pfd));
+        rc = lc_err_set(err, lc_code_from_errno(-pfd), "destination %s: %s", dest, strerror(-pfd));
         goto out;
     }
     unlinkat(pfd, base, 0);
@@ -380,8 +380,8 @@ int lc_copy_is_archive(const char *src)
     return ok;
 }
 
-int lc_copy_add_archive(const char *src, const char *root, const char *dest,
-                        const lc_copy_opts *o, lc_err *err)
+int lc_copy_add_archive(const char *src, const char *root, const char *dest, const lc_copy_opts *o,
+                        lc_err *err)
 {
     char *clean = strdup(dest ? dest : "/");
     if (clean == NULL)
@@ -426,8 +426,8 @@ int lc_copy_parse_chown(const char *root, const char *spec, lc_copy_opts *o, lc_
         return lc_err_set(err, LC_INVALID_ARGUMENT, "--chown needs a value");
     unsigned uid, gid;
     char *home = NULL;
-    int rc = lc_runc_resolve_user(root ? root : "/nonexistent", spec, &uid, &gid, NULL, NULL,
-                                  &home, err);
+    int rc = lc_runc_resolve_user(root ? root : "/nonexistent", spec, &uid, &gid, NULL, NULL, &home,
+                                  err);
     free(home);
     if (rc < 0) {
         lc_err_prefix(err, "--chown");

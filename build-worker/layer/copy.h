@@ -57,7 +57,7 @@ int lc_copy_is_archive(const char *src);
 /* ADD of a local archive: extracts src into the directory dest inside root
  * (created) through the safe extractor (lc_untar, PLAIN mode), applying
  * --chown when set. */
-int lc_copy_add_archive(const char *src, const char *root, const char *dest,
-                        const lc_copy_opts *o, lc_err *err);
+int lc_copy_add_archive(const char *src, const char *root, const char *dest, const lc_copy_opts *o,
+                        lc_err *err);
 
 #endif

@@ -126,7 +126,10 @@ int lc_fs_rm_rf_at(int dirfd, const char *name)
     return rc;
 }
 
-int lc_fs_rm_rf(const char *path) { return lc_fs_rm_rf_at(AT_FDCWD, path); }
+int lc_fs_rm_rf(const char *path)
+{
+    return lc_fs_rm_rf_at(AT_FDCWD, path);
+}
 
 int lc_fs_mkdir_p(const char *path)
 {

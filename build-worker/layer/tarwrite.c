@@ -133,8 +133,7 @@ static int walk_dir(struct walk *w, const char *rel, lc_err *err)
     DIR *d = opendir(full);
     if (d == NULL) {
         int e = errno;
-        int rc = lc_err_set(err, lc_code_from_errno(e), "open directory %s: %s", full,
-                            strerror(e));
+        int rc = lc_err_set(err, lc_code_from_errno(e), "open directory %s: %s", full, strerror(e));
         free(full);
         return rc;
     }
@@ -487,8 +486,7 @@ int lc_layer_write(const char *dir, const char *out_path, const lc_layer_opts *o
     const lc_layer_opts *o = opts ? opts : &defaults;
     const char *media = lc_layer_media_type(o->compression);
     if (media == NULL)
-        return lc_err_set(err, LC_INVALID_ARGUMENT, "unknown layer compression %d",
-                          o->compression);
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "unknown layer compression %d", o->compression);
     int64_t epoch = o->epoch >= 0 ? o->epoch : lc_layer_default_epoch();
     struct walk w = {.root = dir, .no_whiteouts = o->no_whiteouts};
     struct writer wr = {.fd = -1, .path = out_path};
@@ -510,8 +508,7 @@ int lc_layer_write(const char *dir, const char *out_path, const lc_layer_opts *o
     }
     wr.fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (wr.fd < 0) {
-        rc = lc_err_set(err, lc_code_from_errno(errno), "create %s: %s", out_path,
-                        strerror(errno));
+        rc = lc_err_set(err, lc_code_from_errno(errno), "create %s: %s", out_path, strerror(errno));
         goto out;
     }
     rc = open_compressor(&wr, o, err);
@@ -545,8 +542,7 @@ int lc_layer_write(const char *dir, const char *out_path, const lc_layer_opts *o
     }
     if (close(wr.fd) < 0) {
         wr.fd = -1;
-        rc = lc_err_set(err, lc_code_from_errno(errno), "write %s: %s", out_path,
-                        strerror(errno));
+        rc = lc_err_set(err, lc_code_from_errno(errno), "write %s: %s", out_path, strerror(errno));
         goto out;
     }
     wr.fd = -1;

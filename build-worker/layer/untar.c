@@ -167,8 +167,8 @@ static int unsafe(struct ctx *c, lc_err *err, const char *what, const char *path
         c->res.unsafe++;
         return 0;
     }
-    return lc_err_set(err, LC_PERMISSION_DENIED, "unsafe layer entry \"%s\": %s; refusing the layer",
-                      path, what);
+    return lc_err_set(err, LC_PERMISSION_DENIED,
+                      "unsafe layer entry \"%s\": %s; refusing the layer", path, what);
 }
 
 static void split(char *clean, const char **parent, const char **base)
@@ -231,8 +231,8 @@ static int do_whiteout(struct ctx *c, const char *clean, const char *parent, con
         if (c->o->mode == LC_UNTAR_APPLY) {
             rc = opaque_clear(c, pfd, parent);
             if (rc < 0)
-                rc = lc_err_set(err, lc_code_from_errno(-rc), "opaque %s: %s", clean,
-                                strerror(-rc));
+                rc =
+                    lc_err_set(err, lc_code_from_errno(-rc), "opaque %s: %s", clean, strerror(-rc));
         } else if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0) {
             rc = lc_err_set(err, lc_code_from_errno(errno), "mark %s opaque: %s",
                             parent[0] ? parent : "/", strerror(errno));
@@ -471,12 +471,12 @@ out:
     return rc;
 }
 
-static int check_digest(const lc_digest *want, const lc_digest *got, const char *what,
-                        lc_err *err)
+static int check_digest(const lc_digest *want, const lc_digest *got, const char *what, lc_err *err)
 {
     if (want == NULL)
         return 0;
-    if (memcmp(want->hash, got->hash, LC_HASH_LEN) == 0 && (want->size <= 0 || want->size == got->size))
+    if (memcmp(want->hash, got->hash, LC_HASH_LEN) == 0 &&
+        (want->size <= 0 || want->size == got->size))
         return 0;
     char w[LC_DIGEST_OCI_LEN + 1], g[LC_DIGEST_OCI_LEN + 1];
     lc_digest_oci(want, w);

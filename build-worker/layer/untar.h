@@ -39,15 +39,15 @@ enum lc_untar_mode {
 };
 
 typedef struct lc_untar_opts {
-    int mode;            /* enum lc_untar_mode */
-    int allow_devices;   /* create char/block devices; otherwise they are skipped */
-    int skip_unsafe;     /* 0: an unsafe entry fails the extraction (PERMISSION_DENIED);
-                            1: it is skipped and counted in result.unsafe */
-    int no_same_owner;   /* 1: leave files owned by the caller */
-    int force_owner;     /* 1: every entry gets uid/gid below (ADD --chown) */
+    int mode;          /* enum lc_untar_mode */
+    int allow_devices; /* create char/block devices; otherwise they are skipped */
+    int skip_unsafe;   /* 0: an unsafe entry fails the extraction (PERMISSION_DENIED);
+                          1: it is skipped and counted in result.unsafe */
+    int no_same_owner; /* 1: leave files owned by the caller */
+    int force_owner;   /* 1: every entry gets uid/gid below (ADD --chown) */
     uid_t uid;
     gid_t gid;
-    int xattrs;          /* restore user.* / security.* xattrs (trusted.* never) */
+    int xattrs;                      /* restore user.* / security.* xattrs (trusted.* never) */
     const lc_digest *expect_blob;    /* optional: sha256 (+size if > 0) of the blob */
     const lc_digest *expect_diff_id; /* optional: sha256 of the uncompressed tar */
 } lc_untar_opts;

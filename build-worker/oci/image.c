@@ -47,10 +47,10 @@ static lc_image *wrap(json_t *root)
 
 lc_image *lc_image_new(const char *os, const char *arch)
 {
-    json_t *root = json_pack("{s:i, s:[], s:{s:s, s:s, s:{}, s:{s:s, s:[]}, s:[]}}",
-                             "schemaVersion", 1, "layers", "config", "architecture",
-                             arch ? arch : host_arch(), "os", os ? os : "linux", "config",
-                             "rootfs", "type", "layers", "diff_ids", "history");
+    json_t *root =
+        json_pack("{s:i, s:[], s:{s:s, s:s, s:{}, s:{s:s, s:[]}, s:[]}}", "schemaVersion", 1,
+                  "layers", "config", "architecture", arch ? arch : host_arch(), "os",
+                  os ? os : "linux", "config", "rootfs", "type", "layers", "diff_ids", "history");
     return wrap(root);
 }
 
@@ -68,7 +68,10 @@ void lc_image_free(lc_image **img)
     *img = NULL;
 }
 
-static json_t *cfg(const lc_image *img) { return json_object_get(img->root, "config"); }
+static json_t *cfg(const lc_image *img)
+{
+    return json_object_get(img->root, "config");
+}
 
 static json_t *inner(const lc_image *img)
 {
@@ -80,7 +83,10 @@ static json_t *inner(const lc_image *img)
     return c;
 }
 
-json_t *lc_image_config_obj(lc_image *img) { return inner(img); }
+json_t *lc_image_config_obj(lc_image *img)
+{
+    return inner(img);
+}
 
 static int parse_digest_field(json_t *o, const char *key, lc_digest *d, lc_err *err)
 {
@@ -160,8 +166,8 @@ static json_t *layer_to_json(const lc_image_layer *l)
     char d[LC_DIGEST_OCI_LEN + 1], id[LC_DIGEST_OCI_LEN + 1];
     lc_digest_oci(&l->blob, d);
     lc_digest_oci(&l->diff_id, id);
-    return json_pack("{s:s, s:s, s:s, s:I}", "digest", d, "diffID", id, "mediaType",
-                     l->media_type, "size", (json_int_t)l->blob.size);
+    return json_pack("{s:s, s:s, s:s, s:I}", "digest", d, "diffID", id, "mediaType", l->media_type,
+                     "size", (json_int_t)l->blob.size);
 }
 
 int lc_image_from_config(const char *config_json, size_t len, const lc_image_layer *layers,
@@ -265,7 +271,10 @@ int lc_image_add_history(lc_image *img, const char *created_by, int empty_layer,
     return 0;
 }
 
-size_t lc_image_history_count(const lc_image *img) { return json_array_size(history(img)); }
+size_t lc_image_history_count(const lc_image *img)
+{
+    return json_array_size(history(img));
+}
 
 int lc_image_add_layer(lc_image *img, const lc_image_layer *layer, const char *created_by,
                        lc_err *err)
@@ -293,7 +302,7 @@ int lc_image_set_created(lc_image *img, const char *rfc3339)
         return 0;
     }
     return json_object_set_new(cfg(img), "created", json_string(rfc3339)) ? -LC_INVALID_ARGUMENT
-                                                                         : 0;
+                                                                          : 0;
 }
 
 /* ---- config fields ---- */

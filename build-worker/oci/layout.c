@@ -47,9 +47,9 @@ int lc_layout_manifest(const lc_image *img, char **config, size_t *config_len,
         }
         json_array_append_new(layers, descriptor(l.media_type, &l.blob));
     }
-    json_t *m = json_pack("{s:i, s:s, s:o, s:o}", "schemaVersion", 2, "mediaType",
-                          LC_MEDIA_OCI_MANIFEST, "config", descriptor(LC_MEDIA_OCI_CONFIG, &cd),
-                          "layers", layers);
+    json_t *m =
+        json_pack("{s:i, s:s, s:o, s:o}", "schemaVersion", 2, "mediaType", LC_MEDIA_OCI_MANIFEST,
+                  "config", descriptor(LC_MEDIA_OCI_CONFIG, &cd), "layers", layers);
     char *ms = m ? json_dumps(m, DUMP_FLAGS) : NULL;
     json_decref(m);
     if (ms == NULL) {
@@ -86,8 +86,7 @@ static int tar_header(struct sink *s, const char *rel, int is_dir, int64_t size,
     int r = archive_write_header(s->tar, e);
     archive_entry_free(e);
     if (r != ARCHIVE_OK)
-        return lc_err_set(err, LC_INTERNAL, "layout tar %s: %s", rel,
-                          archive_error_string(s->tar));
+        return lc_err_set(err, LC_INTERNAL, "layout tar %s: %s", rel, archive_error_string(s->tar));
     return 0;
 }
 
@@ -143,8 +142,7 @@ static int sink_blob_file(struct sink *s, const char *rel, const char *src, cons
         sprintf(tmp, "%s.tmp", dst);
         out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (out < 0) {
-            rc = lc_err_set(err, lc_code_from_errno(errno), "create %s: %s", tmp,
-                            strerror(errno));
+            rc = lc_err_set(err, lc_code_from_errno(errno), "create %s: %s", tmp, strerror(errno));
             goto out;
         }
     } else {
@@ -176,8 +174,10 @@ static int sink_blob_file(struct sink *s, const char *rel, const char *src, cons
             break;
         total += n;
         if (total > want->size) {
-            rc = lc_err_set(err, LC_DATA_LOSS, "layer blob %s is larger than its descriptor "
-                            "(%lld bytes)", src, (long long)want->size);
+            rc = lc_err_set(err, LC_DATA_LOSS,
+                            "layer blob %s is larger than its descriptor "
+                            "(%lld bytes)",
+                            src, (long long)want->size);
             goto out;
         }
         lc_hasher_update(h, buf, (size_t)n);
@@ -272,8 +272,8 @@ static char *build_index(const char *dir, const lc_digest *md, const char *ref, 
         json_decref(old);
     }
     json_array_append_new(manifests, index_entry(md, ref));
-    json_t *idx = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType",
-                            LC_MEDIA_OCI_INDEX, "manifests", manifests);
+    json_t *idx = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType", LC_MEDIA_OCI_INDEX,
+                            "manifests", manifests);
     char *s = idx ? json_dumps(idx, DUMP_FLAGS) : NULL;
     json_decref(idx);
     if (s == NULL)
@@ -352,9 +352,8 @@ int lc_layout_write_dir(const char *dest, const lc_image *img, const char *const
     return write_layout(&s, img, layer_paths, ref, manifest_digest, err);
 }
 
-int lc_layout_write_tar(const char *tar_path, const lc_image *img,
-                        const char *const *layer_paths, const char *ref,
-                        lc_digest *manifest_digest, lc_err *err)
+int lc_layout_write_tar(const char *tar_path, const lc_image *img, const char *const *layer_paths,
+                        const char *ref, lc_digest *manifest_digest, lc_err *err)
 {
     struct sink s = {.tar = archive_write_new()};
     if (s.tar == NULL)
@@ -430,8 +429,7 @@ int lc_layout_read_dir(const char *dir, const char *ref, lc_image **img, lc_strl
         }
     }
     if (pick == NULL) {
-        rc = lc_err_set(err, LC_NOT_FOUND, "no image \"%s\" in %s/index.json", ref ? ref : "",
-                        dir);
+        rc = lc_err_set(err, LC_NOT_FOUND, "no image \"%s\" in %s/index.json", ref ? ref : "", dir);
         goto out;
     }
     mp = blob_path(dir, json_string_value(json_object_get(pick, "digest")));
@@ -457,8 +455,8 @@ int lc_layout_read_dir(const char *dir, const char *ref, lc_image **img, lc_strl
         if (bp == NULL || mt == NULL || strlen(mt) >= sizeof(layers[i].media_type) ||
             !json_is_integer(sz) || lc_digest_parse_oci(d, &layers[i].blob, NULL) < 0) {
             free(bp);
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "%s: manifest layer %zu is malformed", dir,
-                            i);
+            rc =
+                lc_err_set(err, LC_INVALID_ARGUMENT, "%s: manifest layer %zu is malformed", dir, i);
             goto out;
         }
         layers[i].blob.size = json_integer_value(sz);
@@ -468,8 +466,8 @@ int lc_layout_read_dir(const char *dir, const char *ref, lc_image **img, lc_strl
             goto out;
         }
     }
-    cp = blob_path(dir, json_string_value(json_object_get(json_object_get(man, "config"),
-                                                          "digest")));
+    cp = blob_path(dir,
+                   json_string_value(json_object_get(json_object_get(man, "config"), "digest")));
     size_t clen = 0;
     if (cp == NULL) {
         rc = lc_err_set(err, LC_INVALID_ARGUMENT, "%s: manifest has no config digest", dir);

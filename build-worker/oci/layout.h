@@ -32,9 +32,8 @@ int lc_layout_write_dir(const char *dest, const lc_image *img, const char *const
 
 /* Writes the same layout as one tar file at tar_path (deterministic: sorted
  * entries, times 0, uid/gid 0). */
-int lc_layout_write_tar(const char *tar_path, const lc_image *img,
-                        const char *const *layer_paths, const char *ref,
-                        lc_digest *manifest_digest, lc_err *err);
+int lc_layout_write_tar(const char *tar_path, const lc_image *img, const char *const *layer_paths,
+                        const char *ref, lc_digest *manifest_digest, lc_err *err);
 
 /* Reads the image named ref (or the only one when ref is NULL) from the
  * layout directory dir: *img gets a state built from its config and

@@ -12,10 +12,13 @@
 
 #define OPT_MAX 4000
 
-static int bad_path(const char *p) { return p == NULL || p[0] == '\0' || strpbrk(p, ",:\\") != NULL; }
+static int bad_path(const char *p)
+{
+    return p == NULL || p[0] == '\0' || strpbrk(p, ",:\\") != NULL;
+}
 
-int lc_overlay_mount(const char *const *lowers, size_t n_lower, const char *upper,
-                     const char *work, const char *target, lc_err *err)
+int lc_overlay_mount(const char *const *lowers, size_t n_lower, const char *upper, const char *work,
+                     const char *target, lc_err *err)
 {
     if (n_lower == 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "overlay needs at least one lower dir");
@@ -30,8 +33,10 @@ int lc_overlay_mount(const char *const *lowers, size_t n_lower, const char *uppe
     n += (size_t)snprintf(opts + n, OPT_MAX + 1 - n, "lowerdir=");
     for (size_t i = 0; i < n_lower && n < OPT_MAX; i++) {
         if (bad_path(lowers[i])) {
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "overlay lower dir \"%s\" is empty or has "
-                            "',' ':' '\\'", lowers[i] ? lowers[i] : "");
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT,
+                            "overlay lower dir \"%s\" is empty or has "
+                            "',' ':' '\\'",
+                            lowers[i] ? lowers[i] : "");
             goto out;
         }
         n += (size_t)snprintf(opts + n, OPT_MAX + 1 - n, "%s%s", i ? ":" : "", lowers[i]);
@@ -58,7 +63,8 @@ int lc_overlay_mount(const char *const *lowers, size_t n_lower, const char *uppe
         int e = errno;
         rc = lc_err_set(err, e == EPERM ? LC_PERMISSION_DENIED : lc_code_from_errno(e),
                         "mount overlay on %s: %s (needs root; upper and work on one "
-                        "filesystem)", target, strerror(e));
+                        "filesystem)",
+                        target, strerror(e));
     }
 out:
     free(opts);

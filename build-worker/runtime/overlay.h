@@ -20,8 +20,8 @@
  * created if missing. n_lower must be >= 1 (for scratch pass one empty
  * directory). Paths may not contain ',' ':' or '\\'; the option string must
  * fit in a page (about 4000 bytes of paths). */
-int lc_overlay_mount(const char *const *lowers, size_t n_lower, const char *upper,
-                     const char *work, const char *target, lc_err *err);
+int lc_overlay_mount(const char *const *lowers, size_t n_lower, const char *upper, const char *work,
+                     const char *target, lc_err *err);
 
 /* Unmounts target; falls back to a lazy detach when busy. Not mounted is
  * not an error. */

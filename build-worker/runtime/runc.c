@@ -145,8 +145,8 @@ int lc_runc_resolve_user(const char *root, const char *user, unsigned *uid, unsi
         char *copy = strdup(passwd);
         if (copy != NULL) {
             unsigned pu, pg;
-            if (passwd_lookup(copy, is_number(u) ? NULL : u, (unsigned)strtoul(u, NULL, 10),
-                              &pu, &pg, home, &uname) == 0) {
+            if (passwd_lookup(copy, is_number(u) ? NULL : u, (unsigned)strtoul(u, NULL, 10), &pu,
+                              &pg, home, &uname) == 0) {
                 found = 1;
                 *uid = pu;
                 *gid = pg;
@@ -226,10 +226,10 @@ static json_t *caps(void)
 {
     /* Docker's default set: builds expect chown, setuid, mknod and friends. */
     static const char *const c[] = {
-        "CAP_CHOWN",      "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
-        "CAP_MKNOD",      "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
-        "CAP_SETFCAP",    "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
-        "CAP_KILL",       "CAP_AUDIT_WRITE"};
+        "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+        "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+        "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+        "CAP_KILL",    "CAP_AUDIT_WRITE"};
     return strv(c, sizeof(c) / sizeof(c[0]));
 }
 
@@ -252,20 +252,19 @@ static json_t *build_config(const lc_runc_step *s, unsigned uid, unsigned gid,
     }
     /* The worker's own hard limit: raising it would need CAP_SYS_RESOURCE. */
     struct rlimit rl;
-    rlim_t nofile_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY
-                        ? rl.rlim_max
-                        : 1024;
-    json_t *process = json_pack(
-        "{s:b, s:o, s:o, s:o, s:s, s:{s:o, s:o, s:o}, s:[{s:s, s:I, s:I}], s:b}", "terminal", 0,
-        "user", user, "args", strv(s->argv, s->argc), "env",
-        strv((const char *const *)env->items, env->len), "cwd", s->cwd && *s->cwd ? s->cwd : "/",
-        "capabilities", "bounding", caps(), "effective", caps(), "permitted", caps(), "rlimits",
-        "type", "RLIMIT_NOFILE", "hard", (json_int_t)nofile_max, "soft", (json_int_t)nofile_max,
-        "noNewPrivileges", 0);
+    rlim_t nofile_max =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY ? rl.rlim_max : 1024;
+    json_t *process =
+        json_pack("{s:b, s:o, s:o, s:o, s:s, s:{s:o, s:o, s:o}, s:[{s:s, s:I, s:I}], s:b}",
+                  "terminal", 0, "user", user, "args", strv(s->argv, s->argc), "env",
+                  strv((const char *const *)env->items, env->len), "cwd",
+                  s->cwd && *s->cwd ? s->cwd : "/", "capabilities", "bounding", caps(), "effective",
+                  caps(), "permitted", caps(), "rlimits", "type", "RLIMIT_NOFILE", "hard",
+                  (json_int_t)nofile_max, "soft", (json_int_t)nofile_max, "noNewPrivileges", 0);
 
     static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
-    static const char *const pts_o[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666",
-                                        "mode=0620", "gid=5"};
+    static const char *const pts_o[] = {"nosuid",        "noexec",    "newinstance",
+                                        "ptmxmode=0666", "mode=0620", "gid=5"};
     static const char *const shm_o[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"};
     static const char *const mq_o[] = {"nosuid", "noexec", "nodev"};
     static const char *const sys_o[] = {"nosuid", "noexec", "nodev", "ro"};
@@ -283,8 +282,8 @@ static json_t *build_config(const lc_runc_step *s, unsigned uid, unsigned gid,
         json_array_append_new(ns, json_pack("{s:s}", "type", nss[i]));
 
     static const char *const masked[] = {
-        "/proc/acpi",          "/proc/asound",      "/proc/kcore",       "/proc/keys",
-        "/proc/latency_stats", "/proc/timer_list",  "/proc/timer_stats", "/proc/sched_debug",
+        "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
+        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
         "/sys/firmware",       "/proc/scsi"};
     static const char *const ro[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                      "/proc/sysrq-trigger"};
@@ -318,7 +317,10 @@ static int valid_id(const char *id)
     return 1;
 }
 
-static char *join_or_null(const char *a, const char *b) { return a ? lc_fs_join(a, b) : NULL; }
+static char *join_or_null(const char *a, const char *b)
+{
+    return a ? lc_fs_join(a, b) : NULL;
+}
 
 static void free_runc(lc_runc *r)
 {
@@ -357,8 +359,8 @@ int lc_runc_prepare(const lc_runc_step *s, lc_runc **out, lc_err *err)
     r->runc = strdup(s->runc_path ? s->runc_path : "runc");
     cfgpath = join_or_null(s->bundle_dir, "config.json");
     empty = join_or_null(s->bundle_dir, "empty");
-    if (!r->bundle || !r->rootfs || !r->state_root || !r->upper || !r->work || !r->id ||
-        !r->runc || !cfgpath || !empty) {
+    if (!r->bundle || !r->rootfs || !r->state_root || !r->upper || !r->work || !r->id || !r->runc ||
+        !cfgpath || !empty) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;
     }
@@ -458,9 +460,15 @@ done:
     return rc;
 }
 
-const char *const *lc_runc_argv(const lc_runc *r) { return r->argv; }
+const char *const *lc_runc_argv(const lc_runc *r)
+{
+    return r->argv;
+}
 
-const char *lc_runc_rootfs(const lc_runc *r) { return r->rootfs; }
+const char *lc_runc_rootfs(const lc_runc *r)
+{
+    return r->rootfs;
+}
 
 static int spawn_wait(char *const argv[], int in_fd, int out_fd, int err_fd, int *status,
                       lc_err *err)
@@ -551,8 +559,7 @@ int lc_runc_run(const lc_runc_step *step, int out_fd, int err_fd, int *exit_code
     return rc < 0 ? rc : c;
 }
 
-int lc_runc_shell_argv(const char *const *shell, size_t nshell, const char *cmd,
-                       lc_strlist *out)
+int lc_runc_shell_argv(const char *const *shell, size_t nshell, const char *cmd, lc_strlist *out)
 {
     static const char *const def[] = {"/bin/sh", "-c"};
     if (nshell == 0) {

@@ -32,24 +32,24 @@
 #include "strlist.h"
 
 typedef struct lc_runc_step {
-    const char *id;         /* container id, unique on the host: [A-Za-z0-9_.-]+ */
-    const char *bundle_dir; /* created (must not exist yet); removed by cleanup */
+    const char *id;                /* container id, unique on the host: [A-Za-z0-9_.-]+ */
+    const char *bundle_dir;        /* created (must not exist yet); removed by cleanup */
     const char *const *lower_dirs; /* unpacked parent layers (lc_untar OVERLAY mode),
                                       top first; n_lower == 0 means FROM scratch */
     size_t n_lower;
-    const char *upper_dir;  /* the step's layer; created if missing */
-    const char *work_dir;   /* overlay workdir on upper's filesystem; NULL = <bundle>/work
-                               (then the bundle must be on upper's filesystem) */
+    const char *upper_dir;   /* the step's layer; created if missing */
+    const char *work_dir;    /* overlay workdir on upper's filesystem; NULL = <bundle>/work
+                                (then the bundle must be on upper's filesystem) */
     const char *const *argv; /* process args (see lc_runc_shell_argv for the shell form) */
     size_t argc;
     const char *const *env; /* "KEY=value"; PATH and HOME are added when missing */
     size_t n_env;
-    const char *cwd;        /* NULL = "/" (runc creates it if missing) */
-    const char *user;       /* NULL/"" = root; "uid", "uid:gid", "name", "name:group";
-                               names resolve through the rootfs /etc/passwd, /etc/group */
-    const char *hostname;   /* NULL = "layercache" */
-    int network_host;       /* 1: share the host's network namespace */
-    const char *runc_path;  /* NULL = "runc" (found through PATH) */
+    const char *cwd;       /* NULL = "/" (runc creates it if missing) */
+    const char *user;      /* NULL/"" = root; "uid", "uid:gid", "name", "name:group";
+                              names resolve through the rootfs /etc/passwd, /etc/group */
+    const char *hostname;  /* NULL = "layercache" */
+    int network_host;      /* 1: share the host's network namespace */
+    const char *runc_path; /* NULL = "runc" (found through PATH) */
 } lc_runc_step;
 
 typedef struct lc_runc lc_runc;
@@ -78,8 +78,7 @@ int lc_runc_run(const lc_runc_step *step, int out_fd, int err_fd, int *exit_code
 
 /* Shell form: appends shell... (default /bin/sh -c when nshell == 0), then
  * cmd, to out. */
-int lc_runc_shell_argv(const char *const *shell, size_t nshell, const char *cmd,
-                       lc_strlist *out);
+int lc_runc_shell_argv(const char *const *shell, size_t nshell, const char *cmd, lc_strlist *out);
 
 /* Resolves a Docker USER string against the passwd/group files of the
  * rootfs at root (read without following symlinks out of it). Fills uid,

@@ -25,14 +25,14 @@
 
 static const char *work;
 
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                             \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fprintf(stderr, "\n");                                                           \
-            return 1;                                                                        \
-        }                                                                                    \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 static char *wpath(const char *fmt, const char *arg)
@@ -119,13 +119,12 @@ int main(int argc, char **argv)
 
     /* Base image layer from the busybox tree, unpacked as a lower dir. */
     lc_layer_info base;
-    CHECK(lc_layer_write(rootfs, wpath("base.tgz%s", ""), &lo, &base, &err) == 0, "%s",
-          err.msg);
+    CHECK(lc_layer_write(rootfs, wpath("base.tgz%s", ""), &lo, &base, &err) == 0, "%s", err.msg);
     char lower[512];
     snprintf(lower, sizeof(lower), "%s", wpath("lower%s", ""));
     CHECK(mkdir(lower, 0755) == 0, "mkdir lower");
-    lc_untar_opts uo = {.mode = LC_UNTAR_OVERLAY, .expect_blob = &base.blob,
-                        .expect_diff_id = &base.diff_id};
+    lc_untar_opts uo = {
+        .mode = LC_UNTAR_OVERLAY, .expect_blob = &base.blob, .expect_diff_id = &base.diff_id};
     CHECK(lc_untar_file(wpath("base.tgz%s", ""), lower, &uo, NULL, &err) == 0, "%s", err.msg);
 
     /* The RUN step, twice, on fresh upper dirs. */

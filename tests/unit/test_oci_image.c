@@ -137,8 +137,8 @@ static void test_config_fields(void **state)
     assert_int_equal(lc_image_add_volume(img, "/data"), 0);
     assert_int_equal(lc_image_add_onbuild(img, "RUN echo child"), 0);
     const char *test[] = {"CMD-SHELL", "true"};
-    lc_image_healthcheck hc = {.test = test, .ntest = 2, .interval_ns = 30000000000LL,
-                               .retries = 3};
+    lc_image_healthcheck hc = {
+        .test = test, .ntest = 2, .interval_ns = 30000000000LL, .retries = 3};
     assert_int_equal(lc_image_set_healthcheck(img, &hc), 0);
 
     char *cfg;

@@ -320,7 +320,7 @@ static void test_xattrs_when_asked(void **state)
     const struct listed *e = find(v, n, "dir/b");
     assert_non_null(e);
     assert_true(e->xattrs >= 1); /* libarchive reads both its own and the SCHILY record */
-    e = find(v, n, "opq/"); /* trusted.overlay.opaque is never written */
+    e = find(v, n, "opq/");      /* trusted.overlay.opaque is never written */
     assert_non_null(e);
     assert_int_equal(e->xattrs, 0);
 }

@@ -82,7 +82,7 @@ static char *slurp(const char *rel)
 /* ---- crafted tars ---- */
 struct craft {
     const char *name;
-    int type; /* AE_IFREG, AE_IFDIR, AE_IFLNK, AE_IFCHR, or 'h' for a hard link */
+    int type;         /* AE_IFREG, AE_IFDIR, AE_IFLNK, AE_IFCHR, or 'h' for a hard link */
     const char *data; /* file content, or link target */
 };
 
@@ -239,9 +239,8 @@ static void test_hostile_relative_symlink_escape(void **state)
 static void test_hostile_hardlink_escape(void **state)
 {
     (void)state;
-    const struct craft c[] = {{"ok", AE_IFREG, "fine\n"},
-                              {"hl", 'h', "../../x"},
-                              {"hl2", 'h', "../outside/victim"}};
+    const struct craft c[] = {
+        {"ok", AE_IFREG, "fine\n"}, {"hl", 'h', "../../x"}, {"hl2", 'h', "../outside/victim"}};
     hostile_case(c, 3, "hard link");
 }
 
@@ -323,8 +322,8 @@ static void test_roundtrip_apply_mode(void **state)
     mkd("dest/top"); /* a directory replaced by this layer's file */
     put("dest/top/inner", "x\n");
 
-    lc_untar_opts o = {.mode = LC_UNTAR_APPLY, .expect_blob = &info.blob,
-                       .expect_diff_id = &info.diff_id};
+    lc_untar_opts o = {
+        .mode = LC_UNTAR_APPLY, .expect_blob = &info.blob, .expect_diff_id = &info.diff_id};
     lc_untar_result res;
     lc_err err = {0};
     assert_int_equal(extract("layer.tar.gz", &o, &res, &err), 0);
