@@ -12,7 +12,9 @@
 
 #include "action.h"
 #include "apply.h"
+#include "build-worker/context/hash.h"
 #include "build-worker/context/statcache.h"
+#include "build-worker/context/walk.h"
 #include "build-worker/keys/keys.h"
 #include "build-worker/layer/fsutil.h"
 #include "build-worker/layer/tarwrite.h"
@@ -30,6 +32,8 @@
 typedef struct node {
     lc_key_step *ks;
     lc_step_action action; /* action.action_digest is the cache key */
+    lc_step_action alt;    /* after a content re-key: the definition-based key,
+                              under which the result is recorded too */
     int slot;              /* progress slot, -1 for FROM */
     bool hit_local, hit_remote;
     lc_digest state;       /* state document after this step, when known */
@@ -46,6 +50,8 @@ typedef struct builder {
     lc_statcache *statcache;
     lc_keys *keys;
     node *nodes;
+    lc_keys_opts ko;            /* what the keys were computed with */
+    bool *stage_rebuilt;        /* a stage executed at least one step */
     lc_image **stage_final;     /* final state of each stage, once built */
     lc_digest *stage_digest;    /* its state document digest */
     char worker[256];
@@ -427,13 +433,10 @@ out:
     return rc;
 }
 
-/* Records an executed step locally and queues its upload. */
-static void record_step(builder *b, node *n, const lc_image *img)
+/* Queues the upload of an executed step's result under one action key. */
+static void upload_step(builder *b, node *n, const lc_step_action *action, const lc_image *img)
 {
     lc_err err = {0};
-    lc_statedir_ac_put(b->sd, &n->action.action_digest, &n->state, NULL);
-    if (!lc_remote_writable(b->remote))
-        return;
     size_t nl = lc_image_layer_count(img);
     lc_remote_blob *blobs = calloc(nl + 3, sizeof(*blobs));
     lc_digest *layers = calloc(nl ? nl : 1, sizeof(*layers));
@@ -442,10 +445,10 @@ static void record_step(builder *b, node *n, const lc_image *img)
     size_t len = 0;
     if (!blobs || !layers || !paths || lc_image_serialize(img, &json, &len, &err) < 0)
         goto out;
-    blobs[0].digest = n->action.action_digest;
-    blobs[0].data = n->action.action;
-    blobs[1].digest = n->action.command_digest;
-    blobs[1].data = n->action.command;
+    blobs[0].digest = action->action_digest;
+    blobs[0].data = action->action;
+    blobs[1].digest = action->command_digest;
+    blobs[1].data = action->command;
     lc_digest_of(json, len, &blobs[2].digest);
     blobs[2].data = json;
     for (size_t i = 0; i < nl; i++) {
@@ -457,13 +460,28 @@ static void record_step(builder *b, node *n, const lc_image *img)
         blobs[3 + i].path = paths[i];
     }
     lc_step_result result = {.state = n->state, .layers = layers, .nlayers = nl};
-    lc_remote_upload(b->remote, &n->action.action_digest, &result, n->start, n->end, blobs, nl + 3,
+    lc_remote_upload(b->remote, &action->action_digest, &result, n->start, n->end, blobs, nl + 3,
                      NULL, NULL);
 out:
     free(json);
     free(blobs);
     free(layers);
     free(paths);
+}
+
+/* Records an executed step locally and queues its upload, under its key and,
+ * after a content re-key, under its definition-based key too (so a build
+ * whose source stage did not change finds it). */
+static void record_step(builder *b, node *n, const lc_image *img)
+{
+    lc_statedir_ac_put(b->sd, &n->action.action_digest, &n->state, NULL);
+    if (n->alt.action != NULL)
+        lc_statedir_ac_put(b->sd, &n->alt.action_digest, &n->state, NULL);
+    if (!lc_remote_writable(b->remote))
+        return;
+    upload_step(b, n, &n->action, img);
+    if (n->alt.action != NULL)
+        upload_step(b, n, &n->alt, img);
 }
 
 static int exec_step(builder *b, node *n, lc_image *img, bool *cmd_set, lc_err *err)
@@ -510,6 +528,61 @@ static int stage_base(builder *b, const lc_key_stage *st, lc_image **out, lc_err
     return load_state(b, &d, out, err);
 }
 
+static void lookup_range(builder *b, size_t first, size_t n);
+
+/* BuildKit's second lookup: a COPY --from whose source stage was rebuilt in
+ * this build is keyed again by the content of the paths it copies (and the
+ * steps after it from that key), so an unchanged output still hits. */
+static int content_rekey(builder *b, const lc_key_stage *st, size_t *last_hit, lc_err *err)
+{
+    node *nodes = b->nodes + st->first_step;
+    size_t i = *last_hit + 1;
+    while (i < st->nsteps && !(nodes[i].ks->from_stage >= 0 && b->stage_rebuilt[nodes[i].ks->from_stage]))
+        i++;
+    if (i >= st->nsteps || b->stage_final[nodes[i].ks->from_stage] == NULL)
+        return 0;
+    node *n = &nodes[i];
+    char **dirs = NULL, scratch[PATH_MAX] = "", mnt[PATH_MAX], view[PATH_MAX];
+    size_t ndirs = 0;
+    bool mounted = false;
+    lc_selection *sel = NULL;
+    int rc = lower_dirs(b, b->stage_final[n->ks->from_stage], -1, &dirs, &ndirs, err);
+    if (rc < 0 || (rc = lc_statedir_mktemp(b->sd, "content", scratch, sizeof(scratch), err)) < 0)
+        goto out;
+    snprintf(mnt, sizeof(mnt), "%s", scratch);
+    if ((rc = lc_exec_view((const char *const *)dirs, ndirs, mnt, view, sizeof(view), &mounted,
+                           err)) < 0 ||
+        (rc = lc_walk_select(view, NULL, (const char *const *)n->ks->from_paths.items,
+                             n->ks->from_paths.len, NULL, &sel, err)) < 0 ||
+        (rc = lc_hash_selections(view, &sel, 1, NULL, NULL, err)) < 0 ||
+        (rc = lc_keys_rekey_content(b->keys, &b->ko, st->first_step + i, sel, err)) < 0)
+        goto out;
+    for (size_t j = i; j < st->nsteps; j++) {
+        node *m = &nodes[j];
+        char key[LC_DIGEST_OCI_LEN + 1];
+        lc_step_action_clear(&m->alt);
+        m->alt = m->action;
+        memset(&m->action, 0, sizeof(m->action));
+        if ((rc = lc_step_action_make(&m->ks->key, m->ks->normalized, m->ks->platform, &m->action,
+                                      err)) < 0)
+            goto out;
+        lc_digest_oci(&m->action.action_digest, key);
+        lc_progress_set_key(b->progress, m->slot, key);
+    }
+    lookup_range(b, st->first_step + i, st->nsteps - i);
+    for (size_t j = i; j < st->nsteps; j++)
+        if (nodes[j].hit_local || nodes[j].hit_remote)
+            *last_hit = j;
+out:
+    if (mounted)
+        lc_exec_unmount(mnt);
+    if (scratch[0])
+        lc_fs_rm_rf(scratch);
+    lc_selection_free(&sel);
+    free_dirs(dirs, ndirs);
+    return rc;
+}
+
 static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
 {
     node *nodes = b->nodes + st->first_step;
@@ -525,6 +598,8 @@ static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
     for (size_t i = 1; i < count; i++)
         if (nodes[i].hit_local || nodes[i].hit_remote)
             last_hit = i;
+    if (!b->o->no_cache && (rc = content_rekey(b, st, &last_hit, err)) < 0)
+        goto out;
     for (size_t i = 1; i <= last_hit; i++)
         lc_progress_cached(b->progress, nodes[i].slot,
                            nodes[i].hit_local || !nodes[last_hit].hit_remote
@@ -543,9 +618,11 @@ static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
     } else if ((rc = stage_base(b, st, &img, err)) < 0) {
         goto out;
     }
-    for (size_t i = last_hit + 1; i < count; i++)
+    for (size_t i = last_hit + 1; i < count; i++) {
         if ((rc = exec_step(b, &nodes[i], img, &cmd_set, err)) < 0)
             goto out;
+        b->stage_rebuilt[st->index] = true;
+    }
     b->stage_final[st->index] = img;
     if (count > 1 && (nodes[count - 1].have_state))
         b->stage_digest[st->index] = nodes[count - 1].state;
@@ -557,9 +634,9 @@ out:
     return rc;
 }
 
-static void lookup_all(builder *b)
+/* Looks nodes [first, first+n) up: local action cache, then the server. */
+static void lookup_range(builder *b, size_t first, size_t n)
 {
-    size_t n = b->keys->nsteps;
     lc_digest *remote_keys = calloc(n ? n : 1, sizeof(*remote_keys));
     size_t *remote_idx = calloc(n ? n : 1, sizeof(*remote_idx));
     bool *hit = calloc(n ? n : 1, sizeof(*hit));
@@ -567,8 +644,9 @@ static void lookup_all(builder *b)
     size_t nr = 0;
     if (!remote_keys || !remote_idx || !hit || !results)
         goto out;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = first; i < first + n; i++) {
         node *nd = &b->nodes[i];
+        nd->hit_local = nd->hit_remote = nd->have_state = false;
         if (nd->ks->index == 0 || b->o->no_cache)
             continue;
         if (lc_statedir_ac_get(b->sd, &nd->action.action_digest, &nd->state, NULL) == 0 &&
@@ -594,6 +672,8 @@ out:
     free(hit);
     free(results);
 }
+
+static void lookup_all(builder *b) { lookup_range(b, 0, b->keys->nsteps); }
 
 /* --output type=oci,dest=PATH (a directory, or a tar when PATH ends in .tar). */
 static int write_output(builder *b, const lc_image *img, lc_err *err)
@@ -658,7 +738,7 @@ static int build_all(builder *b, lc_err *err)
         return rc;
     if (lc_statcache_open(lc_statedir_path(b->sd), &b->statcache, NULL) < 0)
         b->statcache = NULL; /* hashing still works, only slower */
-    lc_keys_opts ko = {.context_dir = o->context,
+    b->ko = (lc_keys_opts){.context_dir = o->context,
                        .dockerfile_path = path,
                        .target = o->target,
                        .build_args = o->build_args,
@@ -667,7 +747,7 @@ static int build_all(builder *b, lc_err *err)
                        .resolve = resolve_local,
                        .resolve_ctx = b,
                        .statcache = b->statcache};
-    if ((rc = lc_keys_compute(b->file, &ko, &b->keys, err)) < 0)
+    if ((rc = lc_keys_compute(b->file, &b->ko, &b->keys, err)) < 0)
         return rc;
     if (b->statcache != NULL)
         lc_statcache_save(b->statcache, NULL);
@@ -676,7 +756,8 @@ static int build_all(builder *b, lc_err *err)
     b->nodes = calloc(n ? n : 1, sizeof(*b->nodes));
     b->stage_final = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_final));
     b->stage_digest = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_digest));
-    if (!b->nodes || !b->stage_final || !b->stage_digest)
+    b->stage_rebuilt = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_rebuilt));
+    if (!b->nodes || !b->stage_final || !b->stage_digest || !b->stage_rebuilt)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) {
         node *nd = &b->nodes[i];
@@ -780,14 +861,17 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
 out:
     lc_remote_close(&b.remote);
     if (b.keys != NULL) {
-        for (size_t i = 0; i < b.keys->nsteps && b.nodes; i++)
+        for (size_t i = 0; i < b.keys->nsteps && b.nodes; i++) {
             lc_step_action_clear(&b.nodes[i].action);
+            lc_step_action_clear(&b.nodes[i].alt);
+        }
         for (size_t s = 0; s < b.keys->nstages && b.stage_final; s++)
             lc_image_free(&b.stage_final[s]);
     }
     free(b.nodes);
     free(b.stage_final);
     free(b.stage_digest);
+    free(b.stage_rebuilt);
     lc_keys_free(&b.keys);
     lc_df_file_free(&b.file);
     lc_statcache_free(&b.statcache);

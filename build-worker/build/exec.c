@@ -15,8 +15,7 @@
 #include <uv.h>
 
 #include "build-worker/context/path.h"
-#include "build-worker/layer/fsutil.h"
-#include "build-worker/layer/untar.h"
+#include "build-worker/layer/copy.h"
 #include "build-worker/runtime/overlay.h"
 #include "build-worker/runtime/runc.h"
 
@@ -192,259 +191,72 @@ int lc_exec_view(const char *const *lowers, size_t nlowers, const char *mnt, cha
 
 void lc_exec_unmount(const char *mnt) { lc_overlay_unmount(mnt, NULL); }
 
-typedef struct copy_ctx {
-    const lc_exec_copy_opts *o;
-    const char *merged;   /* the overlay mount: the image's root */
-    bool own;             /* --chown given */
-    unsigned uid, gid;
-    bool chmod_set;
-    mode_t chmod_mode;
-    lc_err *err;
-} copy_ctx;
-
-/* Creates every missing directory of the absolute in-image path dir. */
-static int mkdirs_in(copy_ctx *c, const char *dir)
-{
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s%s", c->merged, dir) >= (int)sizeof(path))
-        return lc_err_set(c->err, LC_INVALID_ARGUMENT, "destination too long: %s", dir);
-    size_t base = strlen(c->merged);
-    for (char *p = path + base + 1; ; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        struct stat st;
-        if (lstat(path, &st) != 0) {
-            if (mkdir(path, 0755) != 0)
-                return lc_err_set(c->err, lc_code_from_errno(errno), "cannot create %s: %s",
-                                  path + base, strerror(errno));
-            if (c->own && lchown(path, c->uid, c->gid) != 0)
-                return lc_err_set(c->err, lc_code_from_errno(errno), "cannot chown %s",
-                                  path + base);
-        } else if (!S_ISDIR(st.st_mode)) {
-            return lc_err_set(c->err, LC_FAILED_PRECONDITION,
-                              "cannot copy to %s: %s is not a directory in the image", dir,
-                              path + base);
-        }
-        *p = saved;
-        if (saved == '\0')
-            break;
-    }
-    return 0;
-}
-
-static int copy_file_data(copy_ctx *c, const char *src, const char *dst, mode_t mode)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (in < 0)
-        return lc_err_set(c->err, lc_code_from_errno(errno), "cannot read %s: %s", src,
-                          strerror(errno));
-    unlink(dst); /* replace whatever the image had there */
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
-    int rc = 0;
-    if (out < 0) {
-        rc = lc_err_set(c->err, lc_code_from_errno(errno), "cannot create %s: %s", dst,
-                        strerror(errno));
-        goto out;
-    }
-    char buf[1 << 16];
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = lc_err_set(c->err, lc_code_from_errno(errno), "read %s: %s", src, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                rc = lc_err_set(c->err, lc_code_from_errno(errno), "write %s: %s", dst,
-                                strerror(errno));
-                goto out;
-            }
-            off += w;
-        }
-    }
-out:
-    if (out >= 0)
-        close(out);
-    close(in);
-    return rc;
-}
-
-static bool is_archive(const char *path)
-{
-    unsigned char h[512];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, h, sizeof(h));
-    close(fd);
-    if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
-        return true; /* gzip */
-    if (n >= 3 && memcmp(h, "BZh", 3) == 0)
-        return true;
-    if (n >= 6 && memcmp(h, "\xfd" "7zXZ\0", 6) == 0)
-        return true;
-    if (n >= 4 && memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)
-        return true; /* zstd */
-    return n >= 262 && memcmp(h + 257, "ustar", 5) == 0;
-}
-
-/* Copies one selected entry to the in-image path dst. */
-static int copy_entry(copy_ctx *c, const char *src_root, const lc_ctx_entry *e, const char *dst)
-{
-    char src[PATH_MAX], target[PATH_MAX];
-    snprintf(src, sizeof(src), "%s/%s", src_root, e->path);
-    if (snprintf(target, sizeof(target), "%s%s", c->merged, dst) >= (int)sizeof(target))
-        return lc_err_set(c->err, LC_INVALID_ARGUMENT, "destination too long: %s", dst);
-    char *parent = strdup(dst);
-    if (parent == NULL)
-        return lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    char *slash = strrchr(parent, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    int rc = mkdirs_in(c, parent[0] ? parent : "/");
-    free(parent);
-    if (rc < 0)
-        return rc;
-    mode_t perm = c->chmod_set ? c->chmod_mode : (e->mode & 07777);
-    if (S_ISDIR(e->mode)) {
-        struct stat st;
-        if (lstat(target, &st) == 0 && !S_ISDIR(st.st_mode))
-            unlink(target);
-        if (mkdir(target, perm) != 0 && errno != EEXIST)
-            return lc_err_set(c->err, lc_code_from_errno(errno), "cannot create %s: %s", dst,
-                              strerror(errno));
-        if (strcmp(e->dest, ".") != 0 || c->chmod_set)
-            chmod(target, perm);
-    } else if (S_ISLNK(e->mode)) {
-        unlink(target);
-        if (symlink(e->link ? e->link : "", target) != 0)
-            return lc_err_set(c->err, lc_code_from_errno(errno), "cannot create link %s: %s", dst,
-                              strerror(errno));
-    } else if (S_ISREG(e->mode)) {
-        if (c->o->is_add && strcmp(e->dest, ".") != 0 && is_archive(src)) {
-            /* ADD extracts local archives into the destination directory. */
-            char *dir = strdup(target);
-            if (dir == NULL)
-                return lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            char *cut = strrchr(dir, '/');
-            if (cut)
-                *cut = '\0';
-            lc_untar_opts uo = {.mode = LC_UNTAR_PLAIN,
-                                .force_owner = c->own,
-                                .uid = c->uid,
-                                .gid = c->gid};
-            rc = lc_untar_file(src, dir, &uo, NULL, c->err);
-            free(dir);
-            return rc;
-        }
-        if ((rc = copy_file_data(c, src, target, perm)) < 0)
-            return rc;
-        chmod(target, perm);
-    } else {
-        return 0; /* sockets, fifos, devices: never copied */
-    }
-    /* Docker's COPY makes files root-owned unless --chown says otherwise. */
-    if (lchown(target, c->own ? c->uid : 0, c->own ? c->gid : 0) != 0)
-        return lc_err_set(c->err, lc_code_from_errno(errno), "cannot chown %s: %s", dst,
-                          strerror(errno));
-    return 0;
-}
-
 /* The in-image path of an entry: dest dir + entry dest, or dest itself. */
 static char *entry_target(const char *dest, bool dest_is_dir, const lc_ctx_entry *e)
 {
-    if (!dest_is_dir)
-        return strdup(dest);
-    if (strcmp(e->dest, ".") == 0)
+    if (!dest_is_dir || strcmp(e->dest, ".") == 0)
         return strdup(dest);
     return lc_path_join(dest, e->dest);
 }
 
-static int copy_all(copy_ctx *c, const char *src_root, const lc_ctx_entry *entries, size_t n,
-                    const char *dest, bool dest_is_dir)
+/* Copies selected entries into the image root (layer/copy.c resolves every
+ * destination inside root). A directory entry only creates the directory:
+ * its contents are entries of their own, already filtered by .dockerignore. */
+static int copy_entries(const lc_exec_copy_opts *o, const char *merged, const char *emptydir,
+                        const lc_ctx_entry *entries, size_t n, const char *dest, bool dest_is_dir,
+                        const lc_copy_opts *co, lc_err *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        char *dst = entry_target(dest, dest_is_dir, &entries[i]);
-        if (dst == NULL)
-            return lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-        int rc = copy_entry(c, src_root, &entries[i], dst);
-        free(dst);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-static int parse_chmod(copy_ctx *c, const char *v)
-{
-    char *end = NULL;
-    long m = strtol(v, &end, 8);
-    if (end == v || *end != '\0' || m < 0 || m > 07777)
-        return lc_err_set(c->err, LC_INVALID_ARGUMENT, "--chmod=%s: expected an octal mode", v);
-    c->chmod_set = true;
-    c->chmod_mode = (mode_t)m;
-    return 0;
-}
-
-static int do_copy(copy_ctx *c)
-{
-    const lc_exec_copy_opts *o = c->o;
     int rc = 0;
-    if (o->chmod != NULL && (rc = parse_chmod(c, o->chmod)) < 0)
-        return rc;
-    if (o->chown != NULL) {
-        unsigned groups[1];
-        size_t ng = 0;
-        char *home = NULL;
-        rc = lc_runc_resolve_user(c->merged, o->chown, &c->uid, &c->gid, groups, &ng, &home, c->err);
-        free(home);
-        if (rc < 0)
-            return rc;
-        c->own = true;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const lc_ctx_entry *e = &entries[i];
+        char *dst = entry_target(dest, dest_is_dir, e);
+        char *src = lc_path_join(o->src_root, e->path);
+        if (dst == NULL || src == NULL) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        } else if (S_ISDIR(e->mode)) {
+            chmod(emptydir, e->mode & 07777);
+            rc = lc_copy_path(emptydir, merged, dst, co, err);
+        } else if (S_ISREG(e->mode) && o->is_add && lc_copy_is_archive(src) == 1) {
+            /* ADD extracts local archives into the destination directory. */
+            rc = lc_copy_add_archive(src, merged, dest, co, err);
+        } else if (S_ISREG(e->mode) || S_ISLNK(e->mode)) {
+            rc = lc_copy_path(src, merged, dst, co, err);
+        }
+        free(dst);
+        free(src);
     }
-    /* The destination, absolute. */
+    return rc;
+}
+
+static int do_copy(const lc_exec_copy_opts *o, const char *merged, const char *emptydir,
+                   lc_err *err)
+{
+    lc_copy_opts co = {0};
+    int rc = 0;
+    if (o->chmod != NULL && (rc = lc_copy_parse_chmod(o->chmod, &co, err)) < 0)
+        return rc;
+    if (o->chown != NULL && (rc = lc_copy_parse_chown(merged, o->chown, &co, err)) < 0)
+        return rc;
+    /* COPY --from keeps the source's owners unless --chown says otherwise. */
+    co.keep_owner = o->nsrc_paths > 0 && o->chown == NULL;
+
     char *dest = o->dest[0] == '/' ? lc_path_clean(o->dest) : lc_path_join(o->workdir, o->dest);
     if (dest == NULL)
-        return lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     size_t dl = strlen(o->dest);
     bool trailing = dl > 0 && o->dest[dl - 1] == '/';
     char merged_dest[PATH_MAX];
-    snprintf(merged_dest, sizeof(merged_dest), "%s%s", c->merged, dest);
+    snprintf(merged_dest, sizeof(merged_dest), "%s%s", merged, dest);
     struct stat st;
     bool exists_dir = stat(merged_dest, &st) == 0 && S_ISDIR(st.st_mode);
 
     if (o->nheredocs > 0) {
-        bool into_dir = trailing || exists_dir;
+        bool into_dir = trailing || exists_dir || o->nheredocs > 1;
         for (size_t i = 0; i < o->nheredocs && rc == 0; i++) {
             char *path = into_dir ? lc_path_join(dest, o->heredoc_names[i]) : strdup(dest);
-            char full[PATH_MAX];
-            if (path == NULL) {
-                rc = lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-                break;
-            }
-            char *parent = strdup(path);
-            char *cut = parent ? strrchr(parent, '/') : NULL;
-            if (cut)
-                *cut = '\0';
-            rc = parent ? mkdirs_in(c, parent[0] ? parent : "/") : -LC_RESOURCE_EXHAUSTED;
-            free(parent);
-            snprintf(full, sizeof(full), "%s%s", c->merged, path);
-            if (rc == 0)
-                rc = lc_fs_write_file(full, o->heredoc_bodies[i], strlen(o->heredoc_bodies[i]), c->err);
-            if (rc == 0) {
-                chmod(full, c->chmod_set ? c->chmod_mode : 0644);
-                if (lchown(full, c->own ? c->uid : 0, c->own ? c->gid : 0) != 0)
-                    rc = lc_err_set(c->err, LC_INTERNAL, "cannot chown %s", path);
-            }
+            rc = path ? lc_copy_write_file(merged, path, o->heredoc_bodies[i],
+                                           strlen(o->heredoc_bodies[i]), 0644, &co, err)
+                      : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
             free(path);
         }
         free(dest);
@@ -456,7 +268,7 @@ static int do_copy(copy_ctx *c)
     size_t n = o->nentries;
     if (o->nsrc_paths > 0) {
         if ((rc = lc_walk_select(o->src_root, NULL, o->src_paths, o->nsrc_paths, NULL, &from_sel,
-                                 c->err)) < 0) {
+                                 err)) < 0) {
             free(dest);
             return rc;
         }
@@ -465,22 +277,17 @@ static int do_copy(copy_ctx *c)
     }
     /* One file copied to a path without a trailing slash is that path,
      * unless a directory is there already. */
-    bool single_file = n == 1 && !S_ISDIR(entries[0].mode) &&
-                       (o->nsrc_paths ? o->nsrc_paths : 1) == 1 && !trailing && !exists_dir;
     bool multiple_sources = false;
     for (size_t i = 1; i < n; i++)
         if (entries[i].src != entries[0].src)
             multiple_sources = true;
-    if (multiple_sources && !trailing && !exists_dir) {
-        rc = lc_err_set(c->err, LC_INVALID_ARGUMENT,
+    bool single_file = n == 1 && !S_ISDIR(entries[0].mode) && !trailing && !exists_dir;
+    if (multiple_sources && !trailing && !exists_dir)
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
                         "when copying several sources the destination '%s' must be a directory "
                         "and end with a /", o->dest);
-    } else {
-        if (!single_file)
-            rc = mkdirs_in(c, dest);
-        if (rc == 0)
-            rc = copy_all(c, o->src_root, entries, n, dest, !single_file);
-    }
+    else
+        rc = copy_entries(o, merged, emptydir, entries, n, dest, !single_file, &co, err);
     lc_selection_free(&from_sel);
     free(dest);
     return rc;
@@ -488,20 +295,21 @@ static int do_copy(copy_ctx *c)
 
 int lc_exec_copy(const lc_exec_fs *fs, const lc_exec_copy_opts *o, lc_err *err)
 {
-    char merged[PATH_MAX], work[PATH_MAX], empty[PATH_MAX];
+    char merged[PATH_MAX], work[PATH_MAX], empty[PATH_MAX], lower0[PATH_MAX];
     snprintf(merged, sizeof(merged), "%s/merged", fs->scratch);
     snprintf(work, sizeof(work), "%s/work", fs->scratch);
     snprintf(empty, sizeof(empty), "%s/empty", fs->scratch);
-    if ((mkdir(merged, 0755) != 0 && errno != EEXIST) || (mkdir(empty, 0755) != 0 && errno != EEXIST))
+    snprintf(lower0, sizeof(lower0), "%s/lower0", fs->scratch);
+    if ((mkdir(merged, 0755) != 0 && errno != EEXIST) || (mkdir(empty, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(lower0, 0755) != 0 && errno != EEXIST))
         return lc_err_set(err, lc_code_from_errno(errno), "cannot prepare %s: %s", fs->scratch,
                           strerror(errno));
-    const char *const only_empty[1] = {empty};
+    const char *const only_empty[1] = {lower0}; /* FROM scratch */
     int rc = lc_overlay_mount(fs->nlowers ? fs->lowers : only_empty, fs->nlowers ? fs->nlowers : 1,
                               fs->upper, work, merged, err);
     if (rc < 0)
         return rc;
-    copy_ctx c = {.o = o, .merged = merged, .err = err};
-    rc = do_copy(&c);
+    rc = do_copy(o, merged, empty, err);
     lc_err unmount_err = {0};
     if (lc_overlay_unmount(merged, &unmount_err) < 0 && rc == 0)
         rc = lc_err_set(err, unmount_err.code, "%s", unmount_err.msg);

@@ -94,6 +94,15 @@ static void announce(lc_progress *p, step_rec *s)
     fflush(p->out);
 }
 
+void lc_progress_set_key(lc_progress *p, int slot, const char *key)
+{
+    char *copy = strdup(key);
+    if (copy == NULL)
+        return;
+    free(p->steps[slot].key);
+    p->steps[slot].key = copy;
+}
+
 void lc_progress_begin(lc_progress *p, int slot) { announce(p, &p->steps[slot]); }
 
 void lc_progress_output(lc_progress *p, int slot, const char *line, size_t len)

@@ -31,6 +31,8 @@ void lc_progress_free(lc_progress **p);
  * Uncounted steps (a stage's FROM) are shown but left out of the summary. */
 int lc_progress_add(lc_progress *p, const char *stage, const char *label, const char *instruction,
                     const char *key, bool counted);
+/* Replaces a step's key (a step re-keyed by content, see build.c). */
+void lc_progress_set_key(lc_progress *p, int slot, const char *key);
 void lc_progress_begin(lc_progress *p, int slot);
 /* One line of a running step's output (without the newline). */
 void lc_progress_output(lc_progress *p, int slot, const char *line, size_t len);

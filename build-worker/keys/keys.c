@@ -628,7 +628,9 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent, 
                 break;
             }
         }
-        if (ks->from_stage >= 0 || ks->from_image != NULL) {
+        if (ks->from_content) {
+            lc_keyenc_digest(&e, "from_content", &ks->from_digest);
+        } else if (ks->from_stage >= 0 || ks->from_image != NULL) {
             lc_keyenc_digest(&e, ks->from_stage >= 0 ? "from_stage_key" : "from_image",
                              &ks->from_digest);
         } else if (ks->selection != NULL) {
@@ -924,4 +926,45 @@ void lc_keys_free(lc_keys **kp)
     lc_df_plan_free(&k->plan);
     free(k);
     *kp = NULL;
+}
+
+/* ---- the content-based second key of COPY --from (see keys.h) ---------------- */
+
+/* Forgets what key_instruction derived for a step, so it can run again. */
+static void reset_step_key(lc_key_step *s)
+{
+    free(s->normalized);
+    s->normalized = NULL;
+    lc_strlist_clear(&s->argv);
+    lc_strlist_clear(&s->env);
+}
+
+int lc_keys_rekey_content(lc_keys *k, const lc_keys_opts *opts, size_t step,
+                          const lc_selection *content, lc_err *err)
+{
+    if (step >= k->nsteps || k->steps[step].from_stage < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "step %zu is not a COPY --from=<stage>", step);
+    engine g = {.o = opts, .k = k, .err = err};
+    lc_key_step *s = &k->steps[step];
+    const lc_key_stage *st = &k->stages[s->stage];
+    lc_keyenc se = {0};
+    if (lc_keyenc_init(&se, "layercache-sources-v1") != 0)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    const char *chmod = NULL;
+    size_t nf = 0;
+    const lc_df_flag *fl = step_flags(s->step, &nf);
+    for (size_t i = 0; i < nf; i++)
+        if (strcmp(fl[i].name, "chmod") == 0)
+            chmod = fl[i].value;
+    enc_selection(&se, content, is_octal(chmod));
+    lc_keyenc_finish(&se, &s->from_digest);
+    s->from_content = true;
+    for (size_t i = step; i < st->first_step + st->nsteps; i++) {
+        lc_key_step *cur = &k->steps[i];
+        reset_step_key(cur);
+        int rc = key_instruction(&g, cur, &k->steps[i - 1].key, st->platform);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }

@@ -74,6 +74,7 @@ typedef struct lc_key_step {
     const char *from_image;
     lc_digest from_digest;      /* the stage's last key or the image's digest */
     lc_strlist from_paths;
+    bool from_content;          /* keyed by the copied content (lc_keys_rekey_content) */
     /* RUN --mount: one slot per --mount flag, in order; a bind mount of the
      * build context has its selection here (owned), other slots are NULL. */
     lc_selection **mounts;
@@ -120,6 +121,15 @@ typedef struct lc_keys {
  * base images, context problems. *out is owned by the caller. */
 int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *opts, lc_keys **out, lc_err *err);
 void lc_keys_free(lc_keys **k);
+
+/* BuildKit's second lookup for COPY --from=<stage>: when the source stage
+ * was rebuilt, the copy is keyed by the content it copies instead of the
+ * source stage's key, so an unchanged output still hits. Re-keys step
+ * `step` (a COPY/ADD --from) with the selection `content` (hashed, paths
+ * relative to the source root) and every later step of its stage from it.
+ * opts must be those given to lc_keys_compute. */
+int lc_keys_rekey_content(lc_keys *k, const lc_keys_opts *opts, size_t step,
+                          const lc_selection *content, lc_err *err);
 
 /* The key that stands for `FROM scratch`. */
 void lc_keys_scratch_digest(lc_digest *out);
