@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "build-worker/context/statcache.h"
 #include "build-worker/dockerfile/dockerfile.h"
@@ -178,6 +179,8 @@ int lc_cmd_keys(int argc, char **argv)
             goto out;
         }
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (lc_df_parse_path(dockerfile, &file, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         goto out;
@@ -203,6 +206,7 @@ int lc_cmd_keys(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         goto out;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (strcmp(opt_format, "json") == 0) {
         if (print_json(keys) != 0) {
             fprintf(stderr, "layercache keys: out of memory\n");
@@ -214,10 +218,11 @@ int lc_cmd_keys(int argc, char **argv)
     fflush(stdout);
     fprintf(stderr,
             "context: %llu files, %llu bytes; read %llu files (%llu bytes), %llu from the stat "
-            "cache; %.3f s\n",
+            "cache; %.3f s; %zu steps keyed in %.3f s\n",
             (unsigned long long)keys->hash.files, (unsigned long long)keys->hash.bytes,
             (unsigned long long)keys->hash.files_read, (unsigned long long)keys->hash.bytes_read,
-            (unsigned long long)keys->hash.cache_hits, keys->context_seconds);
+            (unsigned long long)keys->hash.cache_hits, keys->context_seconds, keys->nsteps,
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     if (sc != NULL && lc_statcache_save(sc, &err) != 0)
         fprintf(stderr, "layercache keys: warning: %s\n", err.msg);
     status = 0;
