@@ -353,6 +353,12 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
         co.heredoc_bodies = bodies;
         co.nheredocs = in->nheredocs < 16 ? in->nheredocs : 16;
     }
+    for (size_t i = 0; i + 1 < step->nwords; i++)
+        if (strstr(step->words[i], "://") != NULL)
+            return lc_err_set(err, LC_UNIMPLEMENTED,
+                              "%s:%d: %s from a URL (%s) is not supported: download it in a RUN "
+                              "step or into the build context",
+                              in->pos.file, in->pos.line, lc_df_kind_name(in->kind), step->words[i]);
     int rc = 0;
     char **src_dirs = NULL;
     size_t nsrc = 0;
