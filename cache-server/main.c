@@ -6,6 +6,7 @@
  * server: calls in flight get --grace seconds, then the store is closed and
  * the process exits 0. */
 #include <errno.h>
+#include <malloc.h>
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -108,6 +109,12 @@ int main(int argc, char **argv)
     lc_stats *stats = NULL;
     lc_srv *srv = NULL;
     bool grpc_up = false;
+
+    /* Stream buffers are ~1 MiB and freed on other threads than they were
+     * allocated on. glibc's dynamic mmap threshold would move them into
+     * per-thread arenas that keep the memory: 64 concurrent 32 MiB uploads
+     * peaked at 1.5 GiB RSS; with a fixed threshold, at 290 MiB. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
 
     /* Blocked before any thread exists (gRPC's inherit the mask); a sigwait
      * below handles them. */
