@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
 #include "services.h"
@@ -17,7 +18,7 @@
 
 /* Every digest an ActionResult references, validated, in a malloc'd array.
  * Empty digests are left out (the empty blob always exists). */
-static int collect_digests(const LC_REAPI(ActionResult) *ar, lc_digest **out, size_t *n,
+static int collect_digests(const LC_REAPI(ActionResult) * ar, lc_digest **out, size_t *n,
                            uint64_t *total_size, lc_err *err)
 {
     size_t cap = ar->n_output_files + ar->n_output_directories + 2, k = 0;
@@ -31,8 +32,8 @@ static int collect_digests(const LC_REAPI(ActionResult) *ar, lc_digest **out, si
         const LC_REAPI(OutputFile) *f = ar->output_files[i];
         snprintf(what, sizeof(what), "action_result.output_files[%zu].digest", i);
         if (f == NULL || f->path == NULL || f->path[0] == '\0') {
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT,
-                            "action_result.output_files[%zu] has no path", i);
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "action_result.output_files[%zu] has no path",
+                            i);
             goto fail;
         }
         if ((rc = lc_svc_digest(f->digest, what, &ds[k], err)) < 0)
@@ -44,8 +45,10 @@ static int collect_digests(const LC_REAPI(ActionResult) *ar, lc_digest **out, si
         const LC_REAPI(OutputDirectory) *d = ar->output_directories[i];
         snprintf(what, sizeof(what), "action_result.output_directories[%zu].tree_digest", i);
         if (d == NULL) {
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "action_result.output_directories[%zu] is "
-                                                      "empty", i);
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT,
+                            "action_result.output_directories[%zu] is "
+                            "empty",
+                            i);
             goto fail;
         }
         if ((rc = lc_svc_digest(d->tree_digest, what, &ds[k], err)) < 0)
@@ -54,7 +57,7 @@ static int collect_digests(const LC_REAPI(ActionResult) *ar, lc_digest **out, si
         k += !lc_digest_is_empty(&ds[k]);
     }
     /* stdout/stderr digests are optional; when present they must be valid. */
-    const LC_REAPI(Digest) *std_digests[2] = {ar->stdout_digest, ar->stderr_digest};
+    const LC_REAPI(Digest) * std_digests[2] = {ar->stdout_digest, ar->stderr_digest};
     const char *std_names[2] = {"action_result.stdout_digest", "action_result.stderr_digest"};
     for (int i = 0; i < 2; i++) {
         if (std_digests[i] == NULL)
@@ -119,10 +122,10 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
     stored = layercache__v1__stored_action_result__unpack(NULL, len, value);
     if (stored != NULL)
         ar = LC_REAPI_FN(action_result__unpack)(NULL, stored->action_result.len,
-                                             stored->action_result.data);
+                                                stored->action_result.data);
     if (ar == NULL) {
-        LC_WARN(MOD, "action result %s in instance '%s' is unreadable; treating it as a miss",
-                name, inst);
+        LC_WARN(MOD, "action result %s in instance '%s' is unreadable; treating it as a miss", name,
+                inst);
         rc = lc_err_set(err, LC_NOT_FOUND, "no readable action result for %s in instance '%s'",
                         name, inst);
         goto miss;
@@ -158,6 +161,9 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
         }
     }
     lc_stats_ac(env->stats, inst, true);
+    /* admin: hit count/last hit (batched, hits.h) and build time saved. */
+    lc_hits_record(env->hits, inst, &action, (int64_t)time(NULL));
+    lc_stats_saved(env->stats, inst, lc_admin_exec_seconds(ar));
     *resp = bytes_buffer(stored->action_result.data, stored->action_result.len);
     rc = 0;
     goto out;
@@ -207,9 +213,9 @@ static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *
     Layercache__V1__StoredActionResult stored = LAYERCACHE__V1__STORED_ACTION_RESULT__INIT;
     stored.action_result.data = ar_bytes;
     stored.action_result.len = ar_len;
-    const LC_REAPI(ExecutedActionMetadata) *meta = req->action_result->execution_metadata;
-    if (meta != NULL && meta->worker != NULL)
-        stored.writer = meta->worker;
+    char writer[256]; /* admin: who wrote it (admin.c) */
+    lc_admin_writer(ctx, req->action_result->execution_metadata, writer, sizeof(writer));
+    stored.writer = writer;
     stored.created_unix = (int64_t)time(NULL);
     stored.size_bytes = total;
     size_t stored_len = layercache__v1__stored_action_result__get_packed_size(&stored);
@@ -219,7 +225,12 @@ static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *
         goto out;
     }
     layercache__v1__stored_action_result__pack(&stored, stored_bytes);
-    if ((rc = lc_store_ac_put(env->store, inst, &action, stored_bytes, stored_len, err)) < 0)
+    /* admin: under the entry lock, so a hit-count flush cannot write the
+     * old entry back over this one (hits.h). */
+    lc_hits_lock(env->hits, &action);
+    rc = lc_store_ac_put(env->store, inst, &action, stored_bytes, stored_len, err);
+    lc_hits_unlock(env->hits, &action);
+    if (rc < 0)
         goto out;
     lc_stats_ac_update(env->stats, inst);
     *resp = bytes_buffer(ar_bytes, ar_len);

@@ -31,8 +31,7 @@ typedef struct read_state {
     char instance[LC_INSTANCE_MAX + 1];
 } read_state;
 
-static int read_open(const lc_call_ctx *ctx, const ProtobufCMessage *msg, void **state,
-                     lc_err *err)
+static int read_open(const lc_call_ctx *ctx, const ProtobufCMessage *msg, void **state, lc_err *err)
 {
     const lc_svc_env *env = ctx->env;
     const Google__Bytestream__ReadRequest *req = (const void *)msg;
@@ -212,8 +211,7 @@ static int write_end(void *state, grpc_byte_buffer **resp, lc_err *err)
     (void)resp;
     write_state *st = state;
     if (st == NULL)
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "Write stream ended without any WriteRequest");
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "Write stream ended without any WriteRequest");
     /* write_free flushes what arrived, so the client can resume. */
     return lc_err_set(err, LC_INVALID_ARGUMENT,
                       "Write stream for '%s' ended without finish_write after %lld of %lld "

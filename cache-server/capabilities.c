@@ -13,11 +13,12 @@ static int get_capabilities(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
     if (rc < 0)
         return rc;
 
-    LC_REAPI(DigestFunction__Value) digest_fns[] = {
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST_FUNCTION__VALUE__SHA256};
-    LC_REAPI(Compressor__Value) compressors[] = {
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY};
-    LC_REAPI(ActionCacheUpdateCapabilities) update = LC_REAPI_INIT(ACTION_CACHE_UPDATE_CAPABILITIES);
+    LC_REAPI(DigestFunction__Value)
+    digest_fns[] = {BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST_FUNCTION__VALUE__SHA256};
+    LC_REAPI(Compressor__Value)
+    compressors[] = {BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY};
+    LC_REAPI(ActionCacheUpdateCapabilities)
+    update = LC_REAPI_INIT(ACTION_CACHE_UPDATE_CAPABILITIES);
     update.update_enabled = 1;
     LC_REAPI(CacheCapabilities) cache = LC_REAPI_INIT(CACHE_CAPABILITIES);
     cache.n_digest_functions = 1;

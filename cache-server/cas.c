@@ -94,7 +94,8 @@ static int batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
         snprintf(what, sizeof(what), "requests[%zu].digest", i);
         if (r == NULL) {
             code = lc_err_set(&errs[i], LC_INVALID_ARGUMENT, "requests[%zu] is empty", i);
-        } else if (r->compressor != BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY) {
+        } else if (r->compressor !=
+                   BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY) {
             code = lc_err_set(&errs[i], LC_INVALID_ARGUMENT,
                               "requests[%zu]: compressor %d is not supported (IDENTITY only)", i,
                               (int)r->compressor);
@@ -107,8 +108,8 @@ static int batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
                                                &errs[i])) == 0)
                 written += r->data.len;
         }
-        LC_REAPI(BatchUpdateBlobsResponse__Response) init =
-            LC_REAPI_INIT(BATCH_UPDATE_BLOBS_RESPONSE__RESPONSE);
+        LC_REAPI(BatchUpdateBlobsResponse__Response)
+        init = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_RESPONSE__RESPONSE);
         Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
         sts[i] = st;
         rs[i] = init;
@@ -178,8 +179,8 @@ static int batch_read_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        LC_REAPI(BatchReadBlobsResponse__Response) init =
-            LC_REAPI_INIT(BATCH_READ_BLOBS_RESPONSE__RESPONSE);
+        LC_REAPI(BatchReadBlobsResponse__Response)
+        init = LC_REAPI_INIT(BATCH_READ_BLOBS_RESPONSE__RESPONSE);
         Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
         rs[i] = init;
         sts[i] = st;

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
     int status = 1;
     lc_store *store = NULL;
     lc_stats *stats = NULL;
+    lc_hits *hits = NULL; /* admin */
     lc_srv *srv = NULL;
     bool grpc_up = false;
 
@@ -144,8 +145,10 @@ int main(int argc, char **argv)
     }
     int level = lc_log_level_parse(opt_log_level);
     if (level < 0) {
-        fprintf(stderr, "layercache-server: --log-level '%s' is not one of debug, info, warn, "
-                        "error, off\n", opt_log_level);
+        fprintf(stderr,
+                "layercache-server: --log-level '%s' is not one of debug, info, warn, "
+                "error, off\n",
+                opt_log_level);
         status = 2;
         goto out;
     }
@@ -157,8 +160,9 @@ int main(int argc, char **argv)
         goto out;
     }
     if (opt_max_batch < 1 || opt_max_batch > LC_SRV_MAX_MESSAGE - LC_SRV_BATCH_HEADROOM) {
-        fprintf(stderr, "layercache-server: --max-batch-bytes must be 1..%d (the gRPC message "
-                        "limit minus headroom), got %lld\n",
+        fprintf(stderr,
+                "layercache-server: --max-batch-bytes must be 1..%d (the gRPC message "
+                "limit minus headroom), got %lld\n",
                 LC_SRV_MAX_MESSAGE - LC_SRV_BATCH_HEADROOM, (long long)opt_max_batch);
         status = 2;
         goto out;
@@ -179,7 +183,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "layercache-server: out of memory\n");
         goto out;
     }
-    lc_svc_env env = {.store = store, .stats = stats, .max_batch_bytes = opt_max_batch};
+    /* admin: hit counts written in batches (hits.h); flushed by lc_hits_free. */
+    hits = lc_hits_new(store);
+    if (hits == NULL) {
+        fprintf(stderr, "layercache-server: out of memory\n");
+        goto out;
+    }
+    lc_svc_env env = {
+        .store = store, .stats = stats, .max_batch_bytes = opt_max_batch, .hits = hits};
 
     grpc_init();
     grpc_up = true;
@@ -216,6 +227,7 @@ out:
     lc_srv_free(&srv);
     if (grpc_up)
         grpc_shutdown_blocking();
+    lc_hits_free(&hits); /* admin: after the last handler, before the store closes */
     lc_stats_free(&stats);
     lc_store_close(&store);
     if (status == 0 && store == NULL && grpc_up)

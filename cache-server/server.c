@@ -117,8 +117,8 @@ static bool start_batch(call *c, const grpc_op *ops, size_t n, struct tag *t)
 {
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
     if (e != GRPC_CALL_OK) {
-        LC_WARN(MOD, "%s: grpc_call_start_batch failed (%d)",
-                c->rm->m ? c->rm->m->path : "generic", (int)e);
+        LC_WARN(MOD, "%s: grpc_call_start_batch failed (%d)", c->rm->m ? c->rm->m->path : "generic",
+                (int)e);
         c->failed = true;
         grpc_call_cancel(c->call, NULL);
         return false;
@@ -255,8 +255,9 @@ static void on_new(call *c, bool ok)
         memcpy(path, GRPC_SLICE_START_PTR(c->details.method), len);
         path[len] = '\0';
         char msg[400];
-        snprintf(msg, sizeof(msg), "unknown method '%s': this server implements the REAPI v2 "
-                                   "cache, ByteStream and layercache.v1.Admin",
+        snprintf(msg, sizeof(msg),
+                 "unknown method '%s': this server implements the REAPI v2 "
+                 "cache, ByteStream and layercache.v1.Admin",
                  path);
         send_final(c, NULL, LC_UNIMPLEMENTED, msg);
         goto out;
@@ -381,17 +382,26 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         struct tag *t = ev.tag;
         switch (t->kind) {
-        case TAG_NEW: on_new(t->c, ev.success != 0); break;
-        case TAG_RECV: on_recv(t->c, ev.success != 0); break;
-        case TAG_SEND: on_send(t->c, ev.success != 0); break;
-        case TAG_CLOSE: on_close(t->c, ev.success != 0); break;
+        case TAG_NEW:
+            on_new(t->c, ev.success != 0);
+            break;
+        case TAG_RECV:
+            on_recv(t->c, ev.success != 0);
+            break;
+        case TAG_SEND:
+            on_send(t->c, ev.success != 0);
+            break;
+        case TAG_CLOSE:
+            on_close(t->c, ev.success != 0);
+            break;
         }
     }
     return NULL;
@@ -422,8 +432,8 @@ static void post_request(worker *w, const struct reg_method *rm)
     } else {
         bool payload = rm->m->kind != LC_METHOD_CLIENT_STREAM;
         e = grpc_server_request_registered_call(s->server, rm->handle, &c->call, &c->deadline,
-                                                &c->md, payload ? &c->recv_bb : NULL, w->cq,
-                                                w->cq, &c->t_new);
+                                                &c->md, payload ? &c->recv_bb : NULL, w->cq, w->cq,
+                                                &c->t_new);
     }
     if (e != GRPC_CALL_OK) {
         LC_ERROR(MOD, "cannot post a request for %s (%d)", rm->m ? rm->m->path : "unknown methods",
@@ -471,7 +481,9 @@ int lc_srv_new(const lc_srv_options *opts, lc_srv **out, lc_err *err)
          .key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
          .value.integer = 10000},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PING_STRIKES, .value.integer = 0},
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+         .value.integer = 1},
         /* Without BDP probing a stream's window stays near one message, so a
          * slow store makes clients wait instead of the server buffering
          * their blobs (64 x 32 MiB uploads: 1.8 GiB RSS with it, see below). */

@@ -33,10 +33,10 @@ typedef struct lc_srv lc_srv;
 
 /* What every handler of one call can see. */
 typedef struct lc_call_ctx {
-    void *env;                         /* lc_srv_options.env */
+    void *env;                           /* lc_srv_options.env */
     const grpc_metadata_array *metadata; /* request metadata (keys lowercase) */
     gpr_timespec deadline;
-    const char *method;                /* the method path */
+    const char *method; /* the method path */
 } lc_call_ctx;
 
 typedef enum lc_method_kind {

@@ -7,7 +7,7 @@
 #include "grpc_msg.h"
 #include "resource.h"
 
-int lc_svc_digest(const LC_REAPI(Digest) *d, const char *what, lc_digest *out, lc_err *err)
+int lc_svc_digest(const LC_REAPI(Digest) * d, const char *what, lc_digest *out, lc_err *err)
 {
     if (d == NULL)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "%s is missing (a Digest with hash and size)",
@@ -43,4 +43,7 @@ int lc_svc_digest_function(int fn, lc_err *err)
     return 0;
 }
 
-grpc_byte_buffer *lc_svc_pack(const void *msg) { return lc_grpc_pack((const ProtobufCMessage *)msg); }
+grpc_byte_buffer *lc_svc_pack(const void *msg)
+{
+    return lc_grpc_pack((const ProtobufCMessage *)msg);
+}

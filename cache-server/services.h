@@ -12,6 +12,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
 #include "digest.h"
 #include "err.h"
+#include "hits.h"
 #include "server.h"
 #include "stats.h"
 #include "store.h"
@@ -28,6 +29,7 @@ typedef struct lc_svc_env {
     lc_stats *stats;
     int64_t max_batch_bytes; /* what BatchUpdateBlobs/BatchReadBlobs accept */
     int64_t max_bytes;       /* --max-size for GetStats, 0 = unlimited */
+    lc_hits *hits;           /* admin: batched hit counts and entry locks (NULL = none) */
 } lc_svc_env;
 
 extern const lc_method lc_capabilities_methods[];
@@ -43,8 +45,7 @@ extern const size_t lc_admin_n_methods;
 
 /* Validates a REAPI Digest message (NULL = missing) named what ("action_digest")
  * and converts it. INVALID_ARGUMENT naming the field and the problem. */
-int lc_svc_digest(const LC_REAPI(Digest) *d, const char *what,
-                  lc_digest *out, lc_err *err);
+int lc_svc_digest(const LC_REAPI(Digest) * d, const char *what, lc_digest *out, lc_err *err);
 
 /* Checks an instance_name field and a digest_function field (UNKNOWN or SHA256). */
 int lc_svc_instance(const char *instance, lc_err *err);

@@ -24,6 +24,7 @@ typedef struct lc_stats_instance {
     const char *name; /* owned by the snapshot */
     uint64_t ac_hits, ac_misses, ac_updates;
     uint64_t bytes_read, bytes_written;
+    double build_seconds_saved; /* admin: sum of the original execution time of hits */
 } lc_stats_instance;
 
 typedef struct lc_stats_method {
@@ -44,6 +45,9 @@ void lc_stats_call(lc_stats *s, int id, int code);
 void lc_stats_ac(lc_stats *s, const char *instance, bool hit);
 void lc_stats_ac_update(lc_stats *s, const char *instance);
 void lc_stats_bytes(lc_stats *s, const char *instance, uint64_t read, uint64_t written);
+/* admin: a hit saved `seconds` of execution (ExecutedActionMetadata of the
+ * entry); added for Admin.GetStats' build_seconds_saved. */
+void lc_stats_saved(lc_stats *s, const char *instance, double seconds);
 
 /* Seconds since lc_stats_new. */
 int64_t lc_stats_uptime(const lc_stats *s);

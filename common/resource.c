@@ -6,7 +6,8 @@
 #include <string.h>
 
 static const char *const reserved[] = {
-    "blobs", "uploads", "compressed-blobs", "actions", "actionResults", "operations", "capabilities",
+    "blobs",         "uploads",    "compressed-blobs", "actions",
+    "actionResults", "operations", "capabilities",
 };
 
 #define FORM_READ "[{instance}/]blobs/{hash}/{size}"
@@ -141,8 +142,7 @@ int lc_resource_parse(const char *name, size_t len, lc_resource_kind kind, lc_re
                           q, form);
     bool is_upload = seg_eq(marker, marker_len, "uploads");
     if (is_upload != (kind == LC_RESOURCE_UPLOAD))
-        return lc_err_set(err, LC_INVALID_ARGUMENT, "resource name '%s': expected %s (%s)", q,
-                          form,
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "resource name '%s': expected %s (%s)", q, form,
                           kind == LC_RESOURCE_READ ? "uploads/ names are for Write"
                                                    : "Write needs an uploads/{uuid}/ name");
     if (marker > name) {

@@ -58,9 +58,8 @@ static void test_upload_forms(void **state)
     assert_string_equal(r.instance, "");
     assert_string_equal(r.uuid, "5f1c-aa");
     assert_int_equal(r.digest.size, 7);
-    assert_int_equal(parse("ci/main/uploads/u1/blobs/" H2 "/7/some/meta", LC_RESOURCE_UPLOAD, &r,
-                           &err),
-                     0);
+    assert_int_equal(
+        parse("ci/main/uploads/u1/blobs/" H2 "/7/some/meta", LC_RESOURCE_UPLOAD, &r, &err), 0);
     assert_string_equal(r.instance, "ci/main");
     assert_string_equal(r.uuid, "u1");
     char out[LC_RESOURCE_MAX + 1];
