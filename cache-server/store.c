@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "store_internal.h"
@@ -122,14 +123,79 @@ int64_t lc_store__now(void)
 int lc_store__rdb_err(lc_err *err, char *errptr, const char *what)
 {
     const char *msg = errptr != NULL ? errptr : "unknown RocksDB error";
-    int code = strstr(msg, "No space left") != NULL ? LC_RESOURCE_EXHAUSTED : LC_INTERNAL;
-    int rc = lc_err_set(err, code, "%s: %s", what, msg);
+    int rc;
+    if (strstr(msg, "No space left") != NULL)
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED,
+                        "cache storage is full (%s: %s); free disk space or lower --max-size",
+                        what, msg);
+    else
+        rc = lc_err_set(err, LC_INTERNAL, "%s: %s", what, msg);
     rocksdb_free(errptr);
     return rc;
 }
 
+/* Bytes held in memtables (all column families): what a flush would write. */
+static uint64_t memtable_bytes(lc_store *s)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < CF_COUNT; i++) {
+        uint64_t v = 0;
+        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.cur-size-all-mem-tables", &v) == 0)
+            total += v;
+    }
+    return total;
+}
+
+/* Asks RocksDB (without waiting) to flush every memtable: the WAL files
+ * holding the same bytes can then go, and the memtable reserve shrinks. At
+ * most once a second. */
+static void request_flush(lc_store *s)
+{
+    int64_t now = lc_store__now(), last = atomic_load(&s->last_space_flush);
+    if (now == last || !atomic_compare_exchange_strong(&s->last_space_flush, &last, now))
+        return;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 0);
+    for (int i = 0; i < CF_COUNT; i++) {
+        char *e = NULL;
+        rocksdb_flush_cf(s->db, fo, s->cf[i], &e);
+        rocksdb_free(e);
+    }
+    rocksdb_flushoptions_destroy(fo);
+}
+
+int lc_store__space_check(lc_store *s, size_t incoming, lc_err *err)
+{
+    struct statvfs st;
+    if (s->dir == NULL || statvfs(s->dir, &st) != 0)
+        return 0; /* cannot tell: let RocksDB decide */
+    uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize;
+    uint64_t need = incoming;
+    uint64_t mem = 0;
+    if (incoming >= LC_STORE__BIG_WRITE) {
+        mem = memtable_bytes(s);
+        need += LC_STORE__SLACK_BIG + mem;
+    } else {
+        need += LC_STORE__SLACK_SMALL;
+    }
+    if (avail >= need)
+        return 0;
+    if (mem >= LC_STORE__SLACK_SMALL)
+        request_flush(s);
+    return lc_err_set(err, LC_RESOURCE_EXHAUSTED,
+                      "cache storage is full: %" PRIu64 " bytes free in %s, writing %zu bytes "
+                      "needs %" PRIu64 " (with room for RocksDB to flush); free disk space or "
+                      "lower --max-size",
+                      avail, s->dir, incoming, need);
+}
+
 int lc_store__write(lc_store *s, rocksdb_writebatch_t *b, lc_err *err, const char *what)
 {
+    size_t size = 0;
+    rocksdb_writebatch_data(b, &size);
+    int rc = lc_store__space_check(s, size, err);
+    if (rc != 0)
+        return rc;
     char *e = NULL;
     rocksdb_write(s->db, s->wopts, b, &e);
     return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
@@ -200,6 +266,92 @@ static int check_digest(const lc_digest *d, lc_err *err)
     if (d->size < 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "negative blob size %" PRId64, d->size);
     return 0;
+}
+
+/* ---- access tracking ---------------------------------------------------- */
+
+static size_t acc_slot(const lc_digest *d)
+{
+    uint64_t h;
+    memcpy(&h, d->hash, sizeof(h)); /* SHA-256 bytes are uniform already */
+    return (size_t)(h ^ (uint64_t)d->size) & (LC_STORE__ACC_CAP - 1);
+}
+
+/* The slot holding d, or the free slot where it would go. Caller holds mu. */
+static lc_digest *acc_find(lc_digest *table, const lc_digest *d)
+{
+    for (size_t i = acc_slot(d);; i = (i + 1) & (LC_STORE__ACC_CAP - 1))
+        if (table[i].size < 0 || lc_digest_equal(&table[i], d))
+            return &table[i];
+}
+
+static void acc_clear(lc_digest *table)
+{
+    memset(table, 0xff, LC_STORE__ACC_CAP * sizeof(*table)); /* size -1: free */
+}
+
+void lc_store__record(lc_store *s, const lc_digest *d)
+{
+    if (lc_digest_is_empty(d) || d->size < 0)
+        return;
+    pthread_mutex_lock(&s->acc.mu);
+    lc_digest *slot = acc_find(s->acc.cur, d);
+    if (slot->size < 0) {
+        if (s->acc.n < LC_STORE__ACC_CAP / 4 * 3) {
+            *slot = *d;
+            s->acc.n++;
+        } else {
+            atomic_fetch_add(&s->acc.dropped, 1);
+        }
+    }
+    pthread_mutex_unlock(&s->acc.mu);
+}
+
+static bool acc_pending(lc_store *s, const lc_digest *d)
+{
+    pthread_mutex_lock(&s->acc.mu);
+    bool found = acc_find(s->acc.cur, d)->size >= 0;
+    pthread_mutex_unlock(&s->acc.mu);
+    return found;
+}
+
+int lc_store_access_flush(lc_store *s, int64_t when, uint64_t *flushed, lc_err *err)
+{
+    if (flushed != NULL)
+        *flushed = 0;
+    pthread_mutex_lock(&s->acc.flush_mu);
+    pthread_mutex_lock(&s->acc.mu);
+    lc_digest *table = s->acc.cur;
+    size_t n = s->acc.n;
+    s->acc.cur = s->acc.spare;
+    s->acc.spare = table;
+    s->acc.n = 0;
+    pthread_mutex_unlock(&s->acc.mu);
+
+    int rc = 0;
+    enum { BATCH = 1024 };
+    lc_digest batch[BATCH];
+    size_t k = 0, done = 0;
+    for (size_t i = 0; i < LC_STORE__ACC_CAP && done < n && rc == 0; i++) {
+        if (table[i].size < 0)
+            continue;
+        batch[k++] = table[i];
+        done++;
+        if (k == BATCH || done == n) {
+            rc = lc_store_blob_touch(s, batch, k, when, err);
+            k = 0;
+        }
+    }
+    acc_clear(table);
+    pthread_mutex_unlock(&s->acc.flush_mu);
+    if (flushed != NULL)
+        *flushed = done;
+    return rc;
+}
+
+uint64_t lc_store_access_dropped(lc_store *s)
+{
+    return atomic_load(&s->acc.dropped);
 }
 
 /* ---- open / close ------------------------------------------------------- */
@@ -521,6 +673,17 @@ int lc_store_open(const char *dir, const lc_store_options *opts, lc_store **out,
     for (int i = 0; i < LC_STORE__LOCKS; i++)
         pthread_mutex_init(&s->locks[i], NULL);
     pthread_mutex_init(&s->active_lock, NULL);
+    pthread_mutex_init(&s->acc.mu, NULL);
+    pthread_mutex_init(&s->acc.flush_mu, NULL);
+    s->dir = strdup(dir);
+    s->acc.cur = malloc(LC_STORE__ACC_CAP * sizeof(lc_digest));
+    s->acc.spare = malloc(LC_STORE__ACC_CAP * sizeof(lc_digest));
+    if (s->dir == NULL || s->acc.cur == NULL || s->acc.spare == NULL) {
+        lc_store_close(&s);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    acc_clear(s->acc.cur);
+    acc_clear(s->acc.spare);
     s->db_opts = rocksdb_options_create();
     set_options(s);
     s->wopts = rocksdb_writeoptions_create();
@@ -580,6 +743,11 @@ void lc_store_close(lc_store **sp)
     pthread_mutex_destroy(&s->active_lock);
     for (int i = 0; i < LC_STORE__LOCKS; i++)
         pthread_mutex_destroy(&s->locks[i]);
+    pthread_mutex_destroy(&s->acc.flush_mu);
+    pthread_mutex_destroy(&s->acc.mu);
+    free(s->acc.spare);
+    free(s->acc.cur);
+    free(s->dir);
     free(s);
     *sp = NULL;
 }
@@ -594,19 +762,24 @@ int lc_store_blob_exists(lc_store *s, const lc_digest *d, lc_err *err)
     if (lc_digest_is_empty(d))
         return 1;
     lc_store__meta m;
-    return lc_store__meta_get(s, NULL, d, &m, err);
+    rc = lc_store__meta_get(s, NULL, d, &m, err);
+    if (rc > 0)
+        lc_store__record(s, d);
+    return rc;
 }
 
-int lc_store_find_missing(lc_store *s, const lc_digest *digests, size_t n, bool *missing,
-                          lc_err *err)
+/* One multi-get of the blob records of digests. Either missing[i] (and, with
+ * record, the present ones count as accessed) or atime[i] (-1 = absent). */
+static int multi_meta(lc_store *s, const lc_digest *digests, size_t n, bool *missing,
+                      int64_t *atime, bool record, lc_err *err)
 {
     if (n == 0)
         return 0;
     int rc = 0;
     uint8_t(*keys)[LC_STORE__META_KEY_LEN] = malloc(n * sizeof(*keys));
-    const char **kp = malloc(n * sizeof(*kp));
-    size_t *klen = malloc(n * sizeof(*klen));
-    const rocksdb_column_family_handle_t **cfs = malloc(n * sizeof(*cfs));
+    const char **kp = calloc(n, sizeof(*kp));
+    size_t *klen = calloc(n, sizeof(*klen));
+    const rocksdb_column_family_handle_t **cfs = calloc(n, sizeof(*cfs));
     char **vals = calloc(n, sizeof(*vals));
     size_t *vlen = calloc(n, sizeof(*vlen));
     char **errs = calloc(n, sizeof(*errs));
@@ -630,7 +803,19 @@ int lc_store_find_missing(lc_store *s, const lc_digest *digests, size_t n, bool 
             else
                 rocksdb_free(errs[i]);
         }
-        missing[i] = vals[i] == NULL && !lc_digest_is_empty(&digests[i]);
+        bool empty = lc_digest_is_empty(&digests[i]);
+        if (missing != NULL)
+            missing[i] = vals[i] == NULL && !empty;
+        if (record && vals[i] != NULL)
+            lc_store__record(s, &digests[i]);
+        if (atime != NULL) {
+            lc_store__meta m;
+            atime[i] = -1;
+            if (vals[i] != NULL && lc_store__meta_decode(vals[i], vlen[i], &m) == 0)
+                atime[i] = m.atime;
+            else if (empty)
+                atime[i] = INT64_MAX; /* always there, never evicted */
+        }
         rocksdb_free(vals[i]);
     }
 out:
@@ -642,6 +827,18 @@ out:
     free(kp);
     free(keys);
     return rc;
+}
+
+int lc_store_find_missing(lc_store *s, const lc_digest *digests, size_t n, bool *missing,
+                          lc_err *err)
+{
+    return multi_meta(s, digests, n, missing, NULL, true, err);
+}
+
+int lc_store_blob_atimes(lc_store *s, const lc_digest *digests, size_t n, int64_t *atime,
+                         lc_err *err)
+{
+    return multi_meta(s, digests, n, NULL, atime, false, err);
 }
 
 int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t len, lc_err *err)
@@ -667,6 +864,8 @@ int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t 
     rocksdb_writebatch_t *b = NULL;
     rc = lc_store__meta_get(s, NULL, d, &m, err);
     if (rc != 0) { /* present (1) or failed (<0) */
+        if (rc > 0) /* the writer relies on it from now on: an access for LRU */
+            lc_store__record(s, d);
         rc = rc > 0 ? 0 : rc;
         goto out;
     }
@@ -754,6 +953,7 @@ int lc_blob_reader_open(lc_store *s, const lc_digest *d, int64_t offset, int64_t
             rc = lc_err_set(err, LC_NOT_FOUND, "blob %s/%" PRId64 " not found", hex, d->size);
         if (rc < 0)
             goto fail;
+        lc_store__record(s, d);
     }
     if (offset > m.size) {
         rc = lc_err_set(err, LC_OUT_OF_RANGE,
@@ -889,6 +1089,35 @@ int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err)
 out:
     pthread_mutex_unlock(lock);
     return rc;
+}
+
+int lc_store_blob_evict(lc_store *s, const lc_digest *d, int64_t idle_before, bool *evicted,
+                        lc_err *err)
+{
+    *evicted = false;
+    int rc = check_digest(d, err);
+    if (rc != 0 || lc_digest_is_empty(d))
+        return rc;
+    pthread_mutex_t *lock = lc_store__lock_for(s, d->hash);
+    pthread_mutex_lock(lock);
+    lc_store__meta m;
+    /* Read since the last flush, or touched since the caller chose it: keep. */
+    if (acc_pending(s, d) || (rc = lc_store__meta_get(s, NULL, d, &m, err)) <= 0 ||
+        m.atime >= idle_before)
+        goto out;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint8_t key[LC_STORE__META_KEY_LEN];
+    lc_store__meta_key(d, key);
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key));
+    lc_store__batch_drop_chunks(s, b, m.storage_id);
+    if ((rc = lc_store__write(s, b, err, "evicting blob")) == 0) {
+        lc_store__count_blob(s, m.size, -1);
+        *evicted = true;
+    }
+    rocksdb_writebatch_destroy(b);
+out:
+    pthread_mutex_unlock(lock);
+    return rc < 0 ? rc : 0;
 }
 
 int lc_store_blob_touch(lc_store *s, const lc_digest *d, size_t n, int64_t when, lc_err *err)
@@ -1031,6 +1260,10 @@ int lc_store_ac_put(lc_store *s, const char *instance, const lc_digest *action,
     uint8_t *key = ac_key(instance, action, &klen);
     if (key == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    if ((rc = lc_store__space_check(s, klen + len, err)) != 0) {
+        free(key);
+        return rc;
+    }
     pthread_mutex_t *lock = lc_store__lock_for(s, action->hash);
     pthread_mutex_lock(lock);
     int existed = ac_exists(s, key, klen, err);
@@ -1076,6 +1309,48 @@ int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *actio
         goto out;
     }
     atomic_fetch_sub(&s->ac_entries, 1);
+out:
+    pthread_mutex_unlock(lock);
+    free(key);
+    return rc;
+}
+
+int lc_store_ac_evict(lc_store *s, const char *instance, const lc_digest *action,
+                      const uint8_t *expect, size_t expect_len, bool *evicted, lc_err *err)
+{
+    *evicted = false;
+    int rc = check_digest(action, err);
+    if (rc != 0)
+        return rc;
+    size_t klen;
+    uint8_t *key = ac_key(instance, action, &klen);
+    if (key == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    pthread_mutex_t *lock = lc_store__lock_for(s, action->hash);
+    pthread_mutex_lock(lock);
+    char *e = NULL;
+    rocksdb_pinnableslice_t *ps =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_AC], (const char *)key, klen, &e);
+    if (e != NULL) {
+        rc = lc_store__rdb_err(err, e, "reading the action cache");
+        goto out;
+    }
+    if (ps == NULL)
+        goto out;
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    /* Rewritten since the caller judged it (a new result, a hit count): keep. */
+    bool same = vlen == expect_len && (vlen == 0 || memcmp(v, expect, vlen) == 0);
+    rocksdb_pinnableslice_destroy(ps);
+    if (!same)
+        goto out;
+    rocksdb_delete_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen, &e);
+    if (e != NULL) {
+        rc = lc_store__rdb_err(err, e, "evicting from the action cache");
+        goto out;
+    }
+    atomic_fetch_sub(&s->ac_entries, 1);
+    *evicted = true;
 out:
     pthread_mutex_unlock(lock);
     free(key);

@@ -18,6 +18,17 @@
  * writers of the same blob are safe: the second finds the record and drops
  * its own chunks.
  *
+ * Access times (LRU eviction, evict.h): reading a blob (blob_get, a reader,
+ * blob_exists, find_missing finding it, re-putting or re-uploading a stored
+ * blob) records it in an in-memory table, with no RocksDB write;
+ * lc_store_access_flush writes the recorded accesses as atimes in batches.
+ *
+ * Disk guard: a write that would leave the data directory's filesystem
+ * nearly full (under a few MiB plus the memtables RocksDB must be able to
+ * flush) fails with RESOURCE_EXHAUSTED "cache storage is full" before
+ * RocksDB sees ENOSPC; reads keep working and writes work again once space
+ * is freed (eviction, a bigger disk).
+ *
  * Thread safety: every function may be called from any thread at once,
  * except that one lc_upload / lc_blob_reader is used by one thread at a time.
  * All functions return 0 or a negative lc code (err.h) with a message.
@@ -41,7 +52,7 @@ typedef struct lc_store lc_store;
 typedef struct lc_store_options {
     bool sync_writes;  /* fsync the WAL on every blob/AC commit (default off:
                           a killed process loses nothing, a power cut may) */
-    int64_t max_bytes; /* 0 = unlimited (eviction lives in a later module) */
+    int64_t max_bytes; /* unused by the store: --max-size is enforced by evict.h */
 } lc_store_options;
 
 /* Opens (creating if missing) the database in dir. */
@@ -86,6 +97,24 @@ int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err);
  * For LRU eviction: collect hits and touch them in batches, not per read.
  * Added by the store module. */
 int lc_store_blob_touch(lc_store *s, const lc_digest *d, size_t n, int64_t when, lc_err *err);
+
+/* Writes the accesses recorded since the last flush as access time when
+ * (via lc_store_blob_touch, in batches); *flushed (may be NULL) gets how
+ * many blobs. Readers are not blocked while it writes. */
+int lc_store_access_flush(lc_store *s, int64_t when, uint64_t *flushed, lc_err *err);
+/* Reads that could not be recorded since open (the table was full). */
+uint64_t lc_store_access_dropped(lc_store *s);
+
+/* Access times of d[0..n) without recording an access: atime[i] = -1 if
+ * absent, INT64_MAX for the empty blob (always present). */
+int lc_store_blob_atimes(lc_store *s, const lc_digest *d, size_t n, int64_t *atime,
+                         lc_err *err);
+
+/* Deletes blob d only if its access time is before idle_before and no read
+ * of it is waiting to be flushed (so a blob read since the caller chose it
+ * stays); *evicted tells whether it went. */
+int lc_store_blob_evict(lc_store *s, const lc_digest *d, int64_t idle_before, bool *evicted,
+                        lc_err *err);
 
 /* Visits every stored blob (a consistent snapshot, in hash order); the
  * callback returns non-zero to stop. Times are Unix seconds. Added by the
@@ -156,6 +185,11 @@ int lc_store_ac_put(lc_store *s, const char *instance, const lc_digest *action,
 
 /* Removes one entry; 0 even if absent. */
 int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *action, lc_err *err);
+
+/* Removes the entry only if its value still equals expect[0..expect_len)
+ * (not rewritten since the caller read it); *evicted tells whether it went. */
+int lc_store_ac_evict(lc_store *s, const char *instance, const lc_digest *action,
+                      const uint8_t *expect, size_t expect_len, bool *evicted, lc_err *err);
 
 /* Visits every AC entry (optionally only one instance); the callback returns
  * non-zero to stop. Values are valid only during the callback. */

@@ -26,6 +26,16 @@
 #define LC_STORE__LOCKS 64
 /* Unfinished uploads idle longer than this are dropped at open. */
 #define LC_STORE__UPLOAD_TTL (24 * 3600)
+/* Access table: distinct blobs read between two lc_store_access_flush calls
+ * (a power of two; at most 3/4 full, later reads are dropped and counted). */
+#define LC_STORE__ACC_CAP (1u << 16)
+/* Disk guard: a write is refused (RESOURCE_EXHAUSTED) unless the data
+ * directory's filesystem keeps this much free after it; big writes also keep
+ * room for flushing every memtable. RocksDB must never see ENOSPC itself:
+ * Debian's build asserts (aborts) when its info LOG hits a write error. */
+#define LC_STORE__SLACK_SMALL (1u << 20)
+#define LC_STORE__SLACK_BIG (4u << 20)
+#define LC_STORE__BIG_WRITE (64u << 10)
 
 enum { CF_DEFAULT, CF_AC, CF_BLOB_META, CF_BLOB_CHUNKS, CF_UPLOADS, CF_COUNT };
 
@@ -35,7 +45,19 @@ typedef struct lc_store__active {
     char key[];
 } lc_store__active;
 
+/* Blobs read since the last flush (open addressing on the hash; a slot
+ * with size < 0 is free). Two tables: a flush swaps them, so readers never
+ * wait for the RocksDB writes. */
+typedef struct lc_store__acc {
+    pthread_mutex_t mu;
+    pthread_mutex_t flush_mu; /* one flusher at a time */
+    lc_digest *cur, *spare;
+    size_t n;
+    _Atomic uint64_t dropped;
+} lc_store__acc;
+
 struct lc_store {
+    char *dir;
     rocksdb_t *db;
     rocksdb_options_t *db_opts;
     rocksdb_options_t *cf_opts[CF_COUNT];
@@ -53,6 +75,8 @@ struct lc_store {
     pthread_mutex_t active_lock;
     lc_store__active *active;
     _Atomic uint64_t blobs, blob_bytes, ac_entries;
+    lc_store__acc acc;
+    _Atomic int64_t last_space_flush; /* when the disk guard last asked for a flush */
 };
 
 typedef struct lc_store__meta {
@@ -89,6 +113,12 @@ int lc_store__meta_get(lc_store *s, const rocksdb_readoptions_t *ro, const lc_di
                        lc_store__meta *m, lc_err *err);
 pthread_mutex_t *lc_store__lock_for(lc_store *s, const uint8_t *hash);
 void lc_store__count_blob(lc_store *s, int64_t size, int sign);
+
+/* Notes that blob d was read (no RocksDB write; see lc_store_access_flush). */
+void lc_store__record(lc_store *s, const lc_digest *d);
+/* RESOURCE_EXHAUSTED ("cache storage is full") if writing incoming more
+ * bytes would leave too little free space for RocksDB (see above). */
+int lc_store__space_check(lc_store *s, size_t incoming, lc_err *err);
 
 /* Removes upload records (and their chunks) idle for at least max_age seconds
  * that no handle has open. Used at open and by lc_store_gc_uploads. */

@@ -227,6 +227,8 @@ int lc_upload_open(lc_store *s, const char *key, const lc_digest *d, lc_upload *
         goto fail;
     if (exists) {
         u->state = UP_COMPLETE;
+        if (!lc_digest_is_empty(d)) /* the client relies on it now: an access for LRU */
+            lc_store__record(s, d);
         if (have_old && (rc = drop_upload(s, key, u->keylen, old.storage_id, err)) != 0)
             goto fail;
     } else if (have_old && lc_digest_equal(&old.digest, d)) {
@@ -375,6 +377,7 @@ int lc_upload_finish(lc_upload *u, lc_err *err)
     rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], u->key, u->keylen);
     if (exists) { /* another writer won: ours are redundant copies */
         lc_store__batch_drop_chunks(s, b, u->rec.storage_id);
+        lc_store__record(s, &u->d);
     } else {
         memcpy(m.storage_id, u->rec.storage_id, LC_STORE__ID_LEN);
         m.size = u->d.size;
