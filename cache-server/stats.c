@@ -13,6 +13,7 @@ struct inst {
     char *name;
     uint64_t ac_hits, ac_misses, ac_updates, bytes_read, bytes_written;
     double saved; /* admin: build seconds saved by hits */
+    uint64_t evictions; /* evict: action cache entries */
 };
 
 struct lc_stats {
@@ -23,6 +24,7 @@ struct lc_stats {
     pthread_mutex_t mu;                            /* guards insts */
     struct inst insts[LC_STATS_MAX_INSTANCES + 1]; /* the last one is LC_STATS_OTHER */
     size_t n_insts;
+    _Atomic uint64_t blobs_evicted, blob_bytes_evicted; /* evict */
 };
 
 lc_stats *lc_stats_new(void)
@@ -131,6 +133,23 @@ void lc_stats_saved(lc_stats *s, const char *instance, double seconds)
     pthread_mutex_unlock(&s->mu);
 }
 
+void lc_stats_evict_ac(lc_stats *s, const char *instance, uint64_t entries)
+{
+    if (s == NULL || entries == 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    find_inst(s, instance ? instance : "")->evictions += entries;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void lc_stats_evict_blobs(lc_stats *s, uint64_t blobs, uint64_t bytes)
+{
+    if (s == NULL)
+        return;
+    atomic_fetch_add_explicit(&s->blobs_evicted, blobs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->blob_bytes_evicted, bytes, memory_order_relaxed);
+}
+
 int64_t lc_stats_uptime(const lc_stats *s)
 {
     return (int64_t)(time(NULL) - s->started);
@@ -171,6 +190,8 @@ int lc_stats_snapshot_take(lc_stats *s, lc_stats_snapshot *out)
         o->ac_updates = e->ac_updates;
         o->bytes_read = e->bytes_read;
         o->bytes_written = e->bytes_written;
+        o->evictions = e->evictions;
+        out->total.evictions += e->evictions;
         o->build_seconds_saved = e->saved; /* admin */
         out->total.build_seconds_saved += e->saved;
         out->total.ac_hits += e->ac_hits;
@@ -181,6 +202,8 @@ int lc_stats_snapshot_take(lc_stats *s, lc_stats_snapshot *out)
     }
     out->n_instances = s->n_insts;
     pthread_mutex_unlock(&s->mu);
+    out->blobs_evicted = atomic_load_explicit(&s->blobs_evicted, memory_order_relaxed);
+    out->blob_bytes_evicted = atomic_load_explicit(&s->blob_bytes_evicted, memory_order_relaxed);
     return 0;
 }
 

@@ -25,6 +25,7 @@ typedef struct lc_stats_instance {
     uint64_t ac_hits, ac_misses, ac_updates;
     uint64_t bytes_read, bytes_written;
     double build_seconds_saved; /* admin: sum of the original execution time of hits */
+    uint64_t evictions;         /* evict: action cache entries evicted */
 } lc_stats_instance;
 
 typedef struct lc_stats_method {
@@ -49,6 +50,10 @@ void lc_stats_bytes(lc_stats *s, const char *instance, uint64_t read, uint64_t w
  * entry); added for Admin.GetStats' build_seconds_saved. */
 void lc_stats_saved(lc_stats *s, const char *instance, double seconds);
 
+/* evict: action cache entries of instance evicted, and blobs evicted. */
+void lc_stats_evict_ac(lc_stats *s, const char *instance, uint64_t entries);
+void lc_stats_evict_blobs(lc_stats *s, uint64_t blobs, uint64_t bytes);
+
 /* Seconds since lc_stats_new. */
 int64_t lc_stats_uptime(const lc_stats *s);
 
@@ -59,6 +64,7 @@ typedef struct lc_stats_snapshot {
     lc_stats_method *methods;
     size_t n_methods;
     lc_stats_instance total; /* sum over instances; name "" */
+    uint64_t blobs_evicted, blob_bytes_evicted; /* evict */
 } lc_stats_snapshot;
 
 int lc_stats_snapshot_take(lc_stats *s, lc_stats_snapshot *out);

@@ -1,0 +1,22 @@
+/* admin.h - helpers of the Admin service (admin.c) that the action cache
+ * uses when it records and serves entries. */
+#ifndef LC_ADMIN_H
+#define LC_ADMIN_H
+
+#include <stddef.h>
+
+#include "services.h"
+
+/* Who is writing an action cache entry, into out (always NUL-terminated):
+ * the authenticated caller's name once access control provides one (hook in
+ * admin.c), else ExecutedActionMetadata.worker, else the client tool named
+ * in the REAPI RequestMetadata header, else the user-agent, else "".
+ * meta may be NULL. */
+void lc_admin_writer(const lc_call_ctx *ctx, const LC_REAPI(ExecutedActionMetadata) *meta,
+                     char *out, size_t cap);
+
+/* The original execution time of a result in seconds (execution_completed
+ * - execution_start of its metadata), 0 when unknown or negative. */
+double lc_admin_exec_seconds(const LC_REAPI(ActionResult) *ar);
+
+#endif
