@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "evict.h"
 #include "flags.h"
 #include "log.h"
 #include "server.h"
@@ -25,6 +26,7 @@
 
 static char *opt_listen, *opt_data, *opt_log_level;
 static int64_t opt_threads, opt_grace, opt_max_batch;
+static int64_t opt_max_size, opt_max_age; /* evict.h */
 static bool opt_sync;
 
 static const lc_flag flags[] = {
@@ -43,6 +45,13 @@ static const lc_flag flags[] = {
      "max_batch_total_size_bytes; must stay below the 16M message limit)"},
     {"sync", 0, LC_FLAG_BOOL, &opt_sync, "false", NULL,
      "fsync the RocksDB WAL on every blob and action-cache commit (survives power loss)"},
+    /* evict.h: default unlimited, as a cache that silently drops data at a
+     * guessed size would surprise; a full disk still fails writes cleanly. */
+    {"max-size", 0, LC_FLAG_SIZE, &opt_max_size, "0", "BYTES",
+     "keep stored blob bytes under this (K/M/G/T suffixes); least recently used blobs and "
+     "the action results that need them are evicted in the background; 0 = unlimited"},
+    {"max-age", 0, LC_FLAG_DURATION, &opt_max_age, "0", "DURATION",
+     "evict blobs and action results not used for this long (e.g. 30d); 0 = never"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -109,6 +118,7 @@ int main(int argc, char **argv)
     lc_stats *stats = NULL;
     lc_hits *hits = NULL; /* admin */
     lc_srv *srv = NULL;
+    lc_evict *evict = NULL;
     bool grpc_up = false;
 
     /* Stream buffers are ~1 MiB and freed on other threads than they were
@@ -172,7 +182,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "layercache-server: %s\n", err.msg);
         goto out;
     }
-    lc_store_options sopts = {.sync_writes = opt_sync, .max_bytes = 0};
+    if (opt_max_size < 0 || opt_max_age < 0) {
+        fprintf(stderr, "layercache-server: --max-size and --max-age must not be negative\n");
+        status = 2;
+        goto out;
+    }
+    lc_store_options sopts = {.sync_writes = opt_sync, .max_bytes = opt_max_size};
     if (lc_store_open(opt_data, &sopts, &store, &err) < 0) {
         fprintf(stderr, "layercache-server: cannot open the store in '%s': %s\n", opt_data,
                 err.msg);
@@ -191,6 +206,13 @@ int main(int argc, char **argv)
     }
     lc_svc_env env = {
         .store = store, .stats = stats, .max_batch_bytes = opt_max_batch, .hits = hits};
+    /* evict.h: access times flushed always, limits applied when set. */
+    env.max_bytes = opt_max_size;
+    lc_evict_options eo = {.max_bytes = opt_max_size, .max_age = opt_max_age};
+    if (lc_evict_start(store, stats, &eo, &evict, &err) < 0) {
+        fprintf(stderr, "layercache-server: %s\n", err.msg);
+        goto out;
+    }
 
     grpc_init();
     grpc_up = true;
@@ -225,6 +247,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     lc_srv_free(&srv);
+    lc_evict_stop(&evict); /* evict.h: after the workers, before the store closes */
     if (grpc_up)
         grpc_shutdown_blocking();
     lc_hits_free(&hits); /* admin: after the last handler, before the store closes */
