@@ -373,6 +373,7 @@ static void fill_instance(Layercache__V1__InstanceStats *o, const lc_stats_insta
     o->bytes_read = in->bytes_read;
     o->bytes_written = in->bytes_written;
     o->build_seconds_saved = in->build_seconds_saved;
+    o->evictions = in->evictions;
 }
 
 /* The row of name in outs (adding one), or NULL when out of memory. */
@@ -477,6 +478,8 @@ static int get_stats(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_b
     r.max_bytes = env->max_bytes > 0 ? (uint64_t)env->max_bytes : 0;
     r.uptime_seconds = lc_stats_uptime(env->stats);
     r.version = LC_VERSION;
+    r.blobs_evicted = snap.blobs_evicted;
+    r.blob_bytes_evicted = snap.blob_bytes_evicted;
     *resp = lc_svc_pack(&r);
     rc = *resp ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     goto out;
@@ -826,9 +829,17 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
         bool m = true;
         if (filter != NULL)
             m = m && strcmp(e->instance, filter) == 0;
-        if (keys != NULL)
-            m = m && bsearch(&e->action, keys, req->n_action_digests, sizeof(*keys),
-                             digest_cmp) != NULL;
+        if (keys != NULL) {
+            /* A key with size 0 names its hash at any size: `layercache keys`
+             * and build summaries print "sha256:<hex>" only (an Action is
+             * never the empty blob, so 0 is free for this). */
+            lc_digest any = e->action;
+            any.size = 0;
+            m = m && (bsearch(&e->action, keys, req->n_action_digests, sizeof(*keys),
+                              digest_cmp) != NULL ||
+                      bsearch(&any, keys, req->n_action_digests, sizeof(*keys), digest_cmp) !=
+                          NULL);
+        }
         if (writer[0] != '\0')
             m = m && strcmp(e->writer, writer) == 0;
         if (req->older_than_seconds > 0)

@@ -48,6 +48,9 @@ static const struct {
     [LC__M_BS_WRITE] = {"/google.bytestream.ByteStream/Write", "ByteStream.Write"},
     [LC__M_BS_QUERY] = {"/google.bytestream.ByteStream/QueryWriteStatus",
                         "ByteStream.QueryWriteStatus"},
+    [LC__M_ADMIN_GET_STATS] = {"/layercache.v1.Admin/GetStats", "Admin.GetStats"},
+    [LC__M_ADMIN_LIST_ACTIONS] = {"/layercache.v1.Admin/ListActions", "Admin.ListActions"},
+    [LC__M_ADMIN_PURGE] = {"/layercache.v1.Admin/Purge", "Admin.Purge"},
 };
 
 const char *lc__cache_method_name(int m)

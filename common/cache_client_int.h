@@ -17,6 +17,10 @@ enum lc__cache_method {
     LC__M_BS_READ,
     LC__M_BS_WRITE,
     LC__M_BS_QUERY,
+    /* layercache.v1.Admin (admin_client.c) */
+    LC__M_ADMIN_GET_STATS,
+    LC__M_ADMIN_LIST_ACTIONS,
+    LC__M_ADMIN_PURGE,
     LC__M_COUNT,
 };
 
