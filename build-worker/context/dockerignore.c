@@ -246,7 +246,8 @@ static int pattern_compile(pattern *p)
         }
     }
     /* Build the NFA backwards so each element knows its successor. */
-    p->st = malloc((3 * nt + 2) * sizeof(*p->st));
+    /* At most 4 states per token (a double star with its slash) plus the match state. */
+    p->st = malloc((4 * nt + 2) * sizeof(*p->st));
     if (p->st == NULL)
         goto out;
     int next = add_state(p, ST_MATCH, 0, -1, -1);

@@ -131,6 +131,10 @@ static void load(lc_statcache *sc)
     lc_hasher_final(h, &d);
     if (memcmp(d.hash, sum, sizeof(sum)) != 0)
         goto out;
+    /* Size the table once instead of doubling through every power of two. */
+    while (sc->cap < 2 * count + 2)
+        if (grow(sc) != 0)
+            goto out;
     for (uint64_t i = 0; i < count; i++) {
         if (insert(sc, &recs[i]) != 0)
             break;

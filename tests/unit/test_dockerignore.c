@@ -89,6 +89,9 @@ static void test_double_star(void **state)
     check("a/**", "ab", false);
     check("**", "anything/at/all", true);
     check("a/**/*.go", "a/x/main.go", true);
+    /* Several "**" in one pattern (each needs four NFA states). */
+    check("a/**/b/**/c/**/d/**/e", "a/1/b/c/2/3/d/e", true);
+    check("**/**/**/**/**/x", "x", true);
 }
 
 static void test_parents_are_matched(void **state)
