@@ -277,7 +277,8 @@ int lc_evict_pass(lc_store *store, lc_stats *stats, const lc_evict_options *o, i
     lc_store_totals t;
     lc_store_get_totals(store, &t);
     int pct = o->low_water_pct > 0 && o->low_water_pct <= 100 ? o->low_water_pct : 90;
-    uint64_t low_water = o->max_bytes > 0 ? (uint64_t)o->max_bytes / 100 * (uint64_t)pct : 0;
+    uint64_t max = o->max_bytes > 0 ? (uint64_t)o->max_bytes : 0;
+    uint64_t low_water = max / 100 * (uint64_t)pct + max % 100 * (uint64_t)pct / 100;
     bool over = o->max_bytes > 0 && t.blob_bytes > (uint64_t)o->max_bytes;
     int64_t cutoff = o->max_age > 0 ? now - o->max_age : 0;
     if (!over && cutoff == 0)
