@@ -5,6 +5,7 @@ Run with /usr/bin/python3 from tests/integration/test_build_* (bash):
   buildlib.py stats ADDR                      server totals as JSON (entries, blobs, ...)
   buildlib.py ac ADDR KEY...                  "hit" or "miss" per step key (sha256:<hex>,
                                               as --summary-json prints it)
+  buildlib.py missing ADDR sha256:HEX:SIZE...  "present" or "missing" per blob (CAS)
   buildlib.py poison ADDR KEY CASE OUTDIR     replace KEY's result by one whose top layer
                                               is the hostile tar CASE, aimed at OUTDIR
   buildlib.py cases -                         the hostile CASE names
@@ -224,6 +225,14 @@ def main(argv):
             print(json.dumps(stats(client), sort_keys=True))
         elif cmd == "ac":
             cmd_ac(client, argv[3:])
+        elif cmd == "missing":
+            ds = []
+            for a in argv[3:]:
+                h, size = a.split(":")[-2:] if a.count(":") == 2 else (a.split(":")[0], 0)
+                ds.append(re_pb2.Digest(hash=h, size_bytes=int(size)))
+            missing = client.find_missing(ds)
+            for d in ds:
+                print("missing" if lcreapi.dkey(d) in missing else "present")
         elif cmd == "poison" and len(argv) == 6:
             cmd_poison(client, argv[3], argv[4], argv[5])
         else:
