@@ -214,8 +214,8 @@ static bool ac_victim(ac_ctx *c, const uint8_t *value, size_t len)
     action_result *ar = NULL;
     bool gone = true;
     if (st != NULL)
-        ar = build__bazel__remote__execution__v2__action_result__unpack(
-            NULL, st->action_result.len, st->action_result.data);
+        ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, st->action_result.len,
+                                                                        st->action_result.data);
     size_t n = 0;
     if (ar == NULL || !collect(c, ar, &n) || c->rc != 0)
         goto out;
@@ -237,8 +237,8 @@ out:
     return gone && c->rc == 0;
 }
 
-static int visit_ac(void *arg, const char *instance, const lc_digest *action,
-                    const uint8_t *value, size_t len)
+static int visit_ac(void *arg, const char *instance, const lc_digest *action, const uint8_t *value,
+                    size_t len)
 {
     ac_ctx *c = arg;
     c->rep->ac_scanned++;
@@ -331,8 +331,7 @@ static void *run(void *arg)
             until.tv_sec++;
             until.tv_nsec -= 1000000000;
         }
-        while (!e->stop && !e->kicked &&
-               pthread_cond_timedwait(&e->cv, &e->mu, &until) == 0)
+        while (!e->stop && !e->kicked && pthread_cond_timedwait(&e->cv, &e->mu, &until) == 0)
             ;
         if (e->stop)
             break;

@@ -126,8 +126,8 @@ int lc_store__rdb_err(lc_err *err, char *errptr, const char *what)
     int rc;
     if (strstr(msg, "No space left") != NULL)
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED,
-                        "cache storage is full (%s: %s); free disk space or lower --max-size",
-                        what, msg);
+                        "cache storage is full (%s: %s); free disk space or lower --max-size", what,
+                        msg);
     else
         rc = lc_err_set(err, LC_INTERNAL, "%s: %s", what, msg);
     rocksdb_free(errptr);
@@ -863,7 +863,7 @@ int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t 
     lc_store__meta m;
     rocksdb_writebatch_t *b = NULL;
     rc = lc_store__meta_get(s, NULL, d, &m, err);
-    if (rc != 0) { /* present (1) or failed (<0) */
+    if (rc != 0) {  /* present (1) or failed (<0) */
         if (rc > 0) /* the writer relies on it from now on: an access for LRU */
             lc_store__record(s, d);
         rc = rc > 0 ? 0 : rc;

@@ -285,7 +285,7 @@ static void test_max_age(void **state)
     int i25 = 25, i3 = 3;
     put_ac(f, "", 1, &i25, 1, BASE, &fresh_result); /* created long ago, blob used lately */
     put_ac(f, "", 2, &i3, 1, BASE, &old_result);
-    put_ac(f, "", 3, NULL, 0, BASE, &empty_old);       /* no blobs: its own time */
+    put_ac(f, "", 3, NULL, 0, BASE, &empty_old); /* no blobs: its own time */
     put_ac(f, "", 4, NULL, 0, BASE + 950, &empty_new);
 
     lc_evict_options o = {.max_age = 100};
@@ -336,8 +336,11 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_reads_recorded_and_flushed), T(test_lru_order), T(test_read_blob_is_not_evicted),
-        T(test_max_age), T(test_thread),
+        T(test_reads_recorded_and_flushed),
+        T(test_lru_order),
+        T(test_read_blob_is_not_evicted),
+        T(test_max_age),
+        T(test_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
