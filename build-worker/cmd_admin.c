@@ -24,12 +24,18 @@ static lc_strlist opt_keys;
 static bool opt_all, opt_cascade, opt_dry_run;
 
 #define FLAG_CACHE                                                                                 \
-    {"cache", 0, LC_FLAG_STRING, &opt_cache, NULL, "grpc://HOST:PORT", "cache server"}
+    {                                                                                              \
+        "cache", 0, LC_FLAG_STRING, &opt_cache, NULL, "grpc://HOST:PORT", "cache server"           \
+    }
 #define FLAG_TOKEN                                                                                 \
-    {"token", 0, LC_FLAG_STRING, &opt_token, NULL, "TOKEN",                                       \
-     "bearer token for the cache server (prefer the environment variable)"}
+    {                                                                                              \
+        "token", 0, LC_FLAG_STRING, &opt_token, NULL, "TOKEN",                                     \
+            "bearer token for the cache server (prefer the environment variable)"                  \
+    }
 #define FLAG_FORMAT                                                                                \
-    {"format", 0, LC_FLAG_STRING, &opt_format, "table", "table|json", "output format", true}
+    {                                                                                              \
+        "format", 0, LC_FLAG_STRING, &opt_format, "table", "table|json", "output format", true     \
+    }
 
 static const lc_flag stats_flags[] = {
     FLAG_CACHE,
@@ -61,8 +67,8 @@ static const lc_flag purge_flags[] = {
      "entries created more than DURATION ago (90s, 15m, 12h, 7d)", true},
     {"newer-than", 0, LC_FLAG_DURATION, &opt_newer, "0", "DURATION",
      "entries created less than DURATION ago", true},
-    {"all", 0, LC_FLAG_BOOL, &opt_all, NULL, NULL,
-     "every entry of every instance, and every blob", true},
+    {"all", 0, LC_FLAG_BOOL, &opt_all, NULL, NULL, "every entry of every instance, and every blob",
+     true},
     {"cascade", 0, LC_FLAG_BOOL, &opt_cascade, NULL, NULL,
      "also purge the steps built on top of a purged step", true},
     {"dry-run", 'n', LC_FLAG_BOOL, &opt_dry_run, NULL, NULL,
@@ -96,7 +102,8 @@ static const char purge_usage[] =
     "removes the steps built on top of a removed step (same instance, image\n"
     "state extending the removed one). Purged entries miss at once.\n\n"
     "Purge the cache entry of step 5 of a Dockerfile:\n"
-    "  layercache keys --format json CONTEXT | jq -r '.steps[5].key' | xargs layercache purge --key\n\n"
+    "  layercache keys --format json CONTEXT | jq -r '.steps[5].key' | xargs layercache purge "
+    "--key\n\n"
     "The cache server and token can also come from LAYERCACHE_CACHE and\n"
     "LAYERCACHE_TOKEN.";
 
@@ -154,7 +161,10 @@ static int print_json(json_t *root)
     return rc == 0 ? 0 : 1;
 }
 
-static const char *inst_name(const char *s) { return s == NULL || s[0] == '\0' ? "(default)" : s; }
+static const char *inst_name(const char *s)
+{
+    return s == NULL || s[0] == '\0' ? "(default)" : s;
+}
 
 static void human_bytes(uint64_t n, char *out, size_t cap)
 {
@@ -259,8 +269,8 @@ static void stats_row(const char *name, const Layercache__V1__InstanceStats *s)
         snprintf(rate, sizeof(rate), "%.1f%%", 100 * hit_rate(s));
     else
         snprintf(rate, sizeof(rate), "-");
-    printf("%-20s %8" PRIu64 " %10s %8" PRIu64 " %8" PRIu64 " %8s %8" PRIu64 " %10s %10s %9s %9" PRIu64
-           "\n",
+    printf("%-20s %8" PRIu64 " %10s %8" PRIu64 " %8" PRIu64 " %8s %8" PRIu64
+           " %10s %10s %9s %9" PRIu64 "\n",
            name, s->entries, size, s->ac_hits, s->ac_misses, rate, s->ac_updates, out, in, saved,
            s->evictions);
 }
@@ -271,8 +281,8 @@ int lc_cmd_stats(int argc, char **argv)
     Layercache__V1__GetStatsResponse *r = NULL;
     lc_err err = {0};
     bool json = false;
-    int status = parse("stats", stats_flags, COUNT(stats_flags), stats_usage, argc, argv, NULL,
-                       &json);
+    int status =
+        parse("stats", stats_flags, COUNT(stats_flags), stats_usage, argc, argv, NULL, &json);
     if (status >= 0)
         goto out;
     status = 1;
@@ -307,11 +317,11 @@ int lc_cmd_stats(int argc, char **argv)
             json_array_append_new(insts, stats_json(r->instances[i], true));
         json_object_set_new(root, "instances", insts);
         for (size_t i = 0; i < r->n_methods; i++)
-            json_array_append_new(meths, json_pack("{s:s, s:I, s:I}", "method",
-                                                   r->methods[i]->method ? r->methods[i]->method
-                                                                         : "",
-                                                   "calls", (json_int_t)r->methods[i]->calls,
-                                                   "errors", (json_int_t)r->methods[i]->errors));
+            json_array_append_new(meths,
+                                  json_pack("{s:s, s:I, s:I}", "method",
+                                            r->methods[i]->method ? r->methods[i]->method : "",
+                                            "calls", (json_int_t)r->methods[i]->calls, "errors",
+                                            (json_int_t)r->methods[i]->errors));
         json_object_set_new(root, "methods", meths);
         status = print_json(root);
         goto out;
@@ -326,8 +336,8 @@ int lc_cmd_stats(int argc, char **argv)
     human_seconds((double)r->uptime_seconds, up, sizeof(up));
     printf("server %s, version %s, up %s\n", lc_cache_client_target(c),
            r->version ? r->version : "?", up);
-    printf("stored: %" PRIu64 " blobs, %s (limit %s); evicted: %" PRIu64 " blobs, %s\n\n",
-           r->blobs, stored, limit, r->blobs_evicted, evicted);
+    printf("stored: %" PRIu64 " blobs, %s (limit %s); evicted: %" PRIu64 " blobs, %s\n\n", r->blobs,
+           stored, limit, r->blobs_evicted, evicted);
     printf("%-20s %8s %10s %8s %8s %8s %8s %10s %10s %9s %9s\n", "INSTANCE", "ENTRIES", "SIZE",
            "HITS", "MISSES", "HIT RATE", "UPDATES", "BYTES OUT", "BYTES IN", "SAVED", "EVICTED");
     for (size_t i = 0; i < r->n_instances; i++)
@@ -413,9 +423,8 @@ int lc_cmd_ls(int argc, char **argv)
                 human_ago(a->last_hit_unix, now, last, sizeof(last));
                 human_ago(a->created_unix, now, created, sizeof(created));
                 human_bytes(a->size_bytes, size, sizeof(size));
-                printf("%-71s %6" PRIu64 " %9s %9s %10s  %-16.16s %-12.12s %s\n", key,
-                       a->hit_count, last, created, size, a->writer ? a->writer : "",
-                       inst_name(a->instance_name),
+                printf("%-71s %6" PRIu64 " %9s %9s %10s  %-16.16s %-12.12s %s\n", key, a->hit_count,
+                       last, created, size, a->writer ? a->writer : "", inst_name(a->instance_name),
                        a->description && a->description[0] ? a->description : "(unknown)");
             }
             shown++;
@@ -509,8 +518,8 @@ int lc_cmd_purge(int argc, char **argv)
         dmsgs[i].size_bytes = keys[i].size;
         dptrs[i] = &dmsgs[i];
     }
-    bool criteria = nk > 0 || opt_instance != NULL || opt_writer != NULL || opt_older > 0 ||
-                    opt_newer > 0;
+    bool criteria =
+        nk > 0 || opt_instance != NULL || opt_writer != NULL || opt_older > 0 || opt_newer > 0;
     if (!criteria && !opt_all) {
         fprintf(stderr, "layercache purge: say what to purge: --key, --instance, --writer, "
                         "--older-than/--newer-than, or --all (see --help)\n");

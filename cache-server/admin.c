@@ -37,13 +37,13 @@
 #define LC_VERSION "0.1.0"
 #endif
 
-#define STEP_TOOL "layercache-step"  /* build-worker/build/action.h */
-#define MAX_DESC_BLOB (1u << 20)     /* Action/Command blobs read for a description */
-#define MAX_DESC_LEN 1024            /* joined Command arguments shown */
-#define MAX_STATE_BLOB (16u << 20)   /* state documents read for cascade */
+#define STEP_TOOL "layercache-step" /* build-worker/build/action.h */
+#define MAX_DESC_BLOB (1u << 20)    /* Action/Command blobs read for a description */
+#define MAX_DESC_LEN 1024           /* joined Command arguments shown */
+#define MAX_STATE_BLOB (16u << 20)  /* state documents read for cascade */
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
-#define PURGE_LIST_MAX 1000          /* entries listed in a PurgeResponse */
+#define PURGE_LIST_MAX 1000 /* entries listed in a PurgeResponse */
 #define REQUEST_METADATA_KEY "build.bazel.remote.execution.v2.requestmetadata-bin"
 
 /* ---- writer and build time (admin.h) ---------------------------------------- */
@@ -80,7 +80,7 @@ static void copy_printable(char *out, size_t cap, const char *s, size_t len)
     out[n] = '\0';
 }
 
-void lc_admin_writer(const lc_call_ctx *ctx, const LC_REAPI(ExecutedActionMetadata) *meta,
+void lc_admin_writer(const lc_call_ctx *ctx, const LC_REAPI(ExecutedActionMetadata) * meta,
                      char *out, size_t cap)
 {
     out[0] = '\0';
@@ -117,16 +117,16 @@ void lc_admin_writer(const lc_call_ctx *ctx, const LC_REAPI(ExecutedActionMetada
                        GRPC_SLICE_LENGTH(m->value));
 }
 
-double lc_admin_exec_seconds(const LC_REAPI(ActionResult) *ar)
+double lc_admin_exec_seconds(const LC_REAPI(ActionResult) * ar)
 {
     const LC_REAPI(ExecutedActionMetadata) *m = ar ? ar->execution_metadata : NULL;
     if (m == NULL || m->execution_start_timestamp == NULL ||
         m->execution_completed_timestamp == NULL)
         return 0;
-    double s = (double)(m->execution_completed_timestamp->seconds -
-                        m->execution_start_timestamp->seconds) +
-               (m->execution_completed_timestamp->nanos - m->execution_start_timestamp->nanos) /
-                   1e9;
+    double s =
+        (double)(m->execution_completed_timestamp->seconds -
+                 m->execution_start_timestamp->seconds) +
+        (m->execution_completed_timestamp->nanos - m->execution_start_timestamp->nanos) / 1e9;
     return s > 0 ? s : 0;
 }
 
@@ -172,7 +172,7 @@ static void entries_clear(entries *es)
 }
 
 /* The layers/N and state.json outputs of a layercache step result. */
-static int read_layers(const LC_REAPI(ActionResult) *ar, entry *e)
+static int read_layers(const LC_REAPI(ActionResult) * ar, entry *e)
 {
     bool state = false;
     size_t n = 0;
@@ -243,8 +243,8 @@ static int visit(void *ctx, const char *instance, const lc_digest *action, const
     e->size = s->size_bytes;
     es->n++;
     if (es->want_layers) {
-        LC_REAPI(ActionResult) *ar = LC_REAPI_FN(action_result__unpack)(
-            NULL, s->action_result.len, s->action_result.data);
+        LC_REAPI(ActionResult) *ar =
+            LC_REAPI_FN(action_result__unpack)(NULL, s->action_result.len, s->action_result.data);
         int rc = ar ? read_layers(ar, e) : 0;
         if (ar != NULL)
             LC_REAPI_FN(action_result__free_unpacked)(ar, NULL);
@@ -283,7 +283,7 @@ static const char *instance_filter(const char *name, bool default_only)
 
 /* ---- descriptions ------------------------------------------------------------- */
 
-static char *join_args(const LC_REAPI(Command) *cmd)
+static char *join_args(const LC_REAPI(Command) * cmd)
 {
     char *out = malloc(MAX_DESC_LEN + 4);
     if (out == NULL)
@@ -608,7 +608,7 @@ static int list_actions(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
                           (int)req->order);
     if (req->page_size < 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "page_size %d is negative", req->page_size);
-    size_t page = req->page_size == 0 ? PAGE_DEFAULT
+    size_t page = req->page_size == 0         ? PAGE_DEFAULT
                   : req->page_size > PAGE_MAX ? PAGE_MAX
                                               : (size_t)req->page_size;
     cursor after;
@@ -715,8 +715,7 @@ static const json_t *history_of(lc_store *s, entry *e)
 /* Whether d builds on p's state (see the top of this file). */
 static bool descends(lc_store *s, entry *p, entry *d)
 {
-    if (!p->step || !d->step || strcmp(p->instance, d->instance) != 0 ||
-        d->nlayers < p->nlayers)
+    if (!p->step || !d->step || strcmp(p->instance, d->instance) != 0 || d->nlayers < p->nlayers)
         return false;
     for (size_t i = 0; i < p->nlayers; i++)
         if (!lc_digest_equal(&p->layers[i], &d->layers[i]))
@@ -835,10 +834,10 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
              * never the empty blob, so 0 is free for this). */
             lc_digest any = e->action;
             any.size = 0;
-            m = m && (bsearch(&e->action, keys, req->n_action_digests, sizeof(*keys),
-                              digest_cmp) != NULL ||
-                      bsearch(&any, keys, req->n_action_digests, sizeof(*keys), digest_cmp) !=
-                          NULL);
+            m = m &&
+                (bsearch(&e->action, keys, req->n_action_digests, sizeof(*keys), digest_cmp) !=
+                     NULL ||
+                 bsearch(&any, keys, req->n_action_digests, sizeof(*keys), digest_cmp) != NULL);
         }
         if (writer[0] != '\0')
             m = m && strcmp(e->writer, writer) == 0;
@@ -922,8 +921,7 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
         if ((rc = purge_blobs(env->store, req->dry_run, &blobs, &blob_bytes, err)) < 0)
             goto out;
     }
-    LC_INFO(MOD, "purge%s: %" PRIu64 " action cache entries, %" PRIu64 " blobs (%" PRIu64
-                 " bytes)",
+    LC_INFO(MOD, "purge%s: %" PRIu64 " action cache entries, %" PRIu64 " blobs (%" PRIu64 " bytes)",
             req->dry_run ? " (dry run)" : "", n_removed, blobs, blob_bytes);
 
     Layercache__V1__PurgeResponse r = LAYERCACHE__V1__PURGE_RESPONSE__INIT;

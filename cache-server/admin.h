@@ -12,11 +12,11 @@
  * admin.c), else ExecutedActionMetadata.worker, else the client tool named
  * in the REAPI RequestMetadata header, else the user-agent, else "".
  * meta may be NULL. */
-void lc_admin_writer(const lc_call_ctx *ctx, const LC_REAPI(ExecutedActionMetadata) *meta,
+void lc_admin_writer(const lc_call_ctx *ctx, const LC_REAPI(ExecutedActionMetadata) * meta,
                      char *out, size_t cap);
 
 /* The original execution time of a result in seconds (execution_completed
  * - execution_start of its metadata), 0 when unknown or negative. */
-double lc_admin_exec_seconds(const LC_REAPI(ActionResult) *ar);
+double lc_admin_exec_seconds(const LC_REAPI(ActionResult) * ar);
 
 #endif

@@ -27,7 +27,7 @@ struct lc_hits {
     pthread_mutex_t mu; /* guards buckets, n_pending, oldest */
     pending *buckets[N_BUCKETS];
     size_t n_pending;
-    int64_t oldest; /* when the oldest pending hit was recorded, 0 = none */
+    int64_t oldest;           /* when the oldest pending hit was recorded, 0 = none */
     pthread_mutex_t flush_mu; /* one flush at a time */
     pthread_mutex_t stripes[N_STRIPES];
 };
@@ -115,7 +115,8 @@ void lc_hits_record(lc_hits *h, const char *instance, const lc_digest *action, i
     bool due = false;
     pthread_mutex_lock(&h->mu);
     pending *p = h->buckets[b];
-    while (p != NULL && !(lc_digest_equal(&p->action, action) && strcmp(p->instance, instance) == 0))
+    while (p != NULL &&
+           !(lc_digest_equal(&p->action, action) && strcmp(p->instance, instance) == 0))
         p = p->next;
     if (p == NULL) {
         p = calloc(1, sizeof(*p));

@@ -12,7 +12,7 @@
 struct inst {
     char *name;
     uint64_t ac_hits, ac_misses, ac_updates, bytes_read, bytes_written;
-    double saved; /* admin: build seconds saved by hits */
+    double saved;       /* admin: build seconds saved by hits */
     uint64_t evictions; /* evict: action cache entries */
 };
 
