@@ -460,10 +460,12 @@ static int get_stats(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_b
     }
     lc_store_totals totals = {0};
     lc_store_get_totals(env->store, &totals);
-    if (only[0] != '\0' && n_rows == 1) {
-        total = rows[0].msg; /* the total of one instance is that instance */
+    if (only[0] != '\0') {
+        /* The total of one instance is that instance (zero if unknown). */
+        Layercache__V1__InstanceStats zero = LAYERCACHE__V1__INSTANCE_STATS__INIT;
+        total = n_rows == 1 ? rows[0].msg : zero;
         total.instance_name = "";
-    } else if (only[0] == '\0') {
+    } else {
         total.entries = totals.ac_entries;
     }
 
@@ -819,8 +821,9 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
         qsort(keys, req->n_action_digests, sizeof(*keys), digest_cmp);
     }
 
-    /* Cascade needs every entry of the instances involved: scan them all. */
-    if ((rc = scan(env->store, req->cascade ? NULL : filter, req->cascade, &es, err)) < 0)
+    /* Cascade stays within an instance, so the filter's scan holds every
+     * candidate; layer lists are read only for it. */
+    if ((rc = scan(env->store, filter, req->cascade, &es, err)) < 0)
         goto out;
     int64_t now = (int64_t)time(NULL);
     for (size_t i = 0; i < es.n; i++) {
