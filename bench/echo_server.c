@@ -177,7 +177,7 @@ static grpc_byte_buffer *download_message(uint64_t len)
     uint8_t hdr[11];
     size_t h = 0;
     hdr[h++] = (10 << 3) | 2;
-    for (uint64_t v = len; ; v >>= 7) {
+    for (uint64_t v = len;; v >>= 7) {
         hdr[h++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
         if (v < 0x80)
             break;
@@ -217,7 +217,7 @@ static void write_response(call *c)
     uint8_t buf[11];
     size_t n = 0;
     buf[n++] = (1 << 3) | 0;
-    for (uint64_t v = c->count; ; v >>= 7) {
+    for (uint64_t v = c->count;; v >>= 7) {
         buf[n++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
         if (v < 0x80)
             break;
@@ -352,8 +352,8 @@ static void post_request(worker *w, enum method m)
                                      &c->t_new);
     } else {
         e = grpc_server_request_registered_call(g_server, g_methods[m], &c->call, &c->deadline,
-                                                &c->md, m == M_UPLOAD ? NULL : &c->in, w->cq,
-                                                w->cq, &c->t_new);
+                                                &c->md, m == M_UPLOAD ? NULL : &c->in, w->cq, w->cq,
+                                                &c->t_new);
     }
     if (e != GRPC_CALL_OK) { /* only during shutdown */
         c->pending = 1;
@@ -365,7 +365,8 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
@@ -450,8 +451,8 @@ int main(int argc, char **argv)
     };
     size_t nargs = 1;
     if (!bdp)
-        args[nargs++] =
-            (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 0};
+        args[nargs++] = (grpc_arg){
+            .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 0};
     if (quota_mb > 0) {
         quota = grpc_resource_quota_create("echo-server");
         grpc_resource_quota_resize(quota, (size_t)quota_mb << 20);
@@ -503,7 +504,8 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     pthread_join(sig_thread, NULL);
-    gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(2, GPR_TIMESPAN));
+    gpr_timespec grace =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(2, GPR_TIMESPAN));
     grpc_event ev = grpc_completion_queue_pluck(g_shutdown_cq, NULL, grace, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
         grpc_server_cancel_all_calls(g_server);

@@ -266,9 +266,9 @@ static void random_uuid(char out[37])
     if (!s)
         s = g_o.seed ^ 0x1234567ull;
     uint64_t a = splitmix(&s), b = splitmix(&s);
-    snprintf(out, 37, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-             (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
-             (unsigned long long)(b & 0xffffffffffffull));
+    snprintf(out, 37, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff,
+             (unsigned)((b >> 48) & 0x3fff) | 0x8000, (unsigned long long)(b & 0xffffffffffffull));
 }
 
 /* ---- streaming write (ByteStream.Write / Echo.Upload) ------------------ */
@@ -815,7 +815,8 @@ static grpc_slice unary_setup(void)
     EVP_Digest(action, strlen(action), ah, NULL, EVP_sha256(), NULL);
     hex(ah, ahx);
 
-    Build__Bazel__Remote__Execution__V2__Digest adig = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    Build__Bazel__Remote__Execution__V2__Digest adig =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
     adig.hash = ahx;
     adig.size_bytes = (int64_t)strlen(action);
     Build__Bazel__Remote__Execution__V2__GetActionResultRequest get =
@@ -831,7 +832,8 @@ static grpc_slice unary_setup(void)
     }
 
     run_writes(&out, 1, 1u << 20);
-    Build__Bazel__Remote__Execution__V2__Digest odig = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    Build__Bazel__Remote__Execution__V2__Digest odig =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
     odig.hash = ohx;
     odig.size_bytes = (int64_t)out.size;
     Build__Bazel__Remote__Execution__V2__OutputFile of =
@@ -885,11 +887,22 @@ static uint64_t parse_size(const char *s)
     char *end;
     double v = strtod(s, &end);
     switch (*end) {
-    case 'k': case 'K': v *= 1024; break;
-    case 'm': case 'M': v *= 1024 * 1024; break;
-    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
-    case '\0': break;
-    default: die("bad size %s (use a number with k, M or G: binary units)", s);
+    case 'k':
+    case 'K':
+        v *= 1024;
+        break;
+    case 'm':
+    case 'M':
+        v *= 1024 * 1024;
+        break;
+    case 'g':
+    case 'G':
+        v *= 1024.0 * 1024 * 1024;
+        break;
+    case '\0':
+        break;
+    default:
+        die("bad size %s (use a number with k, M or G: binary units)", s);
     }
     if (v < 0)
         die("bad size %s", s);
