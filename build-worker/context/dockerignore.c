@@ -22,7 +22,7 @@ enum st_kind { ST_CHAR, ST_ANY, ST_NOSLASH, ST_CLASS, ST_SPLIT, ST_MATCH };
 
 typedef struct nstate {
     uint8_t kind;
-    uint32_t c;  /* ST_CHAR: code point; ST_CLASS: class index */
+    uint32_t c; /* ST_CHAR: code point; ST_CLASS: class index */
     int out, out1;
 } nstate;
 
@@ -33,8 +33,8 @@ typedef struct cclass {
 } cclass;
 
 typedef struct pattern {
-    char *text;     /* cleaned, without '!' */
-    char *display;  /* as stored: "!" + text for exceptions */
+    char *text;    /* cleaned, without '!' */
+    char *display; /* as stored: "!" + text for exceptions */
     int exception;
     int type;
     nstate *st;
@@ -432,7 +432,10 @@ bool lc_ignore_match(const lc_ignore *ig, const char *relpath)
 
 /* ---- building ------------------------------------------------------------ */
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
 
 /* Trims whitespace from both ends of [*s, *s+*n). */
 static void trim(const char **s, size_t *n)
@@ -634,9 +637,15 @@ out:
     return rc;
 }
 
-bool lc_ignore_has_exceptions(const lc_ignore *ig) { return ig != NULL && ig->has_exceptions; }
+bool lc_ignore_has_exceptions(const lc_ignore *ig)
+{
+    return ig != NULL && ig->has_exceptions;
+}
 
-size_t lc_ignore_count(const lc_ignore *ig) { return ig ? ig->n : 0; }
+size_t lc_ignore_count(const lc_ignore *ig)
+{
+    return ig ? ig->n : 0;
+}
 
 const char *lc_ignore_pattern(const lc_ignore *ig, size_t i)
 {

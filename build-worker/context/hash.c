@@ -238,8 +238,7 @@ int lc_hash_selections(const char *root, lc_selection *const *sels, size_t n, lc
             if (q != 0) {
                 njobs--;
                 run.code = LC_INTERNAL;
-                snprintf(run.msg, sizeof(run.msg), "cannot queue hashing work: %s",
-                         uv_strerror(q));
+                snprintf(run.msg, sizeof(run.msg), "cannot queue hashing work: %s", uv_strerror(q));
                 break;
             }
         }

@@ -54,7 +54,10 @@ char *lc_path_clean_n(const char *p, size_t len)
     return out;
 }
 
-char *lc_path_clean(const char *p) { return lc_path_clean_n(p, strlen(p)); }
+char *lc_path_clean(const char *p)
+{
+    return lc_path_clean_n(p, strlen(p));
+}
 
 char *lc_path_rel_clean(const char *p)
 {

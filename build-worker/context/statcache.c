@@ -206,7 +206,10 @@ int lc_statcache_put(lc_statcache *sc, const lc_stat_key *k, const lc_digest *d)
     return insert(sc, &r);
 }
 
-size_t lc_statcache_count(const lc_statcache *sc) { return sc ? sc->count : 0; }
+size_t lc_statcache_count(const lc_statcache *sc)
+{
+    return sc ? sc->count : 0;
+}
 
 int lc_statcache_save(lc_statcache *sc, lc_err *err)
 {
@@ -229,8 +232,8 @@ int lc_statcache_save(lc_statcache *sc, lc_err *err)
     sprintf(tmp, "%s.tmp.%ld", sc->path, (long)getpid());
     f = fopen(tmp, "wb");
     if (f == NULL) {
-        rc = lc_err_set(err, lc_code_from_errno(errno), "cannot write %s: %s", tmp,
-                        strerror(errno));
+        rc =
+            lc_err_set(err, lc_code_from_errno(errno), "cannot write %s: %s", tmp, strerror(errno));
         goto out;
     }
     lc_hasher_update(h, SC_MAGIC, 8);

@@ -31,13 +31,13 @@
 #include "statcache.h"
 
 typedef struct lc_ctx_entry {
-    char *path;      /* relative to the context root, '/'-separated */
-    char *dest;      /* relative to the COPY destination ("." for a matched dir) */
-    uint32_t src;    /* index of the source argument that selected it */
-    uint32_t mode;   /* st_mode as on disk: type and permission bits */
-    int64_t size;    /* regular files: bytes */
-    char *link;      /* symlinks: the target as stored, else NULL */
-    lc_stat_key st;  /* for the stat cache */
+    char *path;       /* relative to the context root, '/'-separated */
+    char *dest;       /* relative to the COPY destination ("." for a matched dir) */
+    uint32_t src;     /* index of the source argument that selected it */
+    uint32_t mode;    /* st_mode as on disk: type and permission bits */
+    int64_t size;     /* regular files: bytes */
+    char *link;       /* symlinks: the target as stored, else NULL */
+    lc_stat_key st;   /* for the stat cache */
     lc_digest digest; /* regular files: content digest, valid once hashed */
     bool hashed;
 } lc_ctx_entry;

@@ -80,4 +80,7 @@ void lc_keyenc_finish(lc_keyenc *e, lc_digest *out)
     lc_hasher_free(&e->h);
 }
 
-void lc_keyenc_abort(lc_keyenc *e) { lc_hasher_free(&e->h); }
+void lc_keyenc_abort(lc_keyenc *e)
+{
+    lc_hasher_free(&e->h);
+}

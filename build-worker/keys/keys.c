@@ -44,7 +44,10 @@ static void sb_addn(sb *b, const char *s, size_t n)
     b->s[b->len] = '\0';
 }
 
-static void sb_add(sb *b, const char *s) { sb_addn(b, s, strlen(s)); }
+static void sb_add(sb *b, const char *s)
+{
+    sb_addn(b, s, strlen(s));
+}
 
 /* JSON string literal. */
 static void sb_json(sb *b, const char *s)
@@ -107,9 +110,9 @@ const char *lc_keys_host_platform(void)
     static const struct {
         const char *machine, *platform;
     } map[] = {
-        {"x86_64", "linux/amd64"},   {"aarch64", "linux/arm64"}, {"arm64", "linux/arm64"},
-        {"armv7l", "linux/arm/v7"},  {"armv6l", "linux/arm/v6"}, {"i686", "linux/386"},
-        {"i386", "linux/386"},       {"ppc64le", "linux/ppc64le"}, {"s390x", "linux/s390x"},
+        {"x86_64", "linux/amd64"},    {"aarch64", "linux/arm64"},   {"arm64", "linux/arm64"},
+        {"armv7l", "linux/arm/v7"},   {"armv6l", "linux/arm/v6"},   {"i686", "linux/386"},
+        {"i386", "linux/386"},        {"ppc64le", "linux/ppc64le"}, {"s390x", "linux/s390x"},
         {"riscv64", "linux/riscv64"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -241,8 +244,8 @@ static int resolve_image(const lc_keys_opts *o, const char *image, const char *p
         if (rc == 0)
             return 0;
         if (rc != -LC_NOT_FOUND)
-            return lc_err_set(err, -rc, "%s:%d:%d: resolving image '%s': %s", pos->file,
-                              pos->line, pos->col, image, e2.msg);
+            return lc_err_set(err, -rc, "%s:%d:%d: resolving image '%s': %s", pos->file, pos->line,
+                              pos->col, image, e2.msg);
     }
     return lc_err_set(err, LC_NOT_FOUND,
                       "%s:%d:%d: base image '%s' has no known digest: import it into the local "
@@ -411,8 +414,9 @@ static int select_sources(engine *g, lc_key_step *ks)
     size_t nw;
     step_words(st, &w, &nw);
     if (nw < 2)
-        return lc_err_set(g->err, LC_INVALID_ARGUMENT, "%s:%d:%d: %s needs a source and a destination",
-                          st->instr->pos.file, st->instr->pos.line, st->instr->pos.col,
+        return lc_err_set(g->err, LC_INVALID_ARGUMENT,
+                          "%s:%d:%d: %s needs a source and a destination", st->instr->pos.file,
+                          st->instr->pos.line, st->instr->pos.col,
                           lc_df_kind_name(st->instr->kind));
     const char **srcs = calloc(nw, sizeof(*srcs));
     const char **ex = calloc(st->nflags + st->instr->nflags + 1, sizeof(*ex));
@@ -438,9 +442,8 @@ static int select_sources(engine *g, lc_key_step *ks)
     if (rc != 0) {
         char msg[LC_ERR_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s", g->err ? g->err->msg : "");
-        rc = lc_err_set(g->err, -rc, "%s:%d:%d: %s: %s", st->instr->pos.file,
-                        st->instr->pos.line, st->instr->pos.col, lc_df_kind_name(st->instr->kind),
-                        msg);
+        rc = lc_err_set(g->err, -rc, "%s:%d:%d: %s: %s", st->instr->pos.file, st->instr->pos.line,
+                        st->instr->pos.col, lc_df_kind_name(st->instr->kind), msg);
     }
 out:
     lc_ignore_free(&exclude);
@@ -572,7 +575,8 @@ static int fill_command(lc_key_step *ks, const envvar *env, size_t nenv)
 }
 
 /* Computes the key of instruction step ks whose parent key is parent. */
-static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent, const char *platform)
+static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
+                           const char *platform)
 {
     const lc_df_step *st = ks->step;
     const lc_df_instr *in = st->instr;

@@ -34,7 +34,7 @@ typedef int (*lc_keys_resolve_fn)(void *ctx, const char *image, const char *plat
                                   lc_digest *out, lc_err *err);
 
 typedef struct lc_keys_base {
-    const char *image;  /* reference exactly as FROM names it after expansion */
+    const char *image; /* reference exactly as FROM names it after expansion */
     lc_digest digest;
 } lc_keys_base;
 
@@ -44,37 +44,37 @@ typedef struct lc_keys_opts {
     const char *target;          /* stage name/index; NULL = last stage */
     const lc_df_var *build_args; /* --build-arg NAME=VALUE */
     size_t nbuild_args;
-    const char *platform;        /* "os/arch[/variant]"; NULL = the host's */
-    const lc_keys_base *bases;   /* --base-digest overrides, checked first */
+    const char *platform;      /* "os/arch[/variant]"; NULL = the host's */
+    const lc_keys_base *bases; /* --base-digest overrides, checked first */
     size_t nbases;
-    lc_keys_resolve_fn resolve;  /* may be NULL */
+    lc_keys_resolve_fn resolve; /* may be NULL */
     void *resolve_ctx;
-    lc_statcache *statcache;     /* may be NULL (everything is read) */
+    lc_statcache *statcache; /* may be NULL (everything is read) */
 } lc_keys_opts;
 
 typedef struct lc_key_step {
-    int stage;               /* stage index in the file */
-    const char *stage_name;  /* "AS" name or NULL */
-    int index;               /* 0 = the stage's FROM, then 1.. per instruction */
+    int stage;              /* stage index in the file */
+    const char *stage_name; /* "AS" name or NULL */
+    int index;              /* 0 = the stage's FROM, then 1.. per instruction */
     enum lc_df_kind kind;
-    const lc_df_instr *instr;   /* in the file (FROM for index 0) */
-    const lc_df_step *step;     /* the plan's evaluated step; NULL for FROM */
-    const char *instruction;    /* one line as written */
-    char *normalized;           /* the normalized instruction (hashed, shown to people) */
+    const lc_df_instr *instr; /* in the file (FROM for index 0) */
+    const lc_df_step *step;   /* the plan's evaluated step; NULL for FROM */
+    const char *instruction;  /* one line as written */
+    char *normalized;         /* the normalized instruction (hashed, shown to people) */
     lc_digest key;
     char key_str[LC_DIGEST_OCI_LEN + 1]; /* "sha256:..." */
 
     /* COPY/ADD from the context: what was selected and hashed. */
-    lc_selection *selection;    /* owned; NULL otherwise */
-    lc_digest sources;          /* content digest of the selected sources */
+    lc_selection *selection; /* owned; NULL otherwise */
+    lc_digest sources;       /* content digest of the selected sources */
     uint64_t files, bytes;
     /* COPY/ADD --from: the stage (index, -1 if none) or image, and the source
      * paths, expanded (for the build's content-based second lookup). */
     int from_stage;
     const char *from_image;
-    lc_digest from_digest;      /* the stage's last key or the image's digest */
+    lc_digest from_digest; /* the stage's last key or the image's digest */
     lc_strlist from_paths;
-    bool from_content;          /* keyed by the copied content (lc_keys_rekey_content) */
+    bool from_content; /* keyed by the copied content (lc_keys_rekey_content) */
     /* RUN --mount: one slot per --mount flag, in order; a bind mount of the
      * build context has its selection here (owned), other slots are NULL. */
     lc_selection **mounts;
@@ -95,10 +95,10 @@ typedef struct lc_key_stage {
     int index;
     const char *name;
     bool needed;
-    const char *base;       /* expanded base reference ("scratch", image, stage name) */
-    int base_stage;         /* -1 unless FROM <stage> */
-    lc_digest base_digest;  /* image digest, the fixed scratch value, or the stage's last key */
-    char *platform;         /* platform the stage builds for */
+    const char *base;          /* expanded base reference ("scratch", image, stage name) */
+    int base_stage;            /* -1 unless FROM <stage> */
+    lc_digest base_digest;     /* image digest, the fixed scratch value, or the stage's last key */
+    char *platform;            /* platform the stage builds for */
     size_t first_step, nsteps; /* slice of lc_keys.steps; nsteps 0 when not needed */
 } lc_key_stage;
 
@@ -107,7 +107,7 @@ typedef struct lc_keys {
     lc_df_plan *plan;       /* owned */
     lc_key_step *steps;     /* build order: needed stages in file order, FROM first */
     size_t nsteps;
-    lc_key_stage *stages;   /* one per stage of the file */
+    lc_key_stage *stages; /* one per stage of the file */
     size_t nstages;
     int target;
     lc_hash_stats hash;     /* context hashing totals */

@@ -58,8 +58,7 @@ static void make_context(void)
         abort();
 }
 
-static int resolve(void *ctx, const char *image, const char *platform, lc_digest *out,
-                   lc_err *err)
+static int resolve(void *ctx, const char *image, const char *platform, lc_digest *out, lc_err *err)
 {
     (void)ctx;
     (void)err;

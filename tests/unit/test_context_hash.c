@@ -109,7 +109,8 @@ static int has(const lc_selection *s, const char *path)
 static void test_select_dir_recursive_with_ignore(void **state)
 {
     fixture *fx = *state;
-    lc_selection *s = select1(fx, "*.env\nsrc/gen\nbuild\n!build/keep.txt\n**/*.md\n!docs/README.md\n", ".", 0);
+    lc_selection *s =
+        select1(fx, "*.env\nsrc/gen\nbuild\n!build/keep.txt\n**/*.md\n!docs/README.md\n", ".", 0);
     assert_true(has(s, "src/main.c"));
     assert_true(has(s, "src/util.h"));
     assert_true(has(s, "src/link"));

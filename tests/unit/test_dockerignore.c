@@ -37,11 +37,21 @@ static void test_path_clean(void **state)
 {
     (void)state;
     static const char *cases[][2] = {
-        {"", "."},           {"abc", "abc"},       {"abc/def", "abc/def"},
-        {"a/b/c/", "a/b/c"}, {"./a", "a"},         {"a//b/./c/", "a/b/c"},
-        {"/", "/"},          {"//abc", "/abc"},    {"abc/../../..", "../.."},
-        {"/../abc", "/abc"}, {"../../abc", "../../abc"}, {"abc/./../def", "def"},
-        {"a/b/../..", "."},  {"/a/b/../../..", "/"}, {"..", ".."},
+        {"", "."},
+        {"abc", "abc"},
+        {"abc/def", "abc/def"},
+        {"a/b/c/", "a/b/c"},
+        {"./a", "a"},
+        {"a//b/./c/", "a/b/c"},
+        {"/", "/"},
+        {"//abc", "/abc"},
+        {"abc/../../..", "../.."},
+        {"/../abc", "/abc"},
+        {"../../abc", "../../abc"},
+        {"abc/./../def", "def"},
+        {"a/b/../..", "."},
+        {"/a/b/../../..", "/"},
+        {"..", ".."},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *c = lc_path_clean(cases[i][0]);
@@ -128,7 +138,9 @@ static void test_cleaning_comments_and_space(void **state)
     /* Only a '#' in the first column starts a comment, as in Docker. */
     check("  #hash.txt\n", "#hash.txt", true);
     check("a/../b\n", "b", true);
-    check("\xef\xbb\xbf" "bom.txt\r\n", "bom.txt", true);
+    check("\xef\xbb\xbf"
+          "bom.txt\r\n",
+          "bom.txt", true);
     check("! keep.txt\n", "keep.txt", false);
     check("\n\n   \n", "x", false);
     lc_ignore *ig = parse("# c\n/a/\n!./b\n");

@@ -150,9 +150,10 @@ static void test_scratch_from_and_run_command(void **state)
     }
     /* The same input twice gives the same keys. */
     lc_df_file *f2 = NULL;
-    lc_keys *k2 = compute("FROM scratch\nENV B=2 A=1\nARG Z=9\nUSER app\nWORKDIR /w\n"
-                          "SHELL [\"/bin/bash\", \"-c\"]\nRUN echo $A\nRUN [\"/bin/true\", \"x\"]\n",
-                          NULL, &f2, 0, NULL);
+    lc_keys *k2 =
+        compute("FROM scratch\nENV B=2 A=1\nARG Z=9\nUSER app\nWORKDIR /w\n"
+                "SHELL [\"/bin/bash\", \"-c\"]\nRUN echo $A\nRUN [\"/bin/true\", \"x\"]\n",
+                NULL, &f2, 0, NULL);
     for (size_t i = 0; i < k->nsteps; i++)
         assert_true(lc_digest_equal(&k->steps[i].key, &k2->steps[i].key));
     lc_keys_free(&k2);
@@ -207,8 +208,9 @@ static void test_copy_from_stage_and_image(void **state)
     assert_true(lc_digest_equal(&k->stages[0].base_digest, &base.digest));
     lc_keys_free(&k);
     lc_df_file_free(&f);
-    k = compute("FROM img@sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n",
-                &o, &f, 0, NULL);
+    k = compute(
+        "FROM img@sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n", &o,
+        &f, 0, NULL);
     char hex[LC_HASH_HEX_LEN + 1];
     lc_digest_hex(&k->stages[0].base_digest, hex);
     assert_string_equal(hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
