@@ -564,12 +564,15 @@ static int read_file(const char *path, char **data, size_t *len, lc_err *err)
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     int rc = 0;
-    while (buf != NULL) {
+    if (buf == NULL) {
+        fclose(f);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory reading %s", path);
+    }
+    for (;;) {
         if (n == cap) {
             char *g = realloc(buf, cap * 2);
             if (g == NULL) {
-                free(buf);
-                buf = NULL;
+                rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory reading %s", path);
                 break;
             }
             buf = g;
@@ -580,10 +583,9 @@ static int read_file(const char *path, char **data, size_t *len, lc_err *err)
         if (got == 0)
             break;
     }
-    if (buf == NULL) {
-        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory reading %s", path);
-    } else if (ferror(f)) {
+    if (rc == 0 && ferror(f))
         rc = lc_err_set(err, LC_UNAVAILABLE, "cannot read %s", path);
+    if (rc != 0) {
         free(buf);
         buf = NULL;
     }

@@ -105,6 +105,13 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
 /* Reads the names in the directory open as dfd (or at full when dfd < 0),
  * sorted. *names is a NULL-terminated malloc'd array of malloc'd strings. */
 static int list_dir(walker *w, int dfd, const char *full, const char *rel, char ***names,
@@ -124,26 +131,29 @@ static int list_dir(walker *w, int dfd, const char *full, const char *rel, char 
     size_t n = 0, cap = 16;
     char **v = malloc(cap * sizeof(*v));
     struct dirent *de = NULL;
-    int rc = 0;
-    while (v != NULL && (de = readdir(d)) != NULL) {
+    int rc = 0, oom = v == NULL;
+    while (!oom && (de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         if (n + 1 >= cap) {
             char **g = realloc(v, cap * 2 * sizeof(*v));
-            if (g == NULL)
+            if (g == NULL) {
+                oom = 1;
                 break;
+            }
             v = g;
             cap *= 2;
         }
-        if ((v[n] = strdup(de->d_name)) == NULL)
+        if ((v[n] = strdup(de->d_name)) == NULL) {
+            oom = 1;
             break;
+        }
         n++;
     }
     closedir(d);
-    if (v == NULL || (de != NULL)) {
-        for (size_t i = 0; v != NULL && i < n; i++)
-            free(v[i]);
-        free(v);
+    if (oom) {
+        if (v != NULL)
+            free_names(v, n);
         return lc_err_set(w->err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
     qsort(v, n, sizeof(*v), cmp_str);
@@ -151,13 +161,6 @@ static int list_dir(walker *w, int dfd, const char *full, const char *rel, char 
     *names = v;
     *count = n;
     return rc;
-}
-
-static void free_names(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
 }
 
 static bool is_excluded(const walker *w, const char *rel, const char *dest)
