@@ -21,7 +21,6 @@
 
 #include <inttypes.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -508,9 +507,6 @@ typedef struct cursor {
     lc_digest action;
 } cursor;
 
-static bool by_hits; /* qsort has no context argument; set under sort_mu */
-static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
-
 static cursor cursor_of(const entry *e, bool hits)
 {
     cursor c = {.instance = e->instance, .action = e->action};
@@ -541,19 +537,16 @@ static int cursor_cmp(const cursor *x, const cursor *y)
     return x->action.size < y->action.size ? -1 : x->action.size > y->action.size;
 }
 
-static int entry_cmp(const void *pa, const void *pb)
+static int entry_cmp(const void *pa, const void *pb, void *hits)
 {
-    cursor a = cursor_of(pa, by_hits), b = cursor_of(pb, by_hits);
+    cursor a = cursor_of(pa, *(bool *)hits), b = cursor_of(pb, *(bool *)hits);
     return cursor_cmp(&a, &b);
 }
 
 static void sort_entries(entries *es, bool hits)
 {
-    pthread_mutex_lock(&sort_mu);
-    by_hits = hits;
     if (es->n > 1)
-        qsort(es->v, es->n, sizeof(*es->v), entry_cmp);
-    pthread_mutex_unlock(&sort_mu);
+        qsort_r(es->v, es->n, sizeof(*es->v), entry_cmp, &hits);
 }
 
 /* Page tokens name the last entry of the previous page:
