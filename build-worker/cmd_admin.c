@@ -19,6 +19,7 @@ int lc_cmd_purge(int argc, char **argv);
 
 /* One command runs per process, so the three flag tables share targets. */
 static char *opt_cache, *opt_token, *opt_format, *opt_instance, *opt_sort, *opt_writer;
+static char *opt_cacert, *opt_tls_cert, *opt_tls_key; /* auth: grpcs:// */
 static int64_t opt_limit, opt_older, opt_newer;
 static lc_strlist opt_keys;
 static bool opt_all, opt_cascade, opt_dry_run;
@@ -32,6 +33,14 @@ static bool opt_all, opt_cascade, opt_dry_run;
         "token", 0, LC_FLAG_STRING, &opt_token, NULL, "TOKEN",                                     \
             "bearer token for the cache server (prefer the environment variable)"                  \
     }
+/* auth: TLS files for grpcs:// servers (cache_client.h). */
+#define FLAG_TLS                                                                                   \
+    {"cacert", 0, LC_FLAG_STRING, &opt_cacert, NULL, "FILE",                                       \
+     "grpcs://: PEM file of the CA that signed the server's certificate (default: system roots)"}, \
+        {"tls-cert", 0, LC_FLAG_STRING, &opt_tls_cert, NULL, "FILE",                               \
+         "grpcs://: client certificate (PEM) for mutual TLS; needs --tls-key"},                    \
+        {"tls-key", 0, LC_FLAG_STRING, &opt_tls_key, NULL, "FILE",                                 \
+         "grpcs://: private key (PEM) of --tls-cert"}
 #define FLAG_FORMAT                                                                                \
     {                                                                                              \
         "format", 0, LC_FLAG_STRING, &opt_format, "table", "table|json", "output format", true     \
@@ -42,6 +51,7 @@ static const lc_flag stats_flags[] = {
     {"cache-instance", 0, LC_FLAG_STRING, &opt_instance, NULL, "NAME",
      "only this REAPI instance (default: totals and every instance)"},
     FLAG_TOKEN,
+    FLAG_TLS,
     FLAG_FORMAT,
 };
 
@@ -53,6 +63,7 @@ static const lc_flag ls_flags[] = {
      "newest first, or most hit first", true},
     {"limit", 'n', LC_FLAG_INT, &opt_limit, "50", "N", "show at most N entries (0 = all)", true},
     FLAG_TOKEN,
+    FLAG_TLS,
     FLAG_FORMAT,
 };
 
@@ -74,6 +85,7 @@ static const lc_flag purge_flags[] = {
     {"dry-run", 'n', LC_FLAG_BOOL, &opt_dry_run, NULL, NULL,
      "show what would be purged, remove nothing", true},
     FLAG_TOKEN,
+    FLAG_TLS,
     FLAG_FORMAT,
 };
 
@@ -142,7 +154,8 @@ static int parse(const char *cmd, const lc_flag *flags, size_t n, const char *us
 static int open_client(const char *cmd, lc_cache_client **c)
 {
     lc_err err = {0};
-    lc_cache_client_options o = {.token = opt_token};
+    lc_cache_client_options o = {
+        .token = opt_token, .ca_file = opt_cacert, .cert_file = opt_tls_cert, .key_file = opt_tls_key};
     if (lc_cache_client_open(opt_cache, &o, c, &err) < 0) {
         fprintf(stderr, "layercache %s: %s\n", cmd, err.msg);
         return -1;

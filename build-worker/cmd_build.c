@@ -16,7 +16,7 @@ int lc_cmd_build(int argc, char **argv);
 
 static char *opt_file, *opt_target, *opt_platform, *opt_cache, *opt_instance, *opt_token,
     *opt_cache_mode, *opt_state_dir, *opt_output, *opt_progress, *opt_summary, *opt_compression,
-    *opt_worker;
+    *opt_worker, *opt_cacert, *opt_tls_cert, *opt_tls_key;
 static lc_strlist opt_tags, opt_build_args;
 static bool opt_no_cache, opt_quiet;
 
@@ -31,12 +31,18 @@ static const lc_flag flags[] = {
      "build up to this stage (name or index; default: the last stage)", true},
     {"platform", 0, LC_FLAG_STRING, &opt_platform, NULL, "OS/ARCH",
      "target platform (default: the host's)", true},
-    {"cache", 0, LC_FLAG_STRING, &opt_cache, NULL, "grpc://HOST:PORT",
-     "cache server to share steps through (none: local cache only)"},
+    {"cache", 0, LC_FLAG_STRING, &opt_cache, NULL, "grpc[s]://HOST:PORT",
+     "cache server to share steps through (none: local cache only); grpcs:// for TLS"},
     {"cache-instance", 0, LC_FLAG_STRING, &opt_instance, "", "NAME",
      "REAPI instance name on the cache server (one per team or project)"},
     {"token", 0, LC_FLAG_STRING, &opt_token, NULL, "TOKEN",
      "bearer token for the cache server (prefer the environment variable)"},
+    {"cacert", 0, LC_FLAG_STRING, &opt_cacert, NULL, "FILE",
+     "grpcs://: PEM file of the CA that signed the server's certificate (default: system roots)"},
+    {"tls-cert", 0, LC_FLAG_STRING, &opt_tls_cert, NULL, "FILE",
+     "grpcs://: client certificate (PEM) for servers that require mutual TLS; needs --tls-key"},
+    {"tls-key", 0, LC_FLAG_STRING, &opt_tls_key, NULL, "FILE",
+     "grpcs://: private key (PEM) of --tls-cert"},
     {"cache-mode", 0, LC_FLAG_STRING, &opt_cache_mode, "rw", "rw|ro|off",
      "rw: look up and upload; ro: look up only (laptops); off: no cache server"},
     {"no-cache", 0, LC_FLAG_BOOL, &opt_no_cache, NULL, NULL,
@@ -137,6 +143,9 @@ int lc_cmd_build(int argc, char **argv)
                        .cache = opt_cache,
                        .instance = opt_instance,
                        .token = opt_token,
+                       .cacert = opt_cacert,
+                       .tls_cert = opt_tls_cert,
+                       .tls_key = opt_tls_key,
                        .cache_mode = mode,
                        .no_cache = opt_no_cache,
                        .state_dir = opt_state_dir,

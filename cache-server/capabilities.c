@@ -19,7 +19,8 @@ static int get_capabilities(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
     compressors[] = {BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY};
     LC_REAPI(ActionCacheUpdateCapabilities)
     update = LC_REAPI_INIT(ACTION_CACHE_UPDATE_CAPABILITIES);
-    update.update_enabled = 1;
+    /* Per caller: a read-only token must not make Bazel try uploads. */
+    update.update_enabled = ctx->role >= LC_ROLE_WRITE;
     LC_REAPI(CacheCapabilities) cache = LC_REAPI_INIT(CACHE_CAPABILITIES);
     cache.n_digest_functions = 1;
     cache.digest_functions = digest_fns;

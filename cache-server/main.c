@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "auth.h"
 #include "evict.h"
 #include "flags.h"
 #include "log.h"
@@ -21,6 +22,7 @@
 #include "services.h"
 #include "stats.h"
 #include "store.h"
+#include "tls.h"
 
 #define MOD "main"
 
@@ -28,6 +30,8 @@ static char *opt_listen, *opt_data, *opt_log_level;
 static int64_t opt_threads, opt_grace, opt_max_batch;
 static int64_t opt_max_size, opt_max_age; /* evict.h */
 static bool opt_sync;
+static char *opt_tokens, *opt_tls_cert, *opt_tls_key, *opt_tls_client_ca; /* auth.h, tls.h */
+static bool opt_anon_read;
 
 static const lc_flag flags[] = {
     {"listen", 0, LC_FLAG_STRING, &opt_listen, "0.0.0.0:9092", "ADDR",
@@ -52,6 +56,20 @@ static const lc_flag flags[] = {
      "the action results that need them are evicted in the background; 0 = unlimited"},
     {"max-age", 0, LC_FLAG_DURATION, &opt_max_age, "0", "DURATION",
      "evict blobs and action results not used for this long (e.g. 30d); 0 = never"},
+    /* auth.h: access control and TLS. */
+    {"tokens", 0, LC_FLAG_STRING, &opt_tokens, NULL, "FILE",
+     "require bearer tokens: lines '<token> <role> [<name>]' ('#' comments), role read, write "
+     "(read + uploads + UpdateActionResult) or admin (write + the Admin service); clients send "
+     "'authorization: Bearer <token>'; re-read on SIGHUP. Without it every caller may do "
+     "everything"},
+    {"allow-anonymous-read", 0, LC_FLAG_BOOL, &opt_anon_read, "false", NULL,
+     "with --tokens: callers without a token may read (lookups and downloads)"},
+    {"tls-cert", 0, LC_FLAG_STRING, &opt_tls_cert, NULL, "FILE",
+     "serve TLS only (clients use grpcs://) with this PEM certificate chain; needs --tls-key"},
+    {"tls-key", 0, LC_FLAG_STRING, &opt_tls_key, NULL, "FILE",
+     "PEM private key of --tls-cert (unencrypted)"},
+    {"tls-client-ca", 0, LC_FLAG_STRING, &opt_tls_client_ca, NULL, "FILE",
+     "mutual TLS: require client certificates signed by a CA in this PEM file"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -119,6 +137,9 @@ int main(int argc, char **argv)
     lc_hits *hits = NULL; /* admin */
     lc_srv *srv = NULL;
     lc_evict *evict = NULL;
+    /* auth.h, tls.h */
+    lc_auth *auth = NULL;
+    char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
     bool grpc_up = false;
 
     /* Stream buffers are ~1 MiB and freed on other threads than they were
@@ -143,7 +164,10 @@ int main(int argc, char **argv)
                        "usage: layercache-server [options]\n\n"
                        "Serves the REAPI v2 remote cache (ActionCache, CAS, ByteStream,\n"
                        "Capabilities) and layercache.v1.Admin over gRPC, stored in RocksDB.\n"
-                       "Every option can also be set by the environment variable shown.",
+                       "Every option can also be set by the environment variable shown.\n"
+                       "Access control is off unless --tokens is given: then every call needs\n"
+                       "a token with the method's role (UNAUTHENTICATED without a known token,\n"
+                       "PERMISSION_DENIED with too low a role); SIGHUP re-reads the file.",
                        flags, N_FLAGS, "LAYERCACHE_");
         status = 0;
         goto out;
@@ -187,6 +211,25 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
+    /* auth.h: before the store, so a bad file fails fast. */
+    if (opt_tokens != NULL && lc_auth_open(opt_tokens, opt_anon_read, &auth, &err) < 0) {
+        fprintf(stderr, "layercache-server: --tokens: %s\n", err.msg);
+        status = 2;
+        goto out;
+    }
+    if (opt_tokens == NULL && opt_anon_read)
+        LC_WARN(MOD, "--allow-anonymous-read has no effect without --tokens (everyone may write)");
+    if (opt_tls_client_ca != NULL && opt_tls_cert == NULL) {
+        fprintf(stderr, "layercache-server: --tls-client-ca needs --tls-cert and --tls-key\n");
+        status = 2;
+        goto out;
+    }
+    if (lc_tls_load(opt_tls_client_ca, "--tls-client-ca", opt_tls_cert, "--tls-cert", opt_tls_key,
+                    "--tls-key", &tls_ca, &tls_cert, &tls_key, &err) < 0) {
+        fprintf(stderr, "layercache-server: %s\n", err.msg);
+        status = 2;
+        goto out;
+    }
     lc_store_options sopts = {.sync_writes = opt_sync, .max_bytes = opt_max_size};
     if (lc_store_open(opt_data, &sopts, &store, &err) < 0) {
         fprintf(stderr, "layercache-server: cannot open the store in '%s': %s\n", opt_data,
@@ -218,6 +261,10 @@ int main(int argc, char **argv)
     grpc_up = true;
     lc_srv_options o = {
         .listen = opt_listen, .threads = (int)opt_threads, .env = &env, .stats = stats};
+    o.auth = auth; /* auth.h */
+    o.tls_cert_pem = tls_cert;
+    o.tls_key_pem = tls_key;
+    o.tls_client_ca_pem = tls_ca;
     int port = 0;
     if (lc_srv_new(&o, &srv, &err) < 0 || register_all(srv, &err) < 0 ||
         lc_srv_start(srv, &port, &err) < 0) {
@@ -230,13 +277,30 @@ int main(int argc, char **argv)
     fflush(stdout);
     LC_INFO(MOD, "serving %s:%d, data %s, %lld threads, max batch %lld bytes%s", host, port,
             opt_data, (long long)opt_threads, (long long)opt_max_batch, opt_sync ? ", sync" : "");
+    /* auth.h: never the tokens themselves. */
+    if (auth != NULL)
+        LC_INFO(MOD, "access control: %zu tokens from %s%s", lc_auth_count(auth), opt_tokens,
+                opt_anon_read ? ", anonymous read allowed" : "");
+    else
+        LC_INFO(MOD, "access control off (no --tokens): every caller may read, write and purge");
+    if (tls_cert != NULL)
+        LC_INFO(MOD, "TLS on%s", tls_ca != NULL ? ", client certificates required" : "");
 
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            LC_INFO(MOD, "SIGHUP: nothing to reload");
+            /* auth.h: a new table is swapped in; connections stay up. */
+            if (auth == NULL) {
+                LC_INFO(MOD, "SIGHUP: nothing to reload");
+            } else if (lc_auth_reload(auth, &err) < 0) {
+                LC_ERROR(MOD, "SIGHUP: keeping the previous tokens: %s", err.msg);
+                lc_err_clear(&err);
+            } else {
+                LC_INFO(MOD, "SIGHUP: reloaded %zu tokens from %s", lc_auth_count(auth),
+                        opt_tokens);
+            }
             continue;
         }
         LC_INFO(MOD, "%s: shutting down (grace %llds)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -251,6 +315,10 @@ out:
     if (grpc_up)
         grpc_shutdown_blocking();
     lc_hits_free(&hits); /* admin: after the last handler, before the store closes */
+    lc_auth_free(&auth); /* auth.h: after the last call */
+    lc_tls_pem_free(&tls_key);
+    lc_tls_pem_free(&tls_cert);
+    lc_tls_pem_free(&tls_ca);
     lc_stats_free(&stats);
     lc_store_close(&store);
     if (status == 0 && store == NULL && grpc_up)

@@ -3,6 +3,7 @@
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdatomic.h>
@@ -26,6 +27,7 @@ struct reg_method {
     const lc_method *m; /* NULL for the generic (unknown method) request */
     void *handle;
     int stats_id;
+    lc_auth_role need; /* role a caller needs (auth.h) */
 };
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE };
@@ -53,6 +55,7 @@ struct call {
     int close_cancelled; /* from RECV_CLOSE_ON_SERVER */
     int status;          /* the status sent (for stats) */
     void *state;         /* handler state of streams */
+    lc_auth_id id;       /* who the caller authenticated as */
     struct tag t_new, t_recv, t_send, t_close;
 };
 
@@ -66,6 +69,7 @@ struct worker {
 struct lc_srv {
     lc_srv_options opts;
     char *listen;
+    char *tls_cert, *tls_key, *tls_ca; /* copies of the PEM options */
     grpc_server *server;
     grpc_completion_queue *shutdown_cq;
     worker *workers;
@@ -198,6 +202,8 @@ static lc_call_ctx ctx_of(call *c)
         .metadata = &c->md,
         .deadline = c->deadline,
         .method = c->rm->m->path,
+        .role = c->id.role,
+        .principal = c->id.name[0] != '\0' ? c->id.name : NULL,
     };
     return ctx;
 }
@@ -263,8 +269,16 @@ static void on_new(call *c, bool ok)
         goto out;
     }
 
-    lc_call_ctx ctx = ctx_of(c);
     lc_err err = {0};
+    /* Access control first: a refused call costs no store work, and a
+     * refused upload is answered before its data is read. */
+    if (lc_auth_check(s->opts.auth, &c->md, c->rm->need, m->path, &c->id, &err) < 0) {
+        if (m->kind != LC_METHOD_UNARY)
+            start_close(c);
+        send_error(c, &err, -err.code);
+        goto out;
+    }
+    lc_call_ctx ctx = ctx_of(c);
     if (m->kind == LC_METHOD_CLIENT_STREAM) {
         start_close(c);
         start_recv(c);
@@ -447,6 +461,16 @@ static void post_request(worker *w, const struct reg_method *rm)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void free_tls(lc_srv *s)
+{
+    if (s->tls_key != NULL)
+        OPENSSL_cleanse(s->tls_key, strlen(s->tls_key));
+    free(s->tls_key);
+    free(s->tls_cert);
+    free(s->tls_ca);
+    s->tls_key = s->tls_cert = s->tls_ca = NULL;
+}
+
 int lc_srv_new(const lc_srv_options *opts, lc_srv **out, lc_err *err)
 {
     *out = NULL;
@@ -460,13 +484,26 @@ int lc_srv_new(const lc_srv_options *opts, lc_srv **out, lc_err *err)
     s->listen = strdup(opts->listen);
     s->n_workers = opts->threads;
     s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
-    if (s->listen == NULL || s->workers == NULL) {
+    bool tls = opts->tls_cert_pem != NULL && opts->tls_key_pem != NULL;
+    if (tls) {
+        s->tls_cert = strdup(opts->tls_cert_pem);
+        s->tls_key = strdup(opts->tls_key_pem);
+        if (opts->tls_client_ca_pem != NULL)
+            s->tls_ca = strdup(opts->tls_client_ca_pem);
+    }
+    if (s->listen == NULL || s->workers == NULL ||
+        (tls && (s->tls_cert == NULL || s->tls_key == NULL ||
+                 (opts->tls_client_ca_pem != NULL && s->tls_ca == NULL)))) {
+        free_tls(s);
         free(s->listen);
         free(s->workers);
         free(s);
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
     s->opts.listen = s->listen;
+    s->opts.tls_cert_pem = s->tls_cert;
+    s->opts.tls_key_pem = s->tls_key;
+    s->opts.tls_client_ca_pem = s->tls_ca;
 
     grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER,
@@ -525,20 +562,35 @@ int lc_srv_add_methods(lc_srv *s, const lc_method *methods, size_t n, lc_err *er
         rm->m = m;
         rm->handle = h;
         rm->stats_id = s->opts.stats ? lc_stats_add_method(s->opts.stats, m->path) : -1;
+        rm->need = lc_auth_method_role(m->path);
     }
     return 0;
 }
 
 int lc_srv_start(lc_srv *s, int *port, lc_err *err)
 {
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds;
+    if (s->tls_cert != NULL) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = s->tls_key, .cert_chain = s->tls_cert};
+        creds = grpc_ssl_server_credentials_create_ex(
+            s->tls_ca, &pair, 1,
+            s->tls_ca != NULL ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                              : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
+    if (creds == NULL)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "cannot create TLS credentials from --tls-cert/--tls-key");
     int bound = grpc_server_add_http2_port(s->server, s->listen, creds);
     grpc_server_credentials_release(creds);
     if (bound == 0)
         return lc_err_set(err, LC_UNAVAILABLE,
                           "cannot listen on '%s' (address in use, not local, or malformed; "
-                          "expected HOST:PORT, port 0 for any free port)",
-                          s->listen);
+                          "expected HOST:PORT, port 0 for any free port%s)",
+                          s->listen,
+                          s->tls_cert != NULL ? "; or the TLS certificate/key was refused" : "");
     grpc_server_start(s->server);
     s->started = true;
     for (int i = 0; i < s->n_workers; i++) {
@@ -610,6 +662,7 @@ void lc_srv_free(lc_srv **sp)
     lc_srv_shutdown(s, 0);
     free(s->workers);
     free(s->listen);
+    free_tls(s);
     free(s);
     *sp = NULL;
 }

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "err.h"
 
 /* gRPC receive/send limit per message. Batch limits must stay below it. */
@@ -37,6 +38,9 @@ typedef struct lc_call_ctx {
     const grpc_metadata_array *metadata; /* request metadata (keys lowercase) */
     gpr_timespec deadline;
     const char *method; /* the method path */
+    /* Access control (auth.h), checked before the handler runs: */
+    lc_auth_role role;     /* the caller's role; admin when the server has no tokens file */
+    const char *principal; /* the caller's token name, NULL if anonymous or unnamed */
 } lc_call_ctx;
 
 typedef enum lc_method_kind {
@@ -86,6 +90,15 @@ typedef struct lc_srv_options {
     int threads;        /* worker threads, one CQ each */
     void *env;          /* handed to every handler in lc_call_ctx.env */
     void *stats;        /* lc_stats * for per-method counters, or NULL */
+    /* Checked when each call arrives, before any work: the role a method
+     * needs is lc_auth_method_role(path). NULL = every call is allowed.
+     * Borrowed: must outlive the server. */
+    lc_auth *auth;
+    /* TLS: PEM texts (copied). With cert and key the port speaks TLS only;
+     * with client_ca too, clients must present a certificate signed by it. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    const char *tls_client_ca_pem;
 } lc_srv_options;
 
 /* Creates the server (grpc_init must have been called). Copies opts. */

@@ -8,6 +8,7 @@
 #include <grpc/support/time.h>
 #include <openssl/rand.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
 #include "cache_client_int.h"
 #include "grpc_msg.h"
+#include "tls.h"
 
 #define DEFAULT_DEADLINE_MS 60000
 #define DEFAULT_CONNECT_TIMEOUT_MS 3000
@@ -108,14 +110,14 @@ int lc_cache_parse_target(const char *target, char *buf, size_t cap, lc_err *err
                           "empty cache address; expected grpc://HOST:PORT");
     const char *hp = target;
     if (strncmp(target, "grpcs://", 8) == 0)
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "cache address %s: TLS (grpcs://) is not supported yet; use grpc://",
-                          target);
-    if (strncmp(target, "grpc://", 7) == 0)
+        hp = target + 8;
+    else if (strncmp(target, "grpc://", 7) == 0)
         hp = target + 7;
     else if (strstr(target, "://") != NULL)
         return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "cache address %s: unknown scheme; expected grpc://HOST:PORT", target);
+                          "cache address %s: unknown scheme; expected grpc://HOST:PORT or "
+                          "grpcs://HOST:PORT (TLS)",
+                          target);
     size_t len = strlen(hp);
     while (len > 0 && hp[len - 1] == '/')
         len--; /* "grpc://host:port/" is common in configs */
@@ -144,7 +146,34 @@ int lc_cache_parse_target(const char *target, char *buf, size_t cap, lc_err *err
     return 0;
 }
 
+int lc_cache_target_is_tls(const char *target)
+{
+    return target != NULL && strncmp(target, "grpcs://", 8) == 0;
+}
+
 /* ---- channel ----------------------------------------------------------- */
+
+/* TLS credentials from the option files (read and checked here, so a bad
+ * file is named now rather than showing up as a failed handshake). */
+static int tls_credentials(const lc_cache_client_options *opts, grpc_channel_credentials **out,
+                           lc_err *err)
+{
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    *out = NULL;
+    int rc = lc_tls_load(opts->ca_file, "--cacert", opts->cert_file, "--tls-cert", opts->key_file,
+                         "--tls-key", &ca, &cert, &key, err);
+    if (rc < 0)
+        return rc;
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+    *out = grpc_ssl_credentials_create(ca, cert != NULL ? &pair : NULL, NULL, NULL);
+    /* gRPC copied what it needs. */
+    lc_tls_pem_free(&key);
+    lc_tls_pem_free(&cert);
+    lc_tls_pem_free(&ca);
+    if (*out == NULL)
+        return lc_err_set(err, LC_INTERNAL, "cannot create TLS credentials");
+    return 0;
+}
 
 int lc_cache_client_open(const char *target, const lc_cache_client_options *opts,
                          lc_cache_client **out, lc_err *err)
@@ -157,11 +186,21 @@ int lc_cache_client_open(const char *target, const lc_cache_client_options *opts
     int rc = lc_cache_parse_target(target, hostport, sizeof(hostport), err);
     if (rc != 0)
         return rc;
+    int tls = lc_cache_target_is_tls(target);
+    bool tls_files = (opts->ca_file && opts->ca_file[0]) ||
+                     (opts->cert_file && opts->cert_file[0]) ||
+                     (opts->key_file && opts->key_file[0]);
+    if (!tls && tls_files)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "cache address %s is not TLS, yet --cacert/--tls-cert/--tls-key were "
+                          "given: use grpcs://%s",
+                          target, hostport);
 
     lc_cache_client *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     c->target = strdup(hostport);
+    c->tls = tls;
     c->instance = strdup(opts->instance_name != NULL ? opts->instance_name : "");
     if (opts->token != NULL && opts->token[0] != '\0') {
         size_t n = strlen(opts->token) + 8;
@@ -193,7 +232,14 @@ int lc_cache_client_open(const char *target, const lc_cache_client_options *opts
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 5000}},
     };
     grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = NULL;
+    if (tls) {
+        rc = tls_credentials(opts, &creds, err);
+        if (rc < 0)
+            goto fail_channel;
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
     c->channel = grpc_channel_create(c->target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     if (c->channel == NULL) {
@@ -267,9 +313,23 @@ int lc__cache_status(lc_cache_client *c, int m, grpc_status_code status, grpc_sl
     msg[n] = '\0';
     /* A call that failed without ever reaching the server: say so plainly. */
     if ((status == GRPC_STATUS_UNAVAILABLE || status == GRPC_STATUS_DEADLINE_EXCEEDED) &&
-        grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_READY)
-        return lc_err_set(err, LC_UNAVAILABLE, "%s: cache server %s unreachable (%s)",
-                          methods[m].name, c->target, n > 0 ? msg : lc_code_name(status));
+        grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_READY) {
+        /* gRPC reports a refused certificate as a connection failure: say
+         * what to check, so it does not read as "server down". */
+        const char *hint = "";
+        if (c->tls && (strstr(msg, "andshake") != NULL || strstr(msg, "SSL") != NULL ||
+                       strstr(msg, "ssl") != NULL || strstr(msg, "certificate") != NULL))
+            hint = "; TLS handshake failed: check that --cacert holds the CA that signed the "
+                   "server's certificate, that the certificate names this host, and (mutual "
+                   "TLS) --tls-cert/--tls-key";
+        else if (c->tls)
+            hint = "; with TLS (grpcs://): is the server serving TLS, and does --cacert hold "
+                   "the CA of its certificate?";
+        else if (strstr(msg, "Socket closed") != NULL)
+            hint = "; if the server serves TLS, use grpcs://";
+        return lc_err_set(err, LC_UNAVAILABLE, "%s: cache server %s unreachable (%s)%s",
+                          methods[m].name, c->target, n > 0 ? msg : lc_code_name(status), hint);
+    }
     int code = (int)status > 0 && (int)status <= LC_UNAUTHENTICATED ? (int)status : LC_UNKNOWN;
     return lc_err_set(err, code, "%s: %s", methods[m].name, n > 0 ? msg : lc_code_name(code));
 }

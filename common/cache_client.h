@@ -40,12 +40,21 @@ typedef struct lc_cache_client_options {
     int64_t deadline_ms;        /* per call (a whole ByteStream stream); 0 = 60000 */
     int64_t connect_timeout_ms; /* first connection attempt; 0 = 3000 */
     size_t max_message_size;    /* largest message received; 0 = 64 MiB */
+    /* TLS (grpcs:// targets only; PEM files, read at open): */
+    const char *ca_file;   /* CAs that may sign the server's certificate; NULL = the
+                            * system's roots */
+    const char *cert_file; /* client certificate for mutual TLS, with key_file */
+    const char *key_file;
 } lc_cache_client_options;
 
-/* Creates a client for target "grpc://host:port" or "host:port" (IPv6 as
- * "[::1]:port"). "grpcs://" is refused (INVALID_ARGUMENT) for now. opts may
- * be NULL (defaults); its strings are copied. Does not connect yet: the
- * first call does. *out is owned by the caller (lc_cache_client_close). */
+/* Creates a client for target "grpc://host:port", "grpcs://host:port" (TLS,
+ * the server's certificate must name host) or "host:port" (IPv6 as
+ * "[::1]:port"). opts may be NULL (defaults); its strings are copied and
+ * its files read now (INVALID_ARGUMENT naming the file if one is unusable,
+ * or if TLS files are given for a grpc:// target). Does not connect yet:
+ * the first call does; a TLS handshake that fails (unknown CA, wrong host
+ * name, no client certificate) makes calls fail with UNAVAILABLE and a
+ * message saying TLS. *out is owned by the caller (lc_cache_client_close). */
 int lc_cache_client_open(const char *target, const lc_cache_client_options *opts,
                          lc_cache_client **out, lc_err *err);
 
@@ -204,8 +213,11 @@ int lc_cache_resource_read(const char *instance, const lc_digest *d, char *buf, 
 /* "{instance}/uploads/{uuid}/blobs/{hash}/{size}" into buf. */
 int lc_cache_resource_upload(const char *instance, const char *uuid, const lc_digest *d, char *buf,
                              size_t cap);
-/* Splits "grpc://host:port" / "host:port" into "host:port" (into buf).
- * INVALID_ARGUMENT for other schemes, a missing port, or a grpcs:// target. */
+/* Splits "grpc://host:port" / "grpcs://host:port" / "host:port" into
+ * "host:port" (into buf). INVALID_ARGUMENT for other schemes or a missing
+ * port. */
 int lc_cache_parse_target(const char *target, char *buf, size_t cap, lc_err *err);
+/* 1 when target asks for TLS (grpcs://), else 0. */
+int lc_cache_target_is_tls(const char *target);
 
 #endif

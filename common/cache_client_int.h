@@ -30,6 +30,7 @@ struct lc_cache_client {
     char *target;               /* host:port */
     char *instance;             /* "" for the default instance */
     char *auth_value;           /* "Bearer <token>" or NULL */
+    int tls;                    /* grpcs:// */
     int64_t deadline_ms;
     int64_t connect_timeout_ms;
     size_t max_message_size;

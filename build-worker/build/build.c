@@ -859,6 +859,9 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
     lc_remote_opts ro = {.target = o->cache,
                          .instance = o->instance,
                          .token = o->token,
+                         .cacert = o->cacert,
+                         .tls_cert = o->tls_cert,
+                         .tls_key = o->tls_key,
                          .mode = o->cache_mode,
                          .worker = b.worker};
     if ((rc = lc_remote_open(&ro, b.progress, &b.remote, err)) < 0)

@@ -33,6 +33,9 @@ typedef struct lc_build_opts {
     const char *cache;        /* grpc://host:port or NULL */
     const char *instance;     /* --cache-instance */
     const char *token;        /* bearer token or NULL */
+    const char *cacert;       /* grpcs://: CA PEM file, NULL = system roots */
+    const char *tls_cert;     /* grpcs://: client certificate and key (mutual TLS) or NULL */
+    const char *tls_key;
     int cache_mode;           /* enum lc_cache_mode (remote.h) */
     bool no_cache;            /* skip lookups, still upload */
     const char *state_dir;    /* NULL = default */

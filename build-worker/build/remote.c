@@ -173,7 +173,11 @@ int lc_remote_open(const lc_remote_opts *opts, lc_progress *progress, lc_remote 
     pthread_cond_init(&r->cv, NULL);
     atomic_init(&r->off, true);
     if (opts->target != NULL && *opts->target != '\0' && opts->mode != LC_CACHE_OFF) {
-        lc_cache_client_options co = {.instance_name = opts->instance, .token = opts->token};
+        lc_cache_client_options co = {.instance_name = opts->instance,
+                                      .token = opts->token,
+                                      .ca_file = opts->cacert,
+                                      .cert_file = opts->tls_cert,
+                                      .key_file = opts->tls_key};
         int rc = lc_cache_client_open(opts->target, &co, &r->client, err);
         if (rc < 0) {
             lc_remote_close(&r);

@@ -24,9 +24,12 @@ enum lc_cache_mode { LC_CACHE_RW = 0, LC_CACHE_RO, LC_CACHE_OFF };
 typedef struct lc_remote lc_remote;
 
 typedef struct lc_remote_opts {
-    const char *target;   /* "grpc://host:port"; NULL or "" = no remote cache */
+    const char *target;   /* "grpc[s]://host:port"; NULL or "" = no remote cache */
     const char *instance; /* REAPI instance name */
     const char *token;    /* bearer token or NULL */
+    const char *cacert;   /* grpcs://: CA PEM file or NULL (system roots) */
+    const char *tls_cert; /* grpcs://: client certificate and key PEM files or NULL */
+    const char *tls_key;
     int mode;             /* enum lc_cache_mode */
     const char *worker;   /* who we are, recorded in ExecutedActionMetadata */
 } lc_remote_opts;

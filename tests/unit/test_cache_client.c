@@ -111,9 +111,12 @@ static void test_parse_target(void **state)
     assert_int_equal(lc_cache_parse_target("grpc://[::1]:80/", buf, sizeof(buf), &err), 0);
     assert_string_equal(buf, "[::1]:80");
 
-    assert_int_equal(lc_cache_parse_target("grpcs://h:1", buf, sizeof(buf), &err),
-                     -LC_INVALID_ARGUMENT);
-    assert_non_null(strstr(err.msg, "TLS"));
+    /* TLS targets parse like plain ones; the scheme picks the credentials. */
+    assert_int_equal(lc_cache_parse_target("grpcs://h:1", buf, sizeof(buf), &err), 0);
+    assert_string_equal(buf, "h:1");
+    assert_int_equal(lc_cache_target_is_tls("grpcs://h:1"), 1);
+    assert_int_equal(lc_cache_target_is_tls("grpc://h:1"), 0);
+    assert_int_equal(lc_cache_target_is_tls("h:1"), 0);
     const char *bad[] = {"",         "http://h:1",      "h",    "grpc://h", "grpc://:1", "h:x1",
                          "h:123456", "grpc://h:1/path", "[::1]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -123,7 +126,28 @@ static void test_parse_target(void **state)
         assert_true(err.msg[0] != '\0');
     }
     lc_cache_client *c = (lc_cache_client *)&err; /* must be reset to NULL */
-    assert_int_equal(lc_cache_client_open("grpcs://h:1", NULL, &c, &err), -LC_INVALID_ARGUMENT);
+    assert_int_equal(lc_cache_client_open("ftp://h:1", NULL, &c, &err), -LC_INVALID_ARGUMENT);
+    assert_null(c);
+    /* TLS files with a plaintext target, and unreadable TLS files, are
+     * refused at open, naming the flag. */
+    lc_cache_client_options o = {.ca_file = "/nonexistent/ca.pem"};
+    lc_err_clear(&err);
+    c = (lc_cache_client *)&err;
+    assert_int_equal(lc_cache_client_open("grpc://h:1", &o, &c, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "grpcs://"));
+    assert_null(c);
+    lc_err_clear(&err);
+    assert_int_equal(lc_cache_client_open("grpcs://h:1", &o, &c, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "--cacert"));
+    assert_null(c);
+    lc_cache_client_options half = {.cert_file = "/etc/hostname"};
+    lc_err_clear(&err);
+    assert_int_equal(lc_cache_client_open("grpcs://h:1", &half, &c, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "--tls-key"));
+    assert_null(c);
+    /* Without files, grpcs:// uses the system roots: opening succeeds. */
+    assert_int_equal(lc_cache_client_open("grpcs://127.0.0.1:1", NULL, &c, &err), 0);
+    lc_cache_client_close(&c);
     assert_null(c);
 }
 
