@@ -218,6 +218,15 @@ bench-keys: export LC_BIN := $(abspath $(BINDIR))
 bench-keys: all
 	bench/bench-keys
 
+# ---- server HTTP side: the embedded dashboard page (owner: http) -----------
+# cache-server/dashboard.html -> $(GEN)/dashboard_html.c (xxd -i), archived
+# into the server library beside dashboard.c, which serves it at GET /.
+$(GEN)/dashboard_html.c: cache-server/dashboard.html
+	@mkdir -p $(GEN)
+	@echo "  XXD     $<"
+	$(Q)xxd -i $< > $@.tmp && mv $@.tmp $@
+$(SERVER_LIB): $(call obj,$(GEN)/dashboard_html.c)
+
 # ---- build benchmark: bench-build (owner: buildtests) -----------------------
 # bench/bench-build: the demo services built by layercache (worker 1 cold
 # with uploads, worker 2 from the server, --cache-mode off) beside buildah

@@ -2,9 +2,11 @@
  *
  * Start-up prints exactly one line to stdout,
  *   layercache-server listening grpc=HOST:PORT
- * with the real bound port (tests parse it). SIGTERM/SIGINT stop the
- * server: calls in flight get --grace seconds, then the store is closed and
- * the process exits 0. */
+ * with the real bound port (tests parse it); the HTTP address is logged
+ * ("http: serving ... on HOST:PORT"). Issue 5 wants `http=HOST:PORT` on the
+ * start line: that waits until the tests' start-line parsers accept it.
+ * SIGTERM/SIGINT stop the server: calls in flight get --grace seconds, then
+ * the store is closed and the process exits 0. */
 #include <errno.h>
 #include <malloc.h>
 #include <grpc/grpc.h>
@@ -17,6 +19,7 @@
 #include "auth.h"
 #include "evict.h"
 #include "flags.h"
+#include "http.h"
 #include "log.h"
 #include "server.h"
 #include "services.h"
@@ -32,6 +35,7 @@ static int64_t opt_max_size, opt_max_age; /* evict.h */
 static bool opt_sync;
 static char *opt_tokens, *opt_tls_cert, *opt_tls_key, *opt_tls_client_ca; /* auth.h, tls.h */
 static bool opt_anon_read;
+static char *opt_http_listen; /* http.h */
 
 static const lc_flag flags[] = {
     {"listen", 0, LC_FLAG_STRING, &opt_listen, "0.0.0.0:9092", "ADDR",
@@ -70,6 +74,10 @@ static const lc_flag flags[] = {
      "PEM private key of --tls-cert (unencrypted)"},
     {"tls-client-ca", 0, LC_FLAG_STRING, &opt_tls_client_ca, NULL, "FILE",
      "mutual TLS: require client certificates signed by a CA in this PEM file"},
+    /* http.h: /metrics, /status and the dashboard, apart from gRPC. */
+    {"http-listen", 0, LC_FLAG_STRING, &opt_http_listen, "0.0.0.0:9090", "ADDR",
+     "HTTP listen address HOST:PORT (numeric IPv4 or [IPv6]) for /metrics (Prometheus), "
+     "/status (JSON) and the dashboard page at /; port 0 picks a free port"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -108,7 +116,8 @@ static void listen_host(const char *addr, char *out, size_t outlen)
     out[len] = '\0';
 }
 
-static int register_all(lc_srv *srv, lc_err *err)
+/* http: each table is wrapped so its calls are counted and timed. */
+static int register_all(lc_srv *srv, lc_http *http, lc_err *err)
 {
     struct {
         const lc_method *m;
@@ -121,7 +130,8 @@ static int register_all(lc_srv *srv, lc_err *err)
         {lc_admin_methods, lc_admin_n_methods},
     };
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-        int rc = lc_srv_add_methods(srv, tables[i].m, tables[i].n, err);
+        int rc = lc_srv_add_methods(srv, lc_http_observe(http, tables[i].m, tables[i].n),
+                                    tables[i].n, err);
         if (rc < 0)
             return rc;
     }
@@ -140,6 +150,7 @@ int main(int argc, char **argv)
     /* auth.h, tls.h */
     lc_auth *auth = NULL;
     char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
+    lc_http *http = NULL; /* http.h */
     bool grpc_up = false;
 
     /* Stream buffers are ~1 MiB and freed on other threads than they were
@@ -257,6 +268,15 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    /* http: its own libuv thread; up before gRPC so no call goes unobserved. */
+    lc_http_ctx hctx = {
+        .store = store, .stats = stats, .max_bytes = opt_max_size, .max_age = opt_max_age};
+    char http_addr[300];
+    if (lc_http_start(opt_http_listen, &hctx, &http, http_addr, sizeof(http_addr), &err) < 0) {
+        fprintf(stderr, "layercache-server: %s\n", err.msg);
+        goto out;
+    }
+
     grpc_init();
     grpc_up = true;
     lc_srv_options o = {
@@ -266,7 +286,7 @@ int main(int argc, char **argv)
     o.tls_key_pem = tls_key;
     o.tls_client_ca_pem = tls_ca;
     int port = 0;
-    if (lc_srv_new(&o, &srv, &err) < 0 || register_all(srv, &err) < 0 ||
+    if (lc_srv_new(&o, &srv, &err) < 0 || register_all(srv, http, &err) < 0 ||
         lc_srv_start(srv, &port, &err) < 0) {
         fprintf(stderr, "layercache-server: %s\n", err.msg);
         goto out;
@@ -312,6 +332,7 @@ int main(int argc, char **argv)
 out:
     lc_srv_free(&srv);
     lc_evict_stop(&evict); /* evict.h: after the workers, before the store closes */
+    lc_http_stop(&http);   /* http: after the workers (they report to it), before the store */
     if (grpc_up)
         grpc_shutdown_blocking();
     lc_hits_free(&hits); /* admin: after the last handler, before the store closes */
