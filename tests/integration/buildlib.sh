@@ -64,8 +64,10 @@ bl_init() {
 
 # bl_server_start [extra server args]: sets $addr and $server_pid.
 bl_server_start() {
-  local i
-  "$lcs" --listen 127.0.0.1:0 --data "$work/server-data" "$@" \
+  local i http=()
+  # Loopback only: the HTTP side (when the server has one) on a free port too.
+  "$lcs" --help 2>/dev/null | grep -q -- --http-listen && http=(--http-listen 127.0.0.1:0)
+  "$lcs" --listen 127.0.0.1:0 "${http[@]}" --data "$work/server-data" "$@" \
     >"$work/server.out" 2>>"$work/server.err" &
   server_pid=$!
   for i in $(seq 300); do
