@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "build-worker/build/statedir.h"
 #include "build-worker/context/statcache.h"
 #include "build-worker/dockerfile/dockerfile.h"
 #include "build-worker/keys/keys.h"
@@ -125,6 +126,7 @@ int lc_cmd_keys(int argc, char **argv)
     lc_df_file *file = NULL;
     lc_keys *keys = NULL;
     lc_statcache *sc = NULL;
+    lc_statedir *sd = NULL;
     lc_df_var *vars = NULL, *bvars = NULL;
     lc_keys_base *bases = NULL;
     char *dockerfile = NULL, *state_dir = NULL;
@@ -185,8 +187,11 @@ int lc_cmd_keys(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         goto out;
     }
+    state_dir = opt_state_dir ? strdup(opt_state_dir) : lc_statcache_default_dir();
+    /* FROM images resolve through the local image store, as in builds. */
+    if (state_dir != NULL && lc_statedir_open(state_dir, &sd, NULL) != 0)
+        sd = NULL;
     if (!opt_no_stat_cache) {
-        state_dir = opt_state_dir ? strdup(opt_state_dir) : lc_statcache_default_dir();
         if (state_dir == NULL || lc_statcache_open(state_dir, &sc, &err) != 0) {
             fprintf(stderr, "layercache keys: warning: no stat cache (%s); reading every file\n",
                     state_dir ? err.msg : "out of memory");
@@ -201,6 +206,8 @@ int lc_cmd_keys(int argc, char **argv)
                        .platform = opt_platform,
                        .bases = bases,
                        .nbases = nbases,
+                       .resolve = sd ? lc_statedir_resolve : NULL,
+                       .resolve_ctx = sd,
                        .statcache = sc};
     if (lc_keys_compute(file, &ko, &keys, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
@@ -230,6 +237,7 @@ out:
     lc_keys_free(&keys);
     lc_df_file_free(&file);
     lc_statcache_free(&sc);
+    lc_statedir_close(&sd);
     free(vars);
     free(bvars);
     free(bases);

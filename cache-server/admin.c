@@ -36,7 +36,7 @@
 #define LC_VERSION "0.1.0"
 #endif
 
-#define STEP_TOOL "layercache-step" /* build-worker/build/action.h */
+#define STEP_TOOL "layercache-step" /* build-worker/keys/action.h */
 #define MAX_DESC_BLOB (1u << 20)    /* Action/Command blobs read for a description */
 #define MAX_DESC_LEN 1024           /* joined Command arguments shown */
 #define MAX_STATE_BLOB (16u << 20)  /* state documents read for cascade */

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "action.h"
+#include "build-worker/keys/action.h"
 #include "apply.h"
 #include "build-worker/context/hash.h"
 #include "build-worker/context/statcache.h"
@@ -31,9 +31,8 @@
 
 typedef struct node {
     lc_key_step *ks;
-    lc_step_action action; /* action.action_digest is the cache key */
-    lc_step_action alt;    /* after a content re-key: the definition-based key,
-                              under which the result is recorded too */
+    lc_step_action alt;    /* after a content re-key: the definition-based
+                              action, under which the result is recorded too */
     int slot;              /* progress slot, -1 for FROM */
     bool hit_local, hit_remote;
     lc_digest state;       /* state document after this step, when known */
@@ -76,16 +75,6 @@ static double mono_now(void)
 }
 
 /* ---- base images -------------------------------------------------------- */
-
-/* Keys resolve a FROM image through the local image store: its state
- * document digest stands for the image (it determines the manifest). */
-static int resolve_local(void *ctx, const char *image, const char *platform, lc_digest *out,
-                         lc_err *err)
-{
-    (void)platform;
-    builder *b = ctx;
-    return lc_statedir_image_get(b->sd, image, out, err);
-}
 
 /* ---- state documents and layers ---------------------------------------- */
 
@@ -480,12 +469,12 @@ out:
  * whose source stage did not change finds it). */
 static void record_step(builder *b, node *n, const lc_image *img)
 {
-    lc_statedir_ac_put(b->sd, &n->action.action_digest, &n->state, NULL);
+    lc_statedir_ac_put(b->sd, &n->ks->key, &n->state, NULL);
     if (n->alt.action != NULL)
         lc_statedir_ac_put(b->sd, &n->alt.action_digest, &n->state, NULL);
     if (!lc_remote_writable(b->remote))
         return;
-    upload_step(b, n, &n->action, img);
+    upload_step(b, n, &n->ks->action, img);
     if (n->alt.action != NULL)
         upload_step(b, n, &n->alt, img);
 }
@@ -560,19 +549,21 @@ static int content_rekey(builder *b, const lc_key_stage *st, size_t *last_hit, l
                            err)) < 0 ||
         (rc = lc_walk_select(view, NULL, (const char *const *)n->ks->from_paths.items,
                              n->ks->from_paths.len, NULL, &sel, err)) < 0 ||
-        (rc = lc_hash_selections(view, &sel, 1, NULL, NULL, err)) < 0 ||
-        (rc = lc_keys_rekey_content(b->keys, &b->ko, st->first_step + i, sel, err)) < 0)
+        (rc = lc_hash_selections(view, &sel, 1, NULL, NULL, err)) < 0)
+        goto out;
+    /* The definition-based actions stay with the nodes: results are recorded
+     * under them too. */
+    for (size_t j = i; j < st->nsteps; j++) {
+        lc_step_action_clear(&nodes[j].alt);
+        nodes[j].alt = nodes[j].ks->action;
+        memset(&nodes[j].ks->action, 0, sizeof(nodes[j].ks->action));
+    }
+    if ((rc = lc_keys_rekey_content(b->keys, &b->ko, st->first_step + i, sel, err)) < 0)
         goto out;
     for (size_t j = i; j < st->nsteps; j++) {
         node *m = &nodes[j];
         char key[LC_DIGEST_OCI_LEN + 1];
-        lc_step_action_clear(&m->alt);
-        m->alt = m->action;
-        memset(&m->action, 0, sizeof(m->action));
-        if ((rc = lc_step_action_make(&m->ks->key, m->ks->normalized, m->ks->platform, &m->action,
-                                      err)) < 0)
-            goto out;
-        lc_digest_oci(&m->action.action_digest, key);
+        lc_digest_oci(&m->ks->key, key);
         lc_progress_set_key(b->progress, m->slot, key);
     }
     lookup_range(b, st->first_step + i, st->nsteps - i);
@@ -616,7 +607,7 @@ static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
             goto out;
         for (size_t i = 1; i <= last_hit; i++)
             if (nodes[i].hit_remote && !nodes[i].hit_local)
-                lc_statedir_ac_put(b->sd, &nodes[i].action.action_digest, &nodes[i].state, NULL);
+                lc_statedir_ac_put(b->sd, &nodes[i].ks->key, &nodes[i].state, NULL);
         /* CMD set by the stage itself matters for a later ENTRYPOINT. */
         for (size_t i = 1; i <= last_hit; i++)
             if (nodes[i].ks->kind == LC_DF_CMD)
@@ -655,12 +646,12 @@ static void lookup_range(builder *b, size_t first, size_t n)
         nd->hit_local = nd->hit_remote = nd->have_state = false;
         if (nd->ks->index == 0 || b->o->no_cache)
             continue;
-        if (lc_statedir_ac_get(b->sd, &nd->action.action_digest, &nd->state, NULL) == 0 &&
+        if (lc_statedir_ac_get(b->sd, &nd->ks->key, &nd->state, NULL) == 0 &&
             lc_statedir_has_blob(b->sd, &nd->state)) {
             nd->hit_local = nd->have_state = true;
             continue;
         }
-        remote_keys[nr] = nd->action.action_digest;
+        remote_keys[nr] = nd->ks->key;
         remote_idx[nr++] = i;
     }
     lc_remote_lookup(b->remote, remote_keys, nr, hit, results);
@@ -750,8 +741,8 @@ static int build_all(builder *b, lc_err *err)
                        .build_args = o->build_args,
                        .nbuild_args = o->nbuild_args,
                        .platform = o->platform,
-                       .resolve = resolve_local,
-                       .resolve_ctx = b,
+                       .resolve = lc_statedir_resolve,
+                       .resolve_ctx = b->sd,
                        .statcache = b->statcache};
     if ((rc = lc_keys_compute(b->file, &b->ko, &b->keys, err)) < 0)
         return rc;
@@ -769,10 +760,6 @@ static int build_all(builder *b, lc_err *err)
         node *nd = &b->nodes[i];
         nd->ks = &b->keys->steps[i];
         nd->slot = -1;
-        if ((rc = lc_step_action_make(&nd->ks->key, nd->ks->normalized ? nd->ks->normalized
-                                                                         : nd->ks->instruction,
-                                      nd->ks->platform ? nd->ks->platform : "", &nd->action, err)) < 0)
-            return rc;
         const lc_key_stage *st = &b->keys->stages[nd->ks->stage];
         char stage[32], label[96], key[LC_DIGEST_OCI_LEN + 1];
         if (st->name)
@@ -780,7 +767,7 @@ static int build_all(builder *b, lc_err *err)
         else
             snprintf(stage, sizeof(stage), "stage-%d", st->index);
         snprintf(label, sizeof(label), "%s %d/%zu", stage, nd->ks->index + 1, st->nsteps);
-        lc_digest_oci(&nd->action.action_digest, key);
+        lc_digest_oci(&nd->ks->key, key);
         nd->slot = lc_progress_add(b->progress, stage, label, nd->ks->instruction, key,
                                    nd->ks->index != 0);
         if (nd->slot < 0)
@@ -870,10 +857,8 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
 out:
     lc_remote_close(&b.remote);
     if (b.keys != NULL) {
-        for (size_t i = 0; i < b.keys->nsteps && b.nodes; i++) {
-            lc_step_action_clear(&b.nodes[i].action);
+        for (size_t i = 0; i < b.keys->nsteps && b.nodes; i++)
             lc_step_action_clear(&b.nodes[i].alt);
-        }
         for (size_t s = 0; s < b.keys->nstages && b.stage_final; s++)
             lc_image_free(&b.stage_final[s]);
     }

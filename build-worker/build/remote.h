@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "action.h"
+#include "build-worker/keys/action.h"
 #include "digest.h"
 #include "err.h"
 #include "progress.h"

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "build-worker/context/statcache.h"
+
 struct lc_statedir {
     char *path;
 };
@@ -39,19 +41,12 @@ static int mkdir_p(const char *path, lc_err *err)
 
 int lc_statedir_default(char *buf, size_t cap, lc_err *err)
 {
-    const char *env = getenv("LAYERCACHE_STATE_DIR");
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    int n;
-    if (env != NULL && *env != '\0')
-        n = snprintf(buf, cap, "%s", env);
-    else if (xdg != NULL && *xdg != '\0')
-        n = snprintf(buf, cap, "%s/layercache", xdg);
-    else if (home != NULL && *home != '\0')
-        n = snprintf(buf, cap, "%s/.cache/layercache", home);
-    else
-        return lc_err_set(err, LC_FAILED_PRECONDITION,
-                          "no state directory: set --state-dir, LAYERCACHE_STATE_DIR or HOME");
+    /* One rule for every command: the stat cache lives in the same place. */
+    char *dir = lc_statcache_default_dir();
+    if (dir == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    int n = snprintf(buf, cap, "%s", dir);
+    free(dir);
     if (n < 0 || (size_t)n >= cap)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "state directory path too long");
     return 0;
@@ -379,4 +374,11 @@ out:
     free(names);
     closedir(d);
     return rc;
+}
+
+int lc_statedir_resolve(void *ctx, const char *image, const char *platform, lc_digest *out,
+                        lc_err *err)
+{
+    (void)platform; /* the store holds one platform per name */
+    return lc_statedir_image_get(ctx, image, out, err);
 }

@@ -20,8 +20,8 @@
 
 typedef struct lc_statedir lc_statedir;
 
-/* The default location: $LAYERCACHE_STATE_DIR, else $XDG_CACHE_HOME/layercache,
- * else $HOME/.cache/layercache. Writes into buf. */
+/* The default location (lc_statcache_default_dir): $LAYERCACHE_STATE_DIR,
+ * else $XDG_CACHE_HOME/layercache, else $HOME/.cache/layercache. */
 int lc_statedir_default(char *buf, size_t cap, lc_err *err);
 
 /* Opens (creating) the directory tree under path. *out owned by the caller. */
@@ -58,6 +58,12 @@ int lc_statedir_image_put(lc_statedir *sd, const char *ref, const lc_digest *sta
 int lc_statedir_image_get(lc_statedir *sd, const char *ref, lc_digest *state, lc_err *err);
 typedef int (*lc_statedir_image_fn)(void *ctx, const char *ref, const lc_digest *state);
 int lc_statedir_image_list(lc_statedir *sd, lc_statedir_image_fn fn, void *ctx, lc_err *err);
+
+/* Resolves a FROM / COPY --from image to the digest that stands for it in
+ * keys: its state document digest in the image store (which determines its
+ * manifest). Has the shape of lc_keys_resolve_fn; ctx is the lc_statedir. */
+int lc_statedir_resolve(void *ctx, const char *image, const char *platform, lc_digest *out,
+                        lc_err *err);
 
 /* Normalizes an image reference: "app" -> "app:latest"; refuses empty
  * names, whitespace and '/' sequences that could escape the store. */

@@ -574,6 +574,20 @@ static int fill_command(lc_key_step *ks, const envvar *env, size_t nenv)
     return rc;
 }
 
+/* Turns the input digest of a step into its cache key (see keys.h). */
+static int wrap_key(engine *g, lc_key_step *ks, const char *text, const char *platform)
+{
+    ks->input = ks->key;
+    lc_step_action_clear(&ks->action);
+    int rc = lc_step_action_make(&ks->input, text ? text : "", platform ? platform : "",
+                                 &ks->action, g->err);
+    if (rc < 0)
+        return rc;
+    ks->key = ks->action.action_digest;
+    lc_digest_oci(&ks->key, ks->key_str);
+    return 0;
+}
+
 /* Computes the key of instruction step ks whose parent key is parent. */
 static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
                            const char *platform)
@@ -671,7 +685,10 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
         break;
     }
     lc_keyenc_finish(&e, &ks->key);
-    lc_digest_oci(&ks->key, ks->key_str);
+    if ((rc = wrap_key(g, ks, ks->normalized, platform)) < 0) {
+        free(env);
+        return rc;
+    }
     rc = fill_command(ks, env, nenv);
     free(env);
     return rc == 0 ? 0 : lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -702,7 +719,12 @@ static int key_from(engine *g, lc_key_stage *ks_stage, lc_key_step *ks)
     lc_keyenc_digest(&e, "base", &ks_stage->base_digest);
     lc_keyenc_str(&e, "platform", ks_stage->platform);
     lc_keyenc_finish(&e, &ks->key);
-    lc_digest_oci(&ks->key, ks->key_str);
+    /* The Command names the base by digest: what it is, not what it is called. */
+    char from_text[5 + LC_DIGEST_OCI_LEN + 1] = "FROM ";
+    lc_digest_oci(&ks_stage->base_digest, from_text + 5);
+    int rc = wrap_key(g, ks, from_text, ks_stage->platform);
+    if (rc < 0)
+        return rc;
     if (lc_strlist_push(&ks->argv, "layercache-step") != 0 ||
         lc_strlist_push(&ks->argv, "FROM") != 0 || lc_strlist_push(&ks->argv, ks->normalized) != 0)
         return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -919,6 +941,7 @@ void lc_keys_free(lc_keys **kp)
         lc_strlist_clear(&s->from_paths);
         lc_strlist_clear(&s->argv);
         lc_strlist_clear(&s->env);
+        lc_step_action_clear(&s->action);
         for (size_t j = 0; j < s->nmounts; j++)
             lc_selection_free(&s->mounts[j]);
         free(s->mounts);
@@ -937,6 +960,7 @@ void lc_keys_free(lc_keys **kp)
 /* Forgets what key_instruction derived for a step, so it can run again. */
 static void reset_step_key(lc_key_step *s)
 {
+    lc_step_action_clear(&s->action);
     free(s->normalized);
     s->normalized = NULL;
     lc_strlist_clear(&s->argv);

@@ -20,6 +20,7 @@
 #include "build-worker/context/statcache.h"
 #include "build-worker/context/walk.h"
 #include "build-worker/dockerfile/dockerfile.h"
+#include "build-worker/keys/action.h"
 #include "digest.h"
 #include "err.h"
 #include "strlist.h"
@@ -61,8 +62,14 @@ typedef struct lc_key_step {
     const lc_df_step *step;   /* the plan's evaluated step; NULL for FROM */
     const char *instruction;  /* one line as written */
     char *normalized;         /* the normalized instruction (hashed, shown to people) */
+    /* The cache key: the digest of a REAPI Action whose salt is `input` (the
+     * digest of everything the step depends on) and whose Command names the
+     * normalized instruction (action.h). This is what builds look up and
+     * what `layercache keys` prints; the next step chains from it. */
     lc_digest key;
     char key_str[LC_DIGEST_OCI_LEN + 1]; /* "sha256:..." */
+    lc_digest input;
+    lc_step_action action;      /* owned: serialized Action and Command */
 
     /* COPY/ADD from the context: what was selected and hashed. */
     lc_selection *selection; /* owned; NULL otherwise */

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "build-worker/build/action.h"
+#include "build-worker/keys/action.h"
 
 static void test_action_is_deterministic_and_keyed(void **state)
 {
