@@ -239,6 +239,27 @@ static int open_root(const char *root, lc_err *err)
     return fd;
 }
 
+/* Copies the contents of host directory src into the open directory dirfd. */
+static int merge_dir(const char *src, int dirfd, const lc_copy_opts *o, lc_err *err)
+{
+    DIR *d = opendir(src);
+    if (d == NULL)
+        return lc_err_set(err, lc_code_from_errno(errno), "COPY %s: %s", src, strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *child = lc_fs_join(src, de->d_name);
+        struct stat cst;
+        if (child != NULL && lstat(child, &cst) == 0)
+            rc = copy_entry(child, &cst, dirfd, de->d_name, o, err);
+        free(child);
+    }
+    closedir(d);
+    return rc;
+}
+
 int lc_copy_path(const char *src, const char *root, const char *dest, const lc_copy_opts *o,
                  lc_err *err)
 {
@@ -262,19 +283,8 @@ int lc_copy_path(const char *src, const char *root, const char *dest, const lc_c
             goto out;
         }
         pfd = open_in_root(rootfd, "");
-        DIR *d = pfd >= 0 ? opendir(src) : NULL;
-        struct dirent *de;
-        while (d != NULL && rc == 0 && (de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char *child = lc_fs_join(src, de->d_name);
-            struct stat cst;
-            if (child != NULL && lstat(child, &cst) == 0)
-                rc = copy_entry(child, &cst, pfd, de->d_name, o, err);
-            free(child);
-        }
-        if (d)
-            closedir(d);
+        if (pfd >= 0)
+            rc = merge_dir(src, pfd, o, err);
         goto out;
     }
     pfd = mkdir_in_root(rootfd, parent, o);
@@ -294,19 +304,7 @@ int lc_copy_path(const char *src, const char *root, const char *dest, const lc_c
                 if (dfd >= 0) {
                     close(pfd);
                     pfd = dfd;
-                    DIR *d = opendir(src);
-                    struct dirent *de;
-                    while (d != NULL && rc == 0 && (de = readdir(d)) != NULL) {
-                        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                            continue;
-                        char *child = lc_fs_join(src, de->d_name);
-                        struct stat cst;
-                        if (child != NULL && lstat(child, &cst) == 0)
-                            rc = copy_entry(child, &cst, pfd, de->d_name, o, err);
-                        free(child);
-                    }
-                    if (d)
-                        closedir(d);
+                    rc = merge_dir(src, pfd, o, err);
                     free(clean);
                     goto out;
                 }
