@@ -15,6 +15,7 @@
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
 #include "cache_client_int.h"
+#include "resource.h"
 #include "grpc_msg.h"
 #include "tls.h"
 
@@ -78,29 +79,27 @@ void lc_cache_uuid(char out[LC_CACHE_UUID_LEN + 1])
              b[15]);
 }
 
+/* Both names come from common/resource.c, the one place that knows their form. */
+static int format_resource(lc_resource_kind kind, const char *instance, const char *uuid,
+                           const lc_digest *d, char *buf, size_t cap)
+{
+    lc_resource r = {.kind = kind, .digest = *d};
+    if (snprintf(r.instance, sizeof(r.instance), "%s", instance ? instance : "") >=
+            (int)sizeof(r.instance) ||
+        snprintf(r.uuid, sizeof(r.uuid), "%s", uuid ? uuid : "") >= (int)sizeof(r.uuid))
+        return -LC_INVALID_ARGUMENT;
+    return lc_resource_format(&r, buf, cap) < 0 ? -LC_INVALID_ARGUMENT : 0;
+}
+
 int lc_cache_resource_read(const char *instance, const lc_digest *d, char *buf, size_t cap)
 {
-    char hex[LC_HASH_HEX_LEN + 1];
-    lc_digest_hex(d, hex);
-    int n;
-    if (instance != NULL && instance[0] != '\0')
-        n = snprintf(buf, cap, "%s/blobs/%s/%" PRId64, instance, hex, d->size);
-    else
-        n = snprintf(buf, cap, "blobs/%s/%" PRId64, hex, d->size);
-    return n < 0 || (size_t)n >= cap ? -LC_INVALID_ARGUMENT : 0;
+    return format_resource(LC_RESOURCE_READ, instance, NULL, d, buf, cap);
 }
 
 int lc_cache_resource_upload(const char *instance, const char *uuid, const lc_digest *d, char *buf,
                              size_t cap)
 {
-    char hex[LC_HASH_HEX_LEN + 1];
-    lc_digest_hex(d, hex);
-    int n;
-    if (instance != NULL && instance[0] != '\0')
-        n = snprintf(buf, cap, "%s/uploads/%s/blobs/%s/%" PRId64, instance, uuid, hex, d->size);
-    else
-        n = snprintf(buf, cap, "uploads/%s/blobs/%s/%" PRId64, uuid, hex, d->size);
-    return n < 0 || (size_t)n >= cap ? -LC_INVALID_ARGUMENT : 0;
+    return format_resource(LC_RESOURCE_UPLOAD, instance, uuid, d, buf, cap);
 }
 
 int lc_cache_parse_target(const char *target, char *buf, size_t cap, lc_err *err)
