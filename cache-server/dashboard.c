@@ -81,8 +81,8 @@ static void key_set(key *k, const char *instance, const lc_digest *action, doubl
 
 static bool key_is(const key *k, const char *instance, const lc_digest *action)
 {
-    return lc_digest_equal(&k->action, action) && strncmp(k->instance, instance ? instance : "",
-                                                          LC_DASH_INSTANCE_MAX) == 0;
+    return lc_digest_equal(&k->action, action) &&
+           strncmp(k->instance, instance ? instance : "", LC_DASH_INSTANCE_MAX) == 0;
 }
 
 void lc_dash_ac_lookup(lc_dash *d, const char *instance, const lc_digest *action, bool hit)
@@ -161,9 +161,9 @@ void lc_dash_snapshot(lc_dash *d)
 static json_t *point_json(const point *p)
 {
     return json_pack("{s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "t", p->t, "hits", (json_int_t)p->hits,
-                     "misses", (json_int_t)p->misses, "stored_bytes",
-                     (json_int_t)p->stored_bytes, "entries", (json_int_t)p->entries, "bytes_in",
-                     (json_int_t)p->bytes_in, "bytes_out", (json_int_t)p->bytes_out);
+                     "misses", (json_int_t)p->misses, "stored_bytes", (json_int_t)p->stored_bytes,
+                     "entries", (json_int_t)p->entries, "bytes_in", (json_int_t)p->bytes_in,
+                     "bytes_out", (json_int_t)p->bytes_out);
 }
 
 /* json_dumps of root (stolen), or NULL. */
@@ -247,9 +247,8 @@ static json_t *key_json(lc_dash *d, key *live, size_t nlive, const key *k, bool 
     lc_digest_hex(&k->action, hex);
     snprintf(id, sizeof(id), "%s/%lld", hex, (long long)k->action.size);
     char *text = text_of(d, live, nlive, k);
-    json_t *o = hit ? json_pack("{s:s,s:s,s:I,s:f,s:s}", "instance", k->instance, "key", id,
-                                "hits", (json_int_t)k->hits, "last", k->when, "text",
-                                text ? text : "")
+    json_t *o = hit ? json_pack("{s:s,s:s,s:I,s:f,s:s}", "instance", k->instance, "key", id, "hits",
+                                (json_int_t)k->hits, "last", k->when, "text", text ? text : "")
                     : json_pack("{s:s,s:s,s:f,s:s}", "instance", k->instance, "key", id, "time",
                                 k->when, "text", text ? text : "");
     free(text);
@@ -285,8 +284,7 @@ char *lc_dash_keys_json(lc_dash *d)
     for (size_t i = 0; i < nt; i++)
         json_array_append_new(hits, key_json(d, d->top, LC_DASH_TRACKED, &top[i].k, true));
     for (size_t i = 0; i < nm; i++)
-        json_array_append_new(misses,
-                              key_json(d, d->misses, LC_DASH_MISSES, &miss[i].k, false));
+        json_array_append_new(misses, key_json(d, d->misses, LC_DASH_MISSES, &miss[i].k, false));
 out:
     free(top);
     free(miss);

@@ -96,15 +96,24 @@ static void after_write(uv_write_t *req, int status)
 static const char *reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
@@ -189,7 +198,8 @@ static char *status_json(lc_http *h)
     if (x->stats != NULL && lc_stats_snapshot_take(x->stats, &snap) == 0) {
         json_t *totals = counters_json(&snap.total);
         if (totals != NULL) {
-            json_object_set_new(totals, "blobs_evicted", json_integer((json_int_t)snap.blobs_evicted));
+            json_object_set_new(totals, "blobs_evicted",
+                                json_integer((json_int_t)snap.blobs_evicted));
             json_object_set_new(totals, "evicted_bytes",
                                 json_integer((json_int_t)snap.blob_bytes_evicted));
         }
@@ -204,10 +214,9 @@ static char *status_json(lc_http *h)
         json_object_set_new(root, "instances", insts);
         json_t *methods = json_array();
         for (size_t i = 0; i < snap.n_methods; i++)
-            json_array_append_new(methods,
-                                  json_pack("{s:s,s:I,s:I}", "name", snap.methods[i].name,
-                                            "calls", (json_int_t)snap.methods[i].calls, "errors",
-                                            (json_int_t)snap.methods[i].errors));
+            json_array_append_new(methods, json_pack("{s:s,s:I,s:I}", "name", snap.methods[i].name,
+                                                     "calls", (json_int_t)snap.methods[i].calls,
+                                                     "errors", (json_int_t)snap.methods[i].errors));
         json_object_set_new(root, "methods", methods);
         lc_stats_snapshot_free(&snap);
     }
@@ -426,8 +435,8 @@ static void free_h(lc_http *h)
     free(h);
 }
 
-int lc_http_start(const char *addr, const lc_http_ctx *ctx, lc_http **out, char *bound,
-                  size_t cap, lc_err *err)
+int lc_http_start(const char *addr, const lc_http_ctx *ctx, lc_http **out, char *bound, size_t cap,
+                  lc_err *err)
 {
     char host[256];
     struct sockaddr_storage ss;

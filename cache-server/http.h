@@ -50,8 +50,8 @@ typedef struct lc_http_ctx {
  * picks a free port) and starts the loop thread. bound (cap bytes) gets
  * "HOST:PORT" with the host as written and the real port. On failure
  * nothing is left running. */
-int lc_http_start(const char *addr, const lc_http_ctx *ctx, lc_http **out, char *bound,
-                  size_t cap, lc_err *err);
+int lc_http_start(const char *addr, const lc_http_ctx *ctx, lc_http **out, char *bound, size_t cap,
+                  lc_err *err);
 
 /* Wraps a service's method table so its calls are counted and timed for
  * /metrics and the dashboard (observe.h). Call before lc_srv_start; the

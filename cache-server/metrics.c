@@ -14,9 +14,8 @@
 
 /* Spans a cache hit served from memory (~100 us) to a large blob stream
  * over a slow link (tens of seconds). */
-const double lc_metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                     0.1,    0.25,  0.5,    1,     2.5,  5,     10,
-                                     30,     60};
+const double lc_metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                     0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
 const size_t lc_metrics_n_buckets = sizeof(lc_metrics_buckets) / sizeof(lc_metrics_buckets[0]);
 #define N_BUCKETS (sizeof(lc_metrics_buckets) / sizeof(lc_metrics_buckets[0]))
 
@@ -196,13 +195,34 @@ static void render_grpc(sbuf *b, lc_metrics *m)
 
 /* One counter family with an instance label, from a field of each instance. */
 typedef double (*inst_field_fn)(const lc_stats_instance *in);
-static double f_hits(const lc_stats_instance *in) { return (double)in->ac_hits; }
-static double f_misses(const lc_stats_instance *in) { return (double)in->ac_misses; }
-static double f_updates(const lc_stats_instance *in) { return (double)in->ac_updates; }
-static double f_read(const lc_stats_instance *in) { return (double)in->bytes_read; }
-static double f_written(const lc_stats_instance *in) { return (double)in->bytes_written; }
-static double f_saved(const lc_stats_instance *in) { return in->build_seconds_saved; }
-static double f_evicted(const lc_stats_instance *in) { return (double)in->evictions; }
+static double f_hits(const lc_stats_instance *in)
+{
+    return (double)in->ac_hits;
+}
+static double f_misses(const lc_stats_instance *in)
+{
+    return (double)in->ac_misses;
+}
+static double f_updates(const lc_stats_instance *in)
+{
+    return (double)in->ac_updates;
+}
+static double f_read(const lc_stats_instance *in)
+{
+    return (double)in->bytes_read;
+}
+static double f_written(const lc_stats_instance *in)
+{
+    return (double)in->bytes_written;
+}
+static double f_saved(const lc_stats_instance *in)
+{
+    return in->build_seconds_saved;
+}
+static double f_evicted(const lc_stats_instance *in)
+{
+    return (double)in->evictions;
+}
 
 static void render_instances(sbuf *b, const lc_stats_snapshot *snap)
 {
@@ -210,8 +230,7 @@ static void render_instances(sbuf *b, const lc_stats_snapshot *snap)
         const char *name, *help;
         inst_field_fn fn;
     } fams[] = {
-        {"layercache_ac_hits_total", "GetActionResult calls that found a complete result.",
-         f_hits},
+        {"layercache_ac_hits_total", "GetActionResult calls that found a complete result.", f_hits},
         {"layercache_ac_misses_total",
          "GetActionResult calls that found no result, or one whose blobs are gone.", f_misses},
         {"layercache_ac_updates_total", "UpdateActionResult calls that stored a result.",
@@ -221,8 +240,7 @@ static void render_instances(sbuf *b, const lc_stats_snapshot *snap)
          f_written},
         {"layercache_build_seconds_saved_total",
          "Sum over hits of the original execution time of the cached step.", f_saved},
-        {"layercache_ac_evictions_total", "Action results evicted (size or age limit).",
-         f_evicted},
+        {"layercache_ac_evictions_total", "Action results evicted (size or age limit).", f_evicted},
     };
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
         family(b, fams[f].name, "counter", fams[f].help);
@@ -253,8 +271,7 @@ char *lc_metrics_render(lc_metrics *m, const lc_metrics_source *src, size_t *len
     family(&b, "layercache_blobs_evicted_total", "counter",
            "Blobs evicted from the CAS (size or age limit).");
     if (have_snap)
-        sb_add(&b, "layercache_blobs_evicted_total %llu\n",
-               (unsigned long long)snap.blobs_evicted);
+        sb_add(&b, "layercache_blobs_evicted_total %llu\n", (unsigned long long)snap.blobs_evicted);
     family(&b, "layercache_evicted_bytes_total", "counter", "Bytes of the blobs evicted.");
     if (have_snap)
         sb_add(&b, "layercache_evicted_bytes_total %llu\n",

@@ -1,25 +1,19 @@
 """lchttp - helpers for the tests of layercache-server's HTTP side
-(/metrics, /status, the dashboard): a server handle that also reads the
-http= address of the start line, a small HTTP client, a parser of the
+(/metrics, /status, the dashboard): a server handle that also knows the
+HTTP address, a small HTTP client, a parser of the
 Prometheus text format, and a fixed mix of cache traffic whose counts the
 tests then expect to see.
 """
 
 import http.client
-import os
 import re
-import select
 import socket
-import subprocess
-import threading
-import time
 
-from lcreapi import LC_BIN, Client, Server, _die_with_parent, digest_of, re_pb2
+from lcreapi import Client, Server, digest_of, re_pb2
 
-# Issue 5's start line carries " http=HOST:PORT"; until every start-line
-# parser accepts that, the address comes from the HTTP thread's log line,
-# written before the start line. Both forms are read.
-START_RE = re.compile(rb"layercache-server listening grpc=(\S+?)(?: http=(\S+))?\n")
+# The HTTP thread logs its address ("http: serving ... on HOST:PORT") before
+# the start line is printed; read from the log, it works whether or not the
+# start line carries issue 5's " http=HOST:PORT".
 LOG_RE = re.compile(r"http: serving \S.* on (\S+)")
 
 
@@ -31,46 +25,14 @@ class HttpServer(Server):
         super().__init__(extra_args=["--http-listen", "127.0.0.1:0"] + list(extra_args),
                          name=name, **kw)
         self.http = None
-        self.start_line = None
 
     def start(self, timeout=60):
-        binary = os.path.join(LC_BIN, "layercache-server")
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [binary, "--listen", "127.0.0.1:0", "--data", self.data_dir] + self.extra_args,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise RuntimeError("no start line in %ds; log:\n%s" % (timeout, self.log_tail()))
-            r, _, _ = select.select([self.proc.stdout], [], [], min(left, 0.5))
-            if not r:
-                continue
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError("server exited (%s) before listening; log:\n%s"
-                                   % (self.proc.wait(), self.log_tail()))
-            buf += chunk
-            m = START_RE.search(buf)
-            if m:
-                self.start_line = m.group(0).decode()
-                self.addr = m.group(1).decode()
-                self.http = m.group(2).decode() if m.group(2) else None
-                break
-        if self.http is None:
-            with open(self.log_path, errors="replace") as f:
-                found = LOG_RE.findall(f.read())
-            if not found:
-                raise RuntimeError("no HTTP address in the log:\n" + self.log_tail())
-            self.http = found[-1]
-        out = self.proc.stdout
-        threading.Thread(target=lambda: [None for _ in iter(lambda: out.read(4096), b"")],
-                         daemon=True).start()
+        super().start(timeout=timeout)
+        with open(self.log_path, errors="replace") as f:
+            found = LOG_RE.findall(f.read())
+        if not found:
+            raise RuntimeError("no HTTP address in the server log:\n" + self.log_tail())
+        self.http = found[-1]
         return self
 
 
