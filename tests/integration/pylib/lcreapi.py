@@ -8,7 +8,6 @@ cleans up after itself even when a test fails or the runner times out.
 """
 
 import atexit
-import ctypes
 import hashlib
 import os
 import re
@@ -21,7 +20,11 @@ import tempfile
 import threading
 import time
 
-import grpc
+# gRPC Python's fork handlers join its own threads before every fork(); with
+# calls in flight that can hang forever. Tests start processes with vfork/
+# exec only, so turn the handlers off (before grpc is first imported).
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+import grpc  # noqa: E402
 
 ROOT = os.environ.get("LC_ROOT") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -103,15 +106,37 @@ def dkey(d):
 
 # ---- server process ------------------------------------------------------------
 
+# If this test process is SIGKILLed, the server must not outlive it. setpriv
+# sets PR_SET_PDEATHSIG and execs the server (same pid). No preexec_fn: it
+# forces fork() in a process full of gRPC threads.
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+
+# For callers that still pass preexec_fn=_die_with_parent (lchttp.py): libc is
+# loaded here, in the parent, so the forked child makes no dlopen call.
 _PR_SET_PDEATHSIG = 1
+try:
+    import ctypes
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _libc = None
 
 
 def _die_with_parent():
-    # If this test process is SIGKILLed, the server must not outlive it.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:
-        pass
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_help_text = None
+
+
+def server_help():
+    """The server's --help text (cached), to pass only options it has."""
+    global _help_text
+    if _help_text is None:
+        p = subprocess.run([os.path.join(LC_BIN, "layercache-server"), "--help"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        _help_text = p.stdout.decode(errors="replace")
+    return _help_text
 
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -131,6 +156,12 @@ class Server:
         self.starts = 0
         on_cleanup(self.kill)
 
+    def default_args(self):
+        # Loopback only: the HTTP side defaults to 0.0.0.0:9090.
+        if "--http-listen" in server_help() and "--http-listen" not in self.extra_args:
+            return ["--http-listen", "127.0.0.1:0"]
+        return []
+
     def start(self, timeout=60):
         binary = os.path.join(LC_BIN, "layercache-server")
         if not os.access(binary, os.X_OK):
@@ -140,9 +171,9 @@ class Server:
         log.write(("==== start %d\n" % self.starts).encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [binary, "--listen", "127.0.0.1:0", "--data", self.data_dir] + self.extra_args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-            preexec_fn=_die_with_parent)
+            _DIE_WITH_PARENT + [binary, "--listen", "127.0.0.1:0", "--data", self.data_dir]
+            + self.default_args() + self.extra_args,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout
         buf = b""
@@ -160,7 +191,7 @@ class Server:
                     raise RuntimeError("server exited (%d) before listening; log:\n%s"
                                        % (rc, self.log_tail()))
                 buf += chunk
-                m = re.search(rb"layercache-server listening grpc=(\S+)\n", buf)
+                m = re.search(rb"layercache-server listening grpc=(\S+)[ \n]", buf)
                 if m:
                     self.addr = m.group(1).decode()
                     break
