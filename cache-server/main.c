@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "evict.h"
 #include "flags.h"
+#include "health.h" /* health: grpc.health.v1.Health for probes (owner: helm) */
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -128,6 +129,7 @@ static int register_all(lc_srv *srv, lc_http *http, lc_err *err)
         {lc_cas_methods, lc_cas_n_methods},
         {lc_bytestream_methods, lc_bytestream_n_methods},
         {lc_admin_methods, lc_admin_n_methods},
+        {lc_health_methods, lc_health_n_methods}, /* health.h (owner: helm) */
     };
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         int rc = lc_srv_add_methods(srv, lc_http_observe(http, tables[i].m, tables[i].n),
