@@ -1,12 +1,10 @@
 /* main.c - bin/layercache-server: flags, store, gRPC server, signals.
  *
  * Start-up prints exactly one line to stdout,
- *   layercache-server listening grpc=HOST:PORT
- * with the real bound port (tests parse it); the HTTP address is logged
- * ("http: serving ... on HOST:PORT"). Issue 5 wants `http=HOST:PORT` on the
- * start line: that waits until the tests' start-line parsers accept it.
- * SIGTERM/SIGINT stop the server: calls in flight get --grace seconds, then
- * the store is closed and the process exits 0. */
+ *   layercache-server listening grpc=HOST:PORT http=HOST:PORT
+ * with the real bound ports (tests parse it). SIGTERM/SIGINT stop the
+ * server: calls in flight get --grace seconds, then the store is closed and
+ * the process exits 0. */
 #include <errno.h>
 #include <malloc.h>
 #include <grpc/grpc.h>
@@ -295,7 +293,7 @@ int main(int argc, char **argv)
     }
     char host[256];
     listen_host(opt_listen, host, sizeof(host));
-    printf("layercache-server listening grpc=%s:%d\n", host, port);
+    printf("layercache-server listening grpc=%s:%d http=%s\n", host, port, http_addr);
     fflush(stdout);
     LC_INFO(MOD, "serving %s:%d, data %s, %lld threads, max batch %lld bytes%s", host, port,
             opt_data, (long long)opt_threads, (long long)opt_max_batch, opt_sync ? ", sync" : "");
