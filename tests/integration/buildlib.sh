@@ -32,6 +32,12 @@ bl_cleanup() {
     kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
+  # The server's own sanitizer reports (ASan build) fail the test too.
+  if [ -n "$work" ] && grep -E 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' \
+    "$work/server.err" >&2 2>/dev/null; then
+    echo "FAIL: sanitizer report from layercache-server (log $work/server.err)" >&2
+    rc=1
+  fi
   if [ -n "$work" ] && [ -d "$work" ]; then
     local m
     for m in $(awk -v w="$work" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r); do
