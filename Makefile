@@ -19,7 +19,8 @@ BUILD    := $(O)/$(MODE)
 GEN      := $(O)/gen
 BINDIR   ?= $(if $(or $(SANITIZE),$(filter-out build,$(O))),$(BUILD)/bin,bin)
 
-PKGS     := grpc gpr libprotobuf-c libuv rocksdb libarchive libcrypto jansson
+# libcurl: the worker's OCI registry client (build-worker/registry/).
+PKGS     := grpc gpr libprotobuf-c libuv rocksdb libarchive libcrypto jansson libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -146,21 +147,26 @@ clean:
 FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(O)/fuzz/bin/%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 60
-.PHONY: fuzz fuzz-build fuzz-corpus
+.PHONY: fuzz fuzz-build fuzz-corpus fuzz-bins
+# UBSan must abort (not print and go on) for libFuzzer to see a finding.
+# Harnesses reach into the server's internal headers (-Icache-server).
 fuzz-build:
 	$(MAKE) O=$(O)/fuzz MODE_FUZZ=1 CC=clang SANITIZE= \
-	  CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -Wno-unused-command-line-argument" \
+	  CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wno-unused-command-line-argument -Icache-server" \
 	  LDFLAGS="-fsanitize=fuzzer-no-link,address,undefined" fuzz-bins
 
 fuzz-bins: $(patsubst tests/fuzz/%.c,$(O)/bin/%,$(FUZZ_SRC))
 $(O)/bin/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL)
+	@echo "  LINK    $@"
+	$(Q)$(CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LIBS_ALL)
 
+# New inputs go to $(O)/fuzz/work/<name>, crash files beside it (not the tree).
 fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; mkdir -p $(O)/fuzz/work/$$n; \
 	  echo "== $$f ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(O)/fuzz/work/$$n tests/fuzz/corpus/$$n || exit 1; done
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(O)/fuzz/work/$$n- \
+	    $(O)/fuzz/work/$$n tests/fuzz/corpus/$$n || exit 1; done
 
 fuzz-corpus: fuzz-build
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; \

@@ -11,9 +11,19 @@
  *      instance_name, checking round-trip properties where one exists
  *      (hex -> digest -> hex, name -> resource -> name -> resource);
  *   3. re-packs the message and checks that packing is stable
- *      (pack(unpack(pack(m))) == pack(m)).
+ *      (pack(unpack(pack(m))) == pack(m));
+ *   4. hands the request to the server's own handler for its method (the
+ *      method tables of services.h, on a real store in a temporary
+ *      directory), exactly as server.c would after decoding: unary handlers,
+ *      Read's open/next, Write's message/end with the raw bytes. Failures
+ *      must be lc codes with a message; the handler must not crash or leak.
  * Byte 0 = 0xff feeds the rest straight to the resource parser instead.
  */
+#include <ftw.h>
+#include <stdbool.h>
+#include <grpc/grpc.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +36,12 @@
 #include "err.h"
 #include "google/bytestream/bytestream.pb-c.h"
 #include "layercache/v1/admin.pb-c.h"
+#include "log.h"
 #include "resource.h"
+#include "cache-server/services.h"
+#include "cache-server/stats.h"
+#include "cache-server/store.h"
+#include "cache-server/hits.h"
 
 static const ProtobufCMessageDescriptor *const messages[] = {
     /* requests of every served method */
@@ -52,12 +67,35 @@ static const ProtobufCMessageDescriptor *const messages[] = {
 };
 #define N_MESSAGES (sizeof messages / sizeof messages[0])
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
-            abort();                                                                     \
-        }                                                                                \
+/* The served method of each entry of messages[] (NULL: not a request). */
+static const char *const method_paths[] = {
+    "/build.bazel.remote.execution.v2.Capabilities/GetCapabilities",
+    "/build.bazel.remote.execution.v2.ActionCache/GetActionResult",
+    "/build.bazel.remote.execution.v2.ActionCache/UpdateActionResult",
+    "/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs",
+    "/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchUpdateBlobs",
+    "/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs",
+    "/build.bazel.remote.execution.v2.ContentAddressableStorage/GetTree",
+    "/google.bytestream.ByteStream/Read",
+    "/google.bytestream.ByteStream/Write",
+    "/google.bytestream.ByteStream/QueryWriteStatus",
+    "/layercache.v1.Admin/GetStats",
+    "/layercache.v1.Admin/Purge",
+    "/layercache.v1.Admin/ListActions",
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+_Static_assert(sizeof method_paths / sizeof method_paths[0] == N_MESSAGES, "one path per type");
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void check_err(int rc, const lc_err *err)
@@ -191,6 +229,148 @@ static void check_repack(const ProtobufCMessageDescriptor *desc, const ProtobufC
     free(b1);
 }
 
+/* ---- the server's handlers on a real store --------------------------------- */
+
+static char store_dir[64];
+static lc_svc_env env;
+static grpc_metadata_array no_metadata;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    lc_hits_free(&env.hits);
+    lc_stats_free(&env.stats);
+    lc_store_close(&env.store);
+    if (store_dir[0])
+        nftw(store_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    grpc_shutdown();
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    lc_err err = {0};
+    lc_log_set_level(LC_LOG_OFF); /* handlers log every refusal */
+    grpc_init();
+    strcpy(store_dir, "/tmp/lc-fuzz-requests.XXXXXX");
+    CHECK(mkdtemp(store_dir) != NULL);
+    lc_store_options so = {0};
+    if (lc_store_open(store_dir, &so, &env.store, &err) < 0) {
+        fprintf(stderr, "fuzz_requests: store: %s\n", err.msg);
+        abort();
+    }
+    env.stats = lc_stats_new();
+    env.hits = lc_hits_new(env.store);
+    CHECK(env.stats != NULL && env.hits != NULL);
+    env.max_batch_bytes = 4 << 20;
+    grpc_metadata_array_init(&no_metadata);
+    atexit(teardown);
+    return 0;
+}
+
+static const lc_method *find_method(const char *path)
+{
+    static const struct {
+        const lc_method *m;
+        const size_t *n;
+    } tables[] = {
+        {lc_capabilities_methods, &lc_capabilities_n_methods},
+        {lc_action_cache_methods, &lc_action_cache_n_methods},
+        {lc_cas_methods, &lc_cas_n_methods},
+        {lc_bytestream_methods, &lc_bytestream_n_methods},
+        {lc_admin_methods, &lc_admin_n_methods},
+    };
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        for (size_t i = 0; i < *tables[t].n; i++)
+            if (strcmp(tables[t].m[i].path, path) == 0)
+                return &tables[t].m[i];
+    return NULL;
+}
+
+static void handler_result(int rc, const lc_err *err)
+{
+    if (rc >= 0)
+        return;
+    CHECK(rc > -100);
+    CHECK(err->code == -rc);
+    CHECK(err->msg[0] != '\0');
+}
+
+static void drop(grpc_byte_buffer **bb)
+{
+    if (*bb) {
+        grpc_byte_buffer_destroy(*bb);
+        *bb = NULL;
+    }
+}
+
+static void call_handler(const char *path, const ProtobufCMessage *req, const uint8_t *raw,
+                         size_t rawlen)
+{
+    const lc_method *m = find_method(path);
+    CHECK(m != NULL); /* every request type has its method */
+    lc_call_ctx ctx = {.env = &env,
+                       .metadata = &no_metadata,
+                       .deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                       .method = m->path,
+                       .role = LC_ROLE_ADMIN};
+    lc_err err = {0};
+    grpc_byte_buffer *resp = NULL;
+    int rc;
+    switch (m->kind) {
+    case LC_METHOD_UNARY:
+        rc = m->unary(&ctx, req, &resp, &err);
+        handler_result(rc, &err);
+        drop(&resp);
+        break;
+    case LC_METHOD_SERVER_STREAM: {
+        void *state = NULL;
+        rc = m->open(&ctx, req, &state, &err);
+        handler_result(rc, &err);
+        if (rc < 0) {
+            if (m->free_state)
+                m->free_state(state, false);
+            break;
+        }
+        bool finished = false;                      /* a status was sent (server.c's final_sent) */
+        for (int i = 0; i < 64 && !finished; i++) { /* bounded: reads may be long */
+            grpc_byte_buffer *msg = NULL;
+            lc_err e2 = {0};
+            rc = m->next(state, &msg, &e2);
+            handler_result(rc, &e2);
+            finished = rc < 0 || msg == NULL;
+            drop(&msg);
+        }
+        if (m->free_state)
+            m->free_state(state, finished); /* not finished: like a client cancel */
+        break;
+    }
+    case LC_METHOD_CLIENT_STREAM: {
+        void *state = NULL;
+        grpc_slice sl = grpc_slice_from_copied_buffer((const char *)raw, rawlen);
+        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+        rc = m->message(&ctx, &state, bb, &resp, &err);
+        grpc_byte_buffer_destroy(bb);
+        handler_result(rc, &err);
+        if (rc == 0) {
+            lc_err e2 = {0};
+            rc = m->end(state, &resp, &e2);
+            handler_result(rc, &e2);
+        }
+        drop(&resp);
+        if (m->free_state)
+            m->free_state(state, true);
+        break;
+    }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -217,6 +397,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     walk(m, 0);
     if (!unknown_seen)
         check_repack(desc, m);
+    if (method_paths[data[0] % N_MESSAGES])
+        call_handler(method_paths[data[0] % N_MESSAGES], m, data + 1, size - 1);
     protobuf_c_message_free_unpacked(m, NULL);
     return 0;
 }
