@@ -315,9 +315,7 @@ static ProtobufCMessage *read_msg(lc_store *s, const lc_digest *d,
     return m;
 }
 
-/* The instruction of an action key, malloc'd; "" when the Action or its
- * Command is not in the CAS; NULL only when out of memory. */
-static char *describe(lc_store *s, const lc_digest *action)
+char *lc_admin_describe(lc_store *s, const lc_digest *action)
 {
     char *text = NULL;
     LC_REAPI(Action) *a = (void *)read_msg(s, action, &LC_REAPI_DESC(action));
@@ -639,7 +637,7 @@ static int list_actions(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
         Layercache__V1__ActionInfo init = LAYERCACHE__V1__ACTION_INFO__INIT;
         infos[i] = init;
         to_wire(&e->action, &wds[i]);
-        descs[i] = describe(env->store, &e->action);
+        descs[i] = lc_admin_describe(env->store, &e->action);
         if (descs[i] == NULL) {
             rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
@@ -872,7 +870,7 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
         Layercache__V1__PurgedAction init = LAYERCACHE__V1__PURGED_ACTION__INIT;
         outs[n_out] = init;
         to_wire(&e->action, &wds[n_out]);
-        if ((descs[n_out] = describe(env->store, &e->action)) == NULL) {
+        if ((descs[n_out] = lc_admin_describe(env->store, &e->action)) == NULL) {
             rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }

@@ -19,4 +19,9 @@ void lc_admin_writer(const lc_call_ctx *ctx, const LC_REAPI(ExecutedActionMetada
  * - execution_start of its metadata), 0 when unknown or negative. */
 double lc_admin_exec_seconds(const LC_REAPI(ActionResult) * ar);
 
+/* The instruction of an action key (from its Action and Command in the
+ * CAS), malloc'd; "" when they are not there; NULL only when out of memory.
+ * The dashboard shows it beside the key. */
+char *lc_admin_describe(lc_store *s, const lc_digest *action);
+
 #endif

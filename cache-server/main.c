@@ -18,6 +18,7 @@
 #include "evict.h"
 #include "flags.h"
 #include "health.h" /* health: grpc.health.v1.Health for probes (owner: helm) */
+#include "admin.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -270,7 +271,8 @@ int main(int argc, char **argv)
 
     /* http: its own libuv thread; up before gRPC so no call goes unobserved. */
     lc_http_ctx hctx = {
-        .store = store, .stats = stats, .max_bytes = opt_max_size, .max_age = opt_max_age};
+        .store = store, .stats = stats, .max_bytes = opt_max_size, .max_age = opt_max_age,
+        .describe = lc_admin_describe};
     char http_addr[300];
     if (lc_http_start(opt_http_listen, &hctx, &http, http_addr, sizeof(http_addr), &err) < 0) {
         fprintf(stderr, "layercache-server: %s\n", err.msg);
