@@ -19,6 +19,7 @@ lcs=$LC_BIN/layercache-server
 work=
 addr=
 server_pid=
+bl_pids=() # other processes a test started (killed on exit, by PID)
 
 fail() {
   echo "FAIL: $*" >&2
@@ -27,7 +28,8 @@ fail() {
 
 # Undo every mount under $work (deepest first), stop the server, remove $work.
 bl_cleanup() {
-  local rc=$?
+  local rc=$? p
+  for p in "${bl_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
