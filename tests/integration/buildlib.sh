@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # buildlib.sh - shared helpers for the `layercache build` integration tests
 # (tests/integration/test_build_*). Source it from bash after `set -euo pipefail`:
 #
@@ -72,13 +73,13 @@ bl_init() {
 
 # bl_server_start [extra server args]: sets $addr and $server_pid.
 bl_server_start() {
-  local i http=()
+  local http=()
   # Loopback only: the HTTP side (when the server has one) on a free port too.
   "$lcs" --help 2>/dev/null | grep -q -- --http-listen && http=(--http-listen 127.0.0.1:0)
   "$lcs" --listen 127.0.0.1:0 "${http[@]}" --data "$work/server-data" "$@" \
     >"$work/server.out" 2>>"$work/server.err" &
   server_pid=$!
-  for i in $(seq 300); do
+  for _ in $(seq 300); do
     grep -q 'listening grpc=' "$work/server.out" 2>/dev/null && break
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.05
