@@ -68,7 +68,9 @@ void lc_auth_free(lc_auth **a);
 /* The role a method path needs: reads for the REAPI lookups and
  * ByteStream.Read/QueryWriteStatus, write for UpdateActionResult,
  * BatchUpdateBlobs and ByteStream.Write, admin for /layercache.v1.Admin/
- * and for any other path (unknown methods fail closed). */
+ * and for any other path (unknown methods fail closed); none for
+ * /grpc.health.v1.Health/ (probes carry no token and learn only that the
+ * server is up). */
 lc_auth_role lc_auth_method_role(const char *path);
 
 /* "read", "write", "admin", "none". */

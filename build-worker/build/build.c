@@ -22,6 +22,8 @@
 #include "build-worker/oci/image.h"
 #include "build-worker/oci/layout.h"
 #include "exec.h"
+#include "build-worker/registry/pull.h"
+#include "build-worker/registry/push.h"
 #include "progress.h"
 #include "remote.h"
 #include "statedir.h"
@@ -44,6 +46,7 @@ typedef struct builder {
     const lc_build_opts *o;
     lc_statedir *sd;
     lc_remote *remote;
+    lc_registry *registry;      /* FROM images from registries, --push */
     lc_progress *progress;
     lc_df_file *file;
     lc_statcache *statcache;
@@ -360,7 +363,8 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
             src = b->stage_final[ks->from_stage];
         } else {
             lc_digest d;
-            if ((rc = lc_statedir_image_get(b->sd, ks->from_image, &d, err)) < 0 ||
+            /* registry: the local store, or the image pulled for the keys */
+            if ((rc = lc_pull_state(b->registry, ks->from_image, ks->platform, &d, err)) < 0 ||
                 (rc = load_state(b, &d, &loaded, err)) < 0)
                 return rc;
             src = loaded;
@@ -517,11 +521,12 @@ static int stage_base(builder *b, const lc_key_stage *st, lc_image **out, lc_err
         return *out ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
     lc_digest d;
-    int rc = lc_statedir_image_get(b->sd, st->base, &d, err);
+    int rc = lc_pull_state(b->registry, st->base, st->platform, &d, err);
     if (rc < 0)
         return rc;
     return load_state(b, &d, out, err);
 }
+    /* registry: the image the keys resolved (local store or pulled) */
 
 static void lookup_range(builder *b, size_t first, size_t n);
 
@@ -741,8 +746,8 @@ static int build_all(builder *b, lc_err *err)
                        .build_args = o->build_args,
                        .nbuild_args = o->nbuild_args,
                        .platform = o->platform,
-                       .resolve = lc_statedir_resolve,
-                       .resolve_ctx = b->sd,
+                       .resolve = lc_pull_resolve, /* registry: local store, else pull */
+                       .resolve_ctx = b->registry,
                        .statcache = b->statcache};
     if ((rc = lc_keys_compute(b->file, &b->ko, &b->keys, err)) < 0)
         return rc;
@@ -831,6 +836,10 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
         return lc_err_set(err, LC_INTERNAL, "cannot open /dev/null");
     if (o->worker_id != NULL)
         snprintf(b.worker, sizeof(b.worker), "%s", o->worker_id);
+    /* registry: --push every -t tag (registry/push.c prints the digest). */
+    for (size_t i = 0; o->registry && o->registry->push && o->tags && i < o->tags->len; i++)
+        if ((rc = lc_push_image(b->registry, final, o->tags->items[i], NULL, err)) < 0)
+            return rc;
     else if (gethostname(b.worker, sizeof(b.worker) - 1) != 0)
         snprintf(b.worker, sizeof(b.worker), "unknown");
     if (o->state_dir != NULL)
@@ -875,3 +884,6 @@ out:
         fclose(out);
     return rc;
 }
+    if ((rc = lc_registry_open(o->registry, b.sd, b.remote, b.progress, &b.registry, err)) < 0)
+        goto out;
+    lc_registry_close(&b.registry);

@@ -142,6 +142,14 @@ static void test_method_roles(void **state)
         assert_int_equal(lc_auth_method_role(writes[i]), LC_ROLE_WRITE);
     assert_int_equal(lc_auth_method_role("/layercache.v1.Admin/GetStats"), LC_ROLE_ADMIN);
     assert_int_equal(lc_auth_method_role(PURGE), LC_ROLE_ADMIN);
+    /* Health probes need no token, even with access control on. */
+    assert_int_equal(lc_auth_method_role("/grpc.health.v1.Health/Check"), LC_ROLE_NONE);
+    lc_auth *a = NULL;
+    lc_err err = {0};
+    lc_auth_id id;
+    assert_int_equal(lc_auth_open_text(tokens, strlen(tokens), "t", false, &a, &err), 0);
+    assert_int_equal(check(a, NULL, "/grpc.health.v1.Health/Check", &id, &err), 0);
+    lc_auth_free(&a);
     /* Unknown methods fail closed. */
     assert_int_equal(lc_auth_method_role("/x.Y/Z"), LC_ROLE_ADMIN);
     assert_int_equal(lc_auth_method_role("/google.bytestream.ByteStream/Reads"), LC_ROLE_ADMIN);
