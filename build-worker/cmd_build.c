@@ -19,6 +19,11 @@ static char *opt_file, *opt_target, *opt_platform, *opt_cache, *opt_instance, *o
     *opt_worker, *opt_cacert, *opt_tls_cert, *opt_tls_key;
 static lc_strlist opt_tags, opt_build_args;
 static bool opt_no_cache, opt_quiet;
+/* registry (build-worker/registry/): pulls of FROM images and --push */
+static char *opt_pull, *opt_registry_auth, *opt_registry_cacert;
+static lc_strlist opt_insecure_registry;
+static bool opt_push;
+static int64_t opt_registry_chunk;
 
 static const lc_flag flags[] = {
     {"file", 'f', LC_FLAG_STRING, &opt_file, NULL, "FILE",
@@ -60,6 +65,21 @@ static const lc_flag flags[] = {
     {"worker-id", 0, LC_FLAG_STRING, &opt_worker, NULL, "NAME",
      "name recorded with uploaded results (default: the host name)"},
     {"quiet", 'q', LC_FLAG_BOOL, &opt_quiet, NULL, NULL, "print only errors", true},
+    /* registry */
+    {"pull", 0, LC_FLAG_STRING, &opt_pull, "missing", "missing|always|never",
+     "FROM images from registries: missing pulls those not pulled before, always checks the "
+     "registry (a moved tag changes the keys), never uses local copies only"},
+    {"push", 0, LC_FLAG_BOOL, &opt_push, NULL, NULL,
+     "push the image to the registry of every -t NAME (host[:port]/repo:tag)", true},
+    {"registry-auth", 0, LC_FLAG_STRING, &opt_registry_auth, NULL, "FILE",
+     "registry credentials in Docker's config.json format (default: $DOCKER_CONFIG/config.json, "
+     "else ~/.docker/config.json)"},
+    {"registry-cacert", 0, LC_FLAG_STRING, &opt_registry_cacert, NULL, "FILE",
+     "PEM CA bundle for registries with a private CA (default: the system store)"},
+    {"insecure-registry", 0, LC_FLAG_LIST, &opt_insecure_registry, NULL, "HOST:PORT",
+     "talk plain HTTP to this registry (repeatable)"},
+    {"registry-chunk-size", 0, LC_FLAG_SIZE, &opt_registry_chunk, "0", "BYTES",
+     "--push: upload blobs larger than this in chunks of this size (0: one request)"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -130,6 +150,17 @@ int lc_cmd_build(int argc, char **argv)
         lc_err_set(&err, LC_INVALID_ARGUMENT, "--progress must be plain or tty");
         goto fail;
     }
+    lc_registry_opts reg = {.client = {.auth_file = opt_registry_auth,
+                                       .cacert = opt_registry_cacert,
+                                       .insecure = &opt_insecure_registry,
+                                       .chunk_size = (uint64_t)opt_registry_chunk},
+                            .push = opt_push};
+    if (lc_pull_policy_parse(opt_pull, &reg.pull, &err) < 0)
+        goto fail;
+    if (opt_push && opt_tags.len == 0) {
+        lc_err_set(&err, LC_INVALID_ARGUMENT, "--push needs -t REGISTRY/REPOSITORY:TAG");
+        goto fail;
+    }
     vars = calloc(opt_build_args.len + 1, sizeof(*vars));
     if (vars == NULL || split_build_args(vars, &err) < 0)
         goto fail;
@@ -153,7 +184,8 @@ int lc_cmd_build(int argc, char **argv)
                        .compression = compression,
                        .summary_json = opt_summary,
                        .worker_id = opt_worker,
-                       .quiet = opt_quiet};
+                       .quiet = opt_quiet,
+                       .registry = &reg};
     if (lc_build_run(&o, &err) < 0)
         goto fail;
     status = 0;

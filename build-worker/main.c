@@ -19,6 +19,8 @@
     X(keys, "compute the cache key of every build step (nothing is built)")                        \
     X(images, "list the images in the local image store")                                          \
     X(image, "manage local images: image import OCI-LAYOUT NAME[:TAG]")                            \
+    X(pull, "pull an image from a registry into the local image store")                          \
+    X(push, "push an image of the local image store to a registry")                              \
     X(stats, "cache server statistics: hits, misses, hit rate, build time saved")                  \
     X(ls, "list cache entries with their step instructions, newest or most hit first")             \
     X(purge, "remove cache entries by key, instance, writer, age, or all")

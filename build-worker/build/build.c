@@ -520,13 +520,13 @@ static int stage_base(builder *b, const lc_key_stage *st, lc_image **out, lc_err
         *out = lc_image_new(os, arch[0] ? arch : NULL);
         return *out ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
+    /* registry: the image the keys resolved (local store or pulled) */
     lc_digest d;
     int rc = lc_pull_state(b->registry, st->base, st->platform, &d, err);
     if (rc < 0)
         return rc;
     return load_state(b, &d, out, err);
 }
-    /* registry: the image the keys resolved (local store or pulled) */
 
 static void lookup_range(builder *b, size_t first, size_t n);
 
@@ -808,6 +808,10 @@ static int build_all(builder *b, lc_err *err)
             return rc;
     if (o->output != NULL && (rc = write_output(b, final, err)) < 0)
         return rc;
+    /* registry: --push every -t tag (registry/push.c prints the digest). */
+    for (size_t i = 0; o->registry && o->registry->push && o->tags && i < o->tags->len; i++)
+        if ((rc = lc_push_image(b->registry, final, o->tags->items[i], NULL, err)) < 0)
+            return rc;
 
     /* Bytes moved, per step for the summary: downloads were attributed as they
      * happened; uploads are totalled here. */
@@ -836,10 +840,6 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
         return lc_err_set(err, LC_INTERNAL, "cannot open /dev/null");
     if (o->worker_id != NULL)
         snprintf(b.worker, sizeof(b.worker), "%s", o->worker_id);
-    /* registry: --push every -t tag (registry/push.c prints the digest). */
-    for (size_t i = 0; o->registry && o->registry->push && o->tags && i < o->tags->len; i++)
-        if ((rc = lc_push_image(b->registry, final, o->tags->items[i], NULL, err)) < 0)
-            return rc;
     else if (gethostname(b.worker, sizeof(b.worker) - 1) != 0)
         snprintf(b.worker, sizeof(b.worker), "unknown");
     if (o->state_dir != NULL)
@@ -862,8 +862,11 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
                          .worker = b.worker};
     if ((rc = lc_remote_open(&ro, b.progress, &b.remote, err)) < 0)
         goto out;
+    if ((rc = lc_registry_open(o->registry, b.sd, b.remote, b.progress, &b.registry, err)) < 0)
+        goto out;
     rc = build_all(&b, err);
 out:
+    lc_registry_close(&b.registry);
     lc_remote_close(&b.remote);
     if (b.keys != NULL) {
         for (size_t i = 0; i < b.keys->nsteps && b.nodes; i++)
@@ -884,6 +887,3 @@ out:
         fclose(out);
     return rc;
 }
-    if ((rc = lc_registry_open(o->registry, b.sd, b.remote, b.progress, &b.registry, err)) < 0)
-        goto out;
-    lc_registry_close(&b.registry);

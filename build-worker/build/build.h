@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "build-worker/dockerfile/expand.h"
+#include "build-worker/registry/pull.h"
 #include "err.h"
 #include "strlist.h"
 
@@ -44,6 +45,8 @@ typedef struct lc_build_opts {
     const char *summary_json; /* path or NULL */
     const char *worker_id;    /* recorded in ExecutedActionMetadata; NULL = hostname */
     bool quiet;               /* no progress output */
+    /* registry: FROM pulls (policy, credentials, TLS) and --push; NULL = defaults */
+    const lc_registry_opts *registry;
 } lc_build_opts;
 
 /* Runs a build. Returns 0, or a negative code with the reason in err

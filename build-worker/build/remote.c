@@ -116,7 +116,7 @@ static void run_job(lc_remote *r, upload_job *j)
         if (rc == 0)
             bytes += (uint64_t)j->digests[i].size;
     }
-    if (rc == 0) {
+    if (rc == 0 && j->result != NULL) { /* NULL: a bare blob (lc_remote_put_blob) */
         Build__Bazel__Remote__Execution__V2__ActionResult *ar =
             build__bazel__remote__execution__v2__action_result__unpack(NULL, j->result_len, j->result);
         if (ar == NULL) {
@@ -316,6 +316,34 @@ void lc_remote_upload(lc_remote *r, const lc_digest *key, const lc_step_result *
     return;
 oom:
     job_free(j);
+}
+
+/* registry: base image blobs pulled from a registry go into the CAS by
+ * digest, so the next worker gets them from the cache (registry/pull.c). */
+void lc_remote_put_blob(lc_remote *r, const lc_digest *d, const char *path)
+{
+    if (!lc_remote_writable(r) || !r->thread_started)
+        return;
+    upload_job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return;
+    j->n = 1;
+    j->digests = calloc(1, sizeof(*j->digests));
+    j->datas = calloc(1, sizeof(*j->datas));
+    j->paths = calloc(1, sizeof(*j->paths));
+    if (!j->digests || !j->datas || !j->paths || (j->paths[0] = strdup(path)) == NULL) {
+        job_free(j);
+        return;
+    }
+    j->digests[0] = *d;
+    pthread_mutex_lock(&r->mu);
+    if (r->tail != NULL)
+        r->tail->next = j;
+    else
+        r->head = j;
+    r->tail = j;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 }
 
 uint64_t lc_remote_bytes_down(const lc_remote *r) { return atomic_load(&r->down); }

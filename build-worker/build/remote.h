@@ -70,6 +70,12 @@ void lc_remote_upload(lc_remote *r, const lc_digest *key, const lc_step_result *
                       double start, double end, const lc_remote_blob *blobs, size_t nblobs,
                       lc_remote_done_fn on_done, void *ctx);
 
+/* registry: queues the upload of one blob (a base image layer or config
+ * pulled from a registry) to the CAS, without an action result, when it is
+ * missing there. path must exist until lc_remote_drain. No-op unless
+ * writable. */
+void lc_remote_put_blob(lc_remote *r, const lc_digest *d, const char *path);
+
 /* Waits until every queued upload finished. */
 void lc_remote_drain(lc_remote *r);
 

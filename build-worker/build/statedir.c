@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "build-worker/context/statcache.h"
+#include "build-worker/registry/pull.h"
 
 struct lc_statedir {
     char *path;
@@ -379,6 +380,9 @@ out:
 int lc_statedir_resolve(void *ctx, const char *image, const char *platform, lc_digest *out,
                         lc_err *err)
 {
-    (void)platform; /* the store holds one platform per name */
+    /* registry: a pulled image stands for its registry manifest digest, as
+     * in builds (registry/pull.c keeps the record). */
+    if (lc_pull_recorded(ctx, image, platform, out, NULL) == 0)
+        return 0;
     return lc_statedir_image_get(ctx, image, out, err);
 }
