@@ -61,6 +61,8 @@ typedef struct builder {
     char tail[TAIL_LINES][160];
     int tail_next, tail_count;
     int running_slot;
+    bool fetch_failed;          /* a blob could not be had from the cache */
+    uint64_t down_unattributed; /* layer bytes fetched for no step (--output) */
 } builder;
 
 static double wall_now(void)
@@ -90,6 +92,7 @@ static int load_state(builder *b, const lc_digest *d, lc_image **out, lc_err *er
         char tmp[PATH_MAX];
         snprintf(tmp, sizeof(tmp), "%s/tmp/state.%d", lc_statedir_path(b->sd), getpid());
         if ((rc = lc_remote_fetch(b->remote, d, tmp, err)) < 0) {
+            b->fetch_failed = true;
             lc_err_prefix(err, "cannot get image state document");
             return rc;
         }
@@ -123,6 +126,7 @@ static int ensure_blob(builder *b, const lc_digest *blob, int slot, lc_err *err)
     snprintf(tmp, sizeof(tmp), "%s/tmp/blob.%d", lc_statedir_path(b->sd), getpid());
     int rc = lc_remote_fetch(b->remote, blob, tmp, err);
     if (rc < 0) {
+        b->fetch_failed = true;
         char hex[LC_DIGEST_OCI_LEN + 1];
         lc_digest_oci(blob, hex);
         lc_err_prefix(err, "layer %s is neither local nor obtainable from the cache", hex);
@@ -130,6 +134,8 @@ static int ensure_blob(builder *b, const lc_digest *blob, int slot, lc_err *err)
     }
     if (slot >= 0)
         lc_progress_bytes(b->progress, slot, (uint64_t)blob->size, 0);
+    else
+        b->down_unattributed += (uint64_t)blob->size;
     return lc_statedir_adopt_blob(b->sd, tmp, blob, err);
 }
 
@@ -585,42 +591,29 @@ out:
     return rc;
 }
 
-static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
+/* Builds a stage on the state after step start (0 = its base), running the
+ * steps after it. */
+static int run_stage_from(builder *b, const lc_key_stage *st, size_t start, lc_err *err)
 {
     node *nodes = b->nodes + st->first_step;
     size_t count = st->nsteps;
     lc_image *img = NULL;
     bool cmd_set = false;
     int rc = 0;
-
-    lc_progress_begin(b->progress, nodes[0].slot); /* FROM */
-
-    /* The last step that hit: everything up to it is reused as is. */
-    size_t last_hit = 0;
-    for (size_t i = 1; i < count; i++)
-        if (nodes[i].hit_local || nodes[i].hit_remote)
-            last_hit = i;
-    if (!b->o->no_cache && (rc = content_rekey(b, st, &last_hit, err)) < 0)
-        goto out;
-    for (size_t i = 1; i <= last_hit; i++)
-        lc_progress_cached(b->progress, nodes[i].slot,
-                           nodes[i].hit_local || !nodes[last_hit].hit_remote
-                               ? LC_STEP_CACHED_LOCAL
-                               : LC_STEP_CACHED_REMOTE);
-    if (last_hit > 0) {
-        if ((rc = load_state(b, &nodes[last_hit].state, &img, err)) < 0)
+    if (start > 0) {
+        if ((rc = load_state(b, &nodes[start].state, &img, err)) < 0)
             goto out;
-        for (size_t i = 1; i <= last_hit; i++)
+        for (size_t i = 1; i <= start; i++)
             if (nodes[i].hit_remote && !nodes[i].hit_local)
                 lc_statedir_ac_put(b->sd, &nodes[i].ks->key, &nodes[i].state, NULL);
         /* CMD set by the stage itself matters for a later ENTRYPOINT. */
-        for (size_t i = 1; i <= last_hit; i++)
+        for (size_t i = 1; i <= start; i++)
             if (nodes[i].ks->kind == LC_DF_CMD)
                 cmd_set = true;
     } else if ((rc = stage_base(b, st, &img, err)) < 0) {
         goto out;
     }
-    for (size_t i = last_hit + 1; i < count; i++) {
+    for (size_t i = start + 1; i < count; i++) {
         if ((rc = exec_step(b, &nodes[i], img, &cmd_set, err)) < 0)
             goto out;
         b->stage_rebuilt[st->index] = true;
@@ -633,6 +626,41 @@ static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
     img = NULL;
 out:
     lc_image_free(&img);
+    return rc;
+}
+
+static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
+{
+    node *nodes = b->nodes + st->first_step;
+    size_t count = st->nsteps;
+    int rc = 0;
+
+    lc_progress_begin(b->progress, nodes[0].slot); /* FROM */
+
+    /* The last step that hit: everything up to it is reused as is. */
+    size_t last_hit = 0;
+    for (size_t i = 1; i < count; i++)
+        if (nodes[i].hit_local || nodes[i].hit_remote)
+            last_hit = i;
+    if (!b->o->no_cache && (rc = content_rekey(b, st, &last_hit, err)) < 0)
+        return rc;
+    for (size_t i = 1; i <= last_hit; i++)
+        lc_progress_cached(b->progress, nodes[i].slot,
+                           nodes[i].hit_local || !nodes[last_hit].hit_remote
+                               ? LC_STEP_CACHED_LOCAL
+                               : LC_STEP_CACHED_REMOTE);
+    b->fetch_failed = false;
+    rc = run_stage_from(b, st, last_hit, err);
+    if (rc < 0 && b->fetch_failed && last_hit > 0 && !lc_remote_readable(b->remote)) {
+        /* The cache went away while we fetched what a hit needs: a build that
+         * can succeed without the cache must, so run the stage from its base. */
+        lc_progress_note(b->progress, "rebuilding stage %s from its base: %s",
+                         st->name ? st->name : "(unnamed)", err->msg);
+        lc_err_clear(err);
+        for (size_t i = 1; i < count; i++)
+            lc_progress_reset(b->progress, nodes[i].slot);
+        rc = run_stage_from(b, st, 0, err);
+    }
     return rc;
 }
 
@@ -816,12 +844,12 @@ static int build_all(builder *b, lc_err *err)
     /* Bytes moved, per step for the summary: downloads were attributed as they
      * happened; uploads are totalled here. */
     double wall = mono_now() - t0;
-    if (n > 0 && lc_remote_bytes_up(b->remote) > 0)
-        for (size_t i = n; i-- > 0;)
-            if (b->nodes[i].slot >= 0) {
-                lc_progress_bytes(b->progress, b->nodes[i].slot, 0, lc_remote_bytes_up(b->remote));
-                break;
-            }
+    /* Layers fetched for no step (--output) and the uploads, which run in the
+     * background, go to the last step. Bytes are layer bytes: the small state
+     * documents a hit reads are not counted. */
+    if (n > 0 && (b->down_unattributed > 0 || lc_remote_bytes_up(b->remote) > 0))
+        lc_progress_bytes(b->progress, b->nodes[n - 1].slot, b->down_unattributed,
+                          lc_remote_bytes_up(b->remote));
     lc_progress_summary(b->progress, wall, manifest_hex);
     if (o->summary_json != NULL &&
         (rc = lc_progress_write_json(b->progress, o->summary_json, wall, manifest_hex, state_hex,

@@ -105,6 +105,14 @@ void lc_progress_set_key(lc_progress *p, int slot, const char *key)
 
 void lc_progress_begin(lc_progress *p, int slot) { announce(p, &p->steps[slot]); }
 
+void lc_progress_reset(lc_progress *p, int slot)
+{
+    step_rec *s = &p->steps[slot];
+    s->cached = LC_STEP_EXECUTED;
+    s->begun = s->finished = s->failed = 0;
+    s->seconds = 0;
+}
+
 void lc_progress_output(lc_progress *p, int slot, const char *line, size_t len)
 {
     step_rec *s = &p->steps[slot];

@@ -34,6 +34,8 @@ int lc_progress_add(lc_progress *p, const char *stage, const char *label, const 
 /* Replaces a step's key (a step re-keyed by content, see build.c). */
 void lc_progress_set_key(lc_progress *p, int slot, const char *key);
 void lc_progress_begin(lc_progress *p, int slot);
+/* Forgets a step's outcome (it is about to run after all). */
+void lc_progress_reset(lc_progress *p, int slot);
 /* One line of a running step's output (without the newline). */
 void lc_progress_output(lc_progress *p, int slot, const char *line, size_t len);
 void lc_progress_cached(lc_progress *p, int slot, enum lc_step_cached where);
