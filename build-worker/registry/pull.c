@@ -529,7 +529,10 @@ int lc_pull_resolve(void *ctx, const char *image, const char *platform, lc_diges
             return rc == -LC_NOT_FOUND ? -LC_FAILED_PRECONDITION : rc;
         }
     }
-    return memo_add(r, image, platform, &key, &state, err);
+    if ((rc = memo_add(r, image, platform, &key, &state, err)) < 0)
+        return rc;
+    *out = key;
+    return 0;
 }
 
 int lc_pull_state(lc_registry *r, const char *image, const char *platform, lc_digest *state,

@@ -75,13 +75,18 @@ rl_blob_gets() {
   grep -cE '"GET /v2/[^ ]*/blobs/sha256:[0-9a-f]{64} HTTP' "$reg_log" || true
 }
 
-# rl_base_layout DIR [BUILD-ARGS...]: the demo base (busybox rootfs, FROM
-# scratch) built on worker 0 without a cache, written as an OCI layout whose
-# image is tagged "1".
+# rl_base_layout DIR [CONTEXT]: the demo base (busybox rootfs, FROM scratch;
+# or the image of CONTEXT) built on worker 0 without a cache, written as an
+# OCI layout whose image is tagged "1".
 rl_base_layout() {
   local dest=$1
-  shift
   bl_services
-  BL_CACHE= bl_must_build 0 base-layout -t demo/base:1 --output "type=oci,dest=$dest" "$@" \
-    "$work/services/base"
+  BL_CACHE= bl_must_build 0 base-layout -t demo/base:1 --output "type=oci,dest=$dest" \
+    "${2:-$work/services/base}"
+}
+
+# rl_push_layout DIR REF: copies the layout's image "1" to the registry.
+rl_push_layout() {
+  skopeo copy -q --dest-tls-verify=false "oci:$1:1" "docker://$2" >"$work/skopeo.log" 2>&1 ||
+    fail "skopeo copy $1 to $2: $(cat "$work/skopeo.log")"
 }
