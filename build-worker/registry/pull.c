@@ -202,7 +202,7 @@ int lc_pull_recorded(lc_statedir *sd, const char *image, const char *platform,
 
 int lc_pull_record(lc_statedir *sd, const lc_ref *ref, const char *platform,
                    const lc_digest *manifest, const lc_digest *state, const lc_image *img,
-                   lc_err *err)
+                   const lc_digest *config, lc_err *err)
 {
     char name[2 * LC_REF_NAME_MAX + 100], path[PATH_MAX], tmp[PATH_MAX], hex[LC_DIGEST_OCI_LEN + 1];
     char dir[PATH_MAX];
@@ -219,6 +219,8 @@ int lc_pull_record(lc_statedir *sd, const lc_ref *ref, const char *platform,
         lc_digest_oci(&l.blob, hex);
         json_array_append_new(blobs, json_string(hex));
     }
+    lc_digest_oci(config, hex);
+    json_array_append_new(blobs, json_string(hex));
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:o}", "ref", name, "domain", ref->domain, "path",
                           ref->path, "platform", host_or(platform), "blobs", blobs);
     if (j == NULL)
@@ -473,7 +475,7 @@ int lc_pull_image(lc_registry *r, const char *image, const char *platform, lc_di
     if ((rc = lc_image_serialize(img, &sjson, &slen, err)) < 0 ||
         (rc = lc_statedir_put_blob(r->sd, sjson, slen, &sdig, err)) < 0 ||
         (rc = lc_statedir_image_put(r->sd, name, &sdig, err)) < 0 ||
-        (rc = lc_pull_record(r->sd, &ref, platform, &m.digest, &sdig, img, err)) < 0)
+        (rc = lc_pull_record(r->sd, &ref, platform, &m.digest, &sdig, img, &cd, err)) < 0)
         goto out;
     char mhex[LC_DIGEST_OCI_LEN + 1];
     lc_digest_oci(&m.digest, mhex);

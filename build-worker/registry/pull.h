@@ -91,10 +91,11 @@ int lc_pull_recorded(lc_statedir *sd, const char *image, const char *platform,
                      lc_digest *manifest, lc_digest *state);
 
 /* Writes the pull record of ref (normalized) for platform: manifest and
- * state digests and img's blobs (layers and config). Used after a push too. */
+ * state digests and the blobs the registry holds for it (img's layers and
+ * the config blob). Used after a push too. */
 int lc_pull_record(lc_statedir *sd, const lc_ref *ref, const char *platform,
                    const lc_digest *manifest, const lc_digest *state, const lc_image *img,
-                   lc_err *err);
+                   const lc_digest *config, lc_err *err);
 
 /* A repository path on registry domain that holds blob, from the pull
  * records (a cross-repository mount source); false if none. */

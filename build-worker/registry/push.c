@@ -101,7 +101,7 @@ int lc_push_image(lc_registry *r, const lc_image *img, const char *dest,
     if ((rc = lc_image_serialize(img, &state, &slen, err)) < 0 ||
         (rc = lc_statedir_put_blob(sd, state, slen, &sdig, err)) < 0 ||
         (rc = lc_statedir_image_put(sd, name, &sdig, err)) < 0 ||
-        (rc = lc_pull_record(sd, &ref, platform, &got, &sdig, img, err)) < 0)
+        (rc = lc_pull_record(sd, &ref, platform, &got, &sdig, img, &cd, err)) < 0)
         goto out;
     lc_digest_oci(&got, hex);
     lc_registry_note(r, "pushed %s@%s: %zu blobs uploaded, %zu mounted, %zu already there", name,
