@@ -155,7 +155,10 @@ void lc_regauth_free(lc_regauth **a)
     *a = NULL;
 }
 
-const char *lc_regauth_source(const lc_regauth *a) { return a->source; }
+const char *lc_regauth_source(const lc_regauth *a)
+{
+    return a->source;
+}
 
 /* "https://host:port/v1/" -> "host:port" into buf. */
 static void key_host(const char *key, char *buf, size_t cap)

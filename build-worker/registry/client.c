@@ -120,8 +120,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     req *q = ctx;
     size_t len = size * n;
     char line[4096];
-    snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) - 1 ? len : sizeof(line) - 1),
-             p);
+    snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) - 1 ? len : sizeof(line) - 1), p);
     trim(line);
     if (strncmp(line, "HTTP/", 5) == 0) {
         /* A new response (after a redirect or 100): forget the last one's. */
@@ -238,7 +237,8 @@ static void error_detail(const req *q, char *buf, size_t cap)
 static const auth_entry *find_auth(const lc_regclient *c, const char *domain, const char *scope)
 {
     for (const auth_entry *a = c->auths; a; a = a->next)
-        if (strcmp(a->domain, domain) == 0 && (strcmp(a->scope, "*") == 0 || strcmp(a->scope, scope) == 0))
+        if (strcmp(a->domain, domain) == 0 &&
+            (strcmp(a->scope, "*") == 0 || strcmp(a->scope, scope) == 0))
             return a;
     return NULL;
 }
@@ -352,8 +352,8 @@ static int perform_once(lc_regclient *c, req *q, const char *auth_header, lc_err
     if (strcmp(q->method, "HEAD") == 0) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (strcmp(q->method, "GET") != 0) {
-        curl_off_t size = q->body ? (curl_off_t)q->body_len
-                                  : (q->body_fd >= 0 ? (curl_off_t)q->body_total : 0);
+        curl_off_t size =
+            q->body ? (curl_off_t)q->body_len : (q->body_fd >= 0 ? (curl_off_t)q->body_total : 0);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(h, CURLOPT_READDATA, q);
         curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
@@ -428,8 +428,13 @@ static int authenticate(lc_regclient *c, req *q, lc_err *err)
     const char *scope = ch.scope[0] ? ch.scope : q->scope;
     char *es = curl_easy_escape(c->curl, ch.service, 0);
     char *esc = curl_easy_escape(c->curl, scope, 0);
-    req t = {.method = "GET", .repo = q->repo, .body_fd = -1, .out_fd = -1, .limit = -1,
-             .max = MAX_TOKEN_BODY, .follow = true};
+    req t = {.method = "GET",
+             .repo = q->repo,
+             .body_fd = -1,
+             .out_fd = -1,
+             .limit = -1,
+             .max = MAX_TOKEN_BODY,
+             .follow = true};
     if (es == NULL || esc == NULL || !hub_token_scope_ok(ch.realm)) {
         rc = lc_err_set(err, LC_INVALID_ARGUMENT, "registry %s: bad token realm or scope", domain);
         goto out;
@@ -462,8 +467,7 @@ static int authenticate(lc_regclient *c, req *q, lc_err *err)
     if (tok == NULL || *tok == '\0' || !hub_token_scope_ok(tok) ||
         asprintf(&hdr, "Bearer %s", tok) < 0) {
         json_decref(j);
-        rc = lc_err_set(err, LC_UNAVAILABLE, "token service of registry %s sent no token",
-                        domain);
+        rc = lc_err_set(err, LC_UNAVAILABLE, "token service of registry %s sent no token", domain);
         goto out;
     }
     json_decref(j);
@@ -504,23 +508,21 @@ static int status_error(const req *q, const char *what, lc_err *err)
     case 401:
         return lc_err_set(err, LC_UNAUTHENTICATED,
                           "registry %s refused %s for %s (401 Unauthorized%s): tried %s", host,
-                          what, q->repo->path, detail,
-                          q->tried[0] ? q->tried : "anonymous access");
+                          what, q->repo->path, detail, q->tried[0] ? q->tried : "anonymous access");
     case 403:
         return lc_err_set(err, LC_PERMISSION_DENIED,
                           "registry %s denied %s for %s (403 Forbidden%s): tried %s", host, what,
                           q->repo->path, detail, q->tried[0] ? q->tried : "anonymous access");
     case 404:
-        return lc_err_set(err, LC_NOT_FOUND, "%s: not found on registry %s (repository %s)%s",
-                          what, host, q->repo->path, detail);
+        return lc_err_set(err, LC_NOT_FOUND, "%s: not found on registry %s (repository %s)%s", what,
+                          host, q->repo->path, detail);
     case 429:
-        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "registry %s: too many requests (%s)%s",
-                          host, what, detail);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "registry %s: too many requests (%s)%s", host,
+                          what, detail);
     case 400:
         if (q->buf && strstr(q->buf, "HTTPS server"))
             return lc_err_set(err, LC_UNAVAILABLE,
-                              "registry %s speaks HTTPS: drop --insecure-registry %s", host,
-                              host);
+                              "registry %s speaks HTTPS: drop --insecure-registry %s", host, host);
         /* fall through */
     default:
         return lc_err_set(err, q->status >= 500 ? LC_UNAVAILABLE : LC_UNKNOWN,
@@ -608,16 +610,21 @@ void lc_reg_manifest_clear(lc_reg_manifest *m)
     memset(m, 0, sizeof(*m));
 }
 
-
-static const char *const manifest_types[] = {
-    "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
-    LC_MEDIA_DOCKER_MANIFEST, LC_MEDIA_DOCKER_LIST};
+static const char *const manifest_types[] = {"application/vnd.oci.image.manifest.v1+json",
+                                             "application/vnd.oci.image.index.v1+json",
+                                             LC_MEDIA_DOCKER_MANIFEST, LC_MEDIA_DOCKER_LIST};
 
 int lc_regclient_get_manifest(lc_regclient *c, const lc_ref *repo, const char *reference,
                               lc_reg_manifest *out, lc_err *err)
 {
-    req q = {.method = "GET", .repo = repo, .accept = ACCEPT_MANIFESTS, .follow = true,
-             .body_fd = -1, .out_fd = -1, .limit = -1, .max = MAX_MANIFEST};
+    req q = {.method = "GET",
+             .repo = repo,
+             .accept = ACCEPT_MANIFESTS,
+             .follow = true,
+             .body_fd = -1,
+             .out_fd = -1,
+             .limit = -1,
+             .max = MAX_MANIFEST};
     char what[LC_REF_NAME_MAX * 2 + 160];
     snprintf(what, sizeof(what), "manifest %s/%s%s%s", repo->domain, repo->path,
              reference[0] == 's' && strncmp(reference, "sha256:", 7) == 0 ? "@" : ":", reference);
@@ -635,8 +642,8 @@ int lc_regclient_get_manifest(lc_regclient *c, const lc_ref *repo, const char *r
     char got[LC_DIGEST_OCI_LEN + 1];
     lc_digest_oci(&out->digest, got);
     if (strncmp(reference, "sha256:", 7) == 0 && strcmp(reference, got) != 0) {
-        rc = lc_err_set(err, LC_DATA_LOSS, "%s: registry sent a manifest whose digest is %s",
-                        what, got);
+        rc = lc_err_set(err, LC_DATA_LOSS, "%s: registry sent a manifest whose digest is %s", what,
+                        got);
         goto out;
     }
     if (q.dcd[0] && strcmp(q.dcd, got) != 0) {
@@ -668,13 +675,17 @@ out:
     return rc;
 }
 
-int lc_regclient_get_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d,
-                          const char *path, lc_err *err)
+int lc_regclient_get_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d, const char *path,
+                          lc_err *err)
 {
     char hex[LC_DIGEST_OCI_LEN + 1], what[LC_DIGEST_OCI_LEN + 16];
     lc_digest_oci(d, hex);
     snprintf(what, sizeof(what), "blob %s", hex);
-    req q = {.method = "GET", .repo = repo, .follow = true, .body_fd = -1, .limit = d->size,
+    req q = {.method = "GET",
+             .repo = repo,
+             .follow = true,
+             .body_fd = -1,
+             .limit = d->size,
              .max = MAX_ERROR_BODY};
     repo_url(c, repo, "blobs", hex, q.url, sizeof(q.url));
     set_scope(&q, "pull");
@@ -717,14 +728,19 @@ out:
     return rc;
 }
 
-int lc_regclient_blob_exists(lc_regclient *c, const lc_ref *repo, const lc_digest *d,
-                             bool *exists, lc_err *err)
+int lc_regclient_blob_exists(lc_regclient *c, const lc_ref *repo, const lc_digest *d, bool *exists,
+                             lc_err *err)
 {
     char hex[LC_DIGEST_OCI_LEN + 1], what[LC_DIGEST_OCI_LEN + 16];
     lc_digest_oci(d, hex);
     snprintf(what, sizeof(what), "blob %s", hex);
-    req q = {.method = "HEAD", .repo = repo, .follow = true, .body_fd = -1, .out_fd = -1,
-             .limit = -1, .max = MAX_ERROR_BODY};
+    req q = {.method = "HEAD",
+             .repo = repo,
+             .follow = true,
+             .body_fd = -1,
+             .out_fd = -1,
+             .limit = -1,
+             .max = MAX_ERROR_BODY};
     repo_url(c, repo, "blobs", hex, q.url, sizeof(q.url));
     set_scope(&q, "pull,push");
     int rc = perform(c, &q, err);
@@ -738,8 +754,8 @@ int lc_regclient_blob_exists(lc_regclient *c, const lc_ref *repo, const lc_diges
 }
 
 /* An upload Location (absolute or a path) as a URL, with extra query. */
-static int upload_url(const lc_regclient *c, const req *q, const char *query, char *buf,
-                      size_t cap, lc_err *err)
+static int upload_url(const lc_regclient *c, const req *q, const char *query, char *buf, size_t cap,
+                      lc_err *err)
 {
     if (q->location[0] == '\0')
         return lc_err_set(err, LC_UNKNOWN, "registry %s started an upload without a Location",
@@ -755,9 +771,8 @@ static int upload_url(const lc_regclient *c, const req *q, const char *query, ch
     return 0;
 }
 
-int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d,
-                          const char *path, const char *from_path, const char **how,
-                          lc_err *err)
+int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d, const char *path,
+                          const char *from_path, const char **how, lc_err *err)
 {
     char hex[LC_DIGEST_OCI_LEN + 1], what[LC_DIGEST_OCI_LEN + 32];
     lc_digest_oci(d, hex);
@@ -772,7 +787,11 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
     if (fd < 0)
         return lc_err_set(err, lc_code_from_errno(errno), "cannot open blob %s: %s", path,
                           strerror(errno));
-    req q = {.method = "POST", .repo = repo, .body_fd = -1, .out_fd = -1, .limit = -1,
+    req q = {.method = "POST",
+             .repo = repo,
+             .body_fd = -1,
+             .out_fd = -1,
+             .limit = -1,
              .max = MAX_ERROR_BODY};
     char base[512];
     base_url(c, repo, base, sizeof(base));
@@ -785,8 +804,8 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
             rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
-        snprintf(q.url, sizeof(q.url), "%s/v2/%s/blobs/uploads/?mount=%s&from=%s", base,
-                 repo->path, hex, ef);
+        snprintf(q.url, sizeof(q.url), "%s/v2/%s/blobs/uploads/?mount=%s&from=%s", base, repo->path,
+                 hex, ef);
         curl_free(ef);
     } else {
         snprintf(q.url, sizeof(q.url), "%s/v2/%s/blobs/uploads/", base, repo->path);
@@ -808,12 +827,18 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
     if (c->chunk_size > 0 && total > c->chunk_size) {
         while (off < total) {
             uint64_t n = total - off < c->chunk_size ? total - off : c->chunk_size;
-            req p = {.method = "PATCH", .repo = repo, .body_fd = fd, .body_off = off,
-                     .body_total = n, .out_fd = -1, .limit = -1, .max = MAX_ERROR_BODY,
+            req p = {.method = "PATCH",
+                     .repo = repo,
+                     .body_fd = fd,
+                     .body_off = off,
+                     .body_total = n,
+                     .out_fd = -1,
+                     .limit = -1,
+                     .max = MAX_ERROR_BODY,
                      .content_type = "application/octet-stream"};
             set_scope(&p, "pull,push");
-            snprintf(p.extra, sizeof(p.extra), "Content-Range: %llu-%llu",
-                     (unsigned long long)off, (unsigned long long)(off + n - 1));
+            snprintf(p.extra, sizeof(p.extra), "Content-Range: %llu-%llu", (unsigned long long)off,
+                     (unsigned long long)(off + n - 1));
             if ((rc = upload_url(c, &q, NULL, p.url, sizeof(p.url), err)) < 0 ||
                 (rc = perform(c, &p, err)) < 0) {
                 free(p.buf);
@@ -832,8 +857,14 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
     }
     char query[LC_DIGEST_OCI_LEN + 16];
     snprintf(query, sizeof(query), "digest=sha256%%3A%s", hex + 7);
-    req u = {.method = "PUT", .repo = repo, .body_fd = off < total ? fd : -1, .body_off = off,
-             .body_total = total - off, .out_fd = -1, .limit = -1, .max = MAX_ERROR_BODY,
+    req u = {.method = "PUT",
+             .repo = repo,
+             .body_fd = off < total ? fd : -1,
+             .body_off = off,
+             .body_total = total - off,
+             .out_fd = -1,
+             .limit = -1,
+             .max = MAX_ERROR_BODY,
              .content_type = "application/octet-stream"};
     set_scope(&u, "pull,push");
     if ((rc = upload_url(c, &q, query, u.url, sizeof(u.url), err)) < 0 ||
@@ -865,8 +896,15 @@ int lc_regclient_put_manifest(lc_regclient *c, const lc_ref *repo, const char *t
 {
     char what[LC_REF_NAME_MAX * 2 + 200];
     snprintf(what, sizeof(what), "manifest upload to %s/%s:%s", repo->domain, repo->path, tag);
-    req q = {.method = "PUT", .repo = repo, .body = body, .body_len = len, .body_fd = -1,
-             .out_fd = -1, .limit = -1, .max = MAX_ERROR_BODY, .content_type = media_type};
+    req q = {.method = "PUT",
+             .repo = repo,
+             .body = body,
+             .body_len = len,
+             .body_fd = -1,
+             .out_fd = -1,
+             .limit = -1,
+             .max = MAX_ERROR_BODY,
+             .content_type = media_type};
     repo_url(c, repo, "manifests", tag, q.url, sizeof(q.url));
     set_scope(&q, "pull,push");
     int rc = perform(c, &q, err);
@@ -887,6 +925,15 @@ int lc_regclient_put_manifest(lc_regclient *c, const lc_ref *repo, const char *t
     return rc;
 }
 
-uint64_t lc_regclient_blob_gets(const lc_regclient *c) { return c->blob_gets; }
-uint64_t lc_regclient_bytes_down(const lc_regclient *c) { return c->down; }
-uint64_t lc_regclient_bytes_up(const lc_regclient *c) { return c->up; }
+uint64_t lc_regclient_blob_gets(const lc_regclient *c)
+{
+    return c->blob_gets;
+}
+uint64_t lc_regclient_bytes_down(const lc_regclient *c)
+{
+    return c->down;
+}
+uint64_t lc_regclient_bytes_up(const lc_regclient *c)
+{
+    return c->up;
+}

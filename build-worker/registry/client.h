@@ -65,20 +65,19 @@ int lc_regclient_get_manifest(lc_regclient *c, const lc_ref *repo, const char *r
 
 /* GET a blob into path (created), verified against d (hash and size) while
  * streaming; path is removed on failure. */
-int lc_regclient_get_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d,
-                          const char *path, lc_err *err);
+int lc_regclient_get_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d, const char *path,
+                          lc_err *err);
 
 /* HEAD /v2/<path>/blobs/<digest>. */
-int lc_regclient_blob_exists(lc_regclient *c, const lc_ref *repo, const lc_digest *d,
-                             bool *exists, lc_err *err);
+int lc_regclient_blob_exists(lc_regclient *c, const lc_ref *repo, const lc_digest *d, bool *exists,
+                             lc_err *err);
 
 /* Uploads the file path as blob d into repo, unless the registry has it.
  * from_path (a repository path on the same registry, or NULL) is tried
  * first as a cross-repository mount. *how (may be NULL) gets "exists",
  * "mounted" or "uploaded". */
-int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d,
-                          const char *path, const char *from_path, const char **how,
-                          lc_err *err);
+int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *d, const char *path,
+                          const char *from_path, const char **how, lc_err *err);
 
 /* PUT /v2/<path>/manifests/<tag>; *digest (may be NULL) gets the digest the
  * registry reports (checked against the body's). */

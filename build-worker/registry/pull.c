@@ -44,8 +44,8 @@ int lc_pull_policy_parse(const char *s, int *out, lc_err *err)
     else if (strcmp(s, "never") == 0)
         *out = LC_PULL_NEVER;
     else
-        return lc_err_set(err, LC_INVALID_ARGUMENT, "--pull must be missing, always or never, not '%s'",
-                          s);
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "--pull must be missing, always or never, not '%s'", s);
     return 0;
 }
 
@@ -90,8 +90,14 @@ int lc_registry_client(lc_registry *r, lc_regclient **out, lc_err *err)
     return 0;
 }
 
-lc_statedir *lc_registry_statedir(lc_registry *r) { return r->sd; }
-lc_remote *lc_registry_remote(lc_registry *r) { return r->remote; }
+lc_statedir *lc_registry_statedir(lc_registry *r)
+{
+    return r->sd;
+}
+lc_remote *lc_registry_remote(lc_registry *r)
+{
+    return r->remote;
+}
 
 void lc_registry_note(lc_registry *r, const char *fmt, ...)
 {
@@ -173,8 +179,8 @@ static int parse_oci(json_t *o, const char *key, lc_digest *d)
     return s && lc_digest_parse_oci(s, d, NULL) == 0 ? 0 : -LC_DATA_LOSS;
 }
 
-int lc_pull_recorded(lc_statedir *sd, const char *image, const char *platform,
-                     lc_digest *manifest, lc_digest *state)
+int lc_pull_recorded(lc_statedir *sd, const char *image, const char *platform, lc_digest *manifest,
+                     lc_digest *state)
 {
     lc_ref ref;
     char name[2 * LC_REF_NAME_MAX + 100], path[PATH_MAX];
@@ -259,7 +265,8 @@ bool lc_pull_mount_source(lc_statedir *sd, const char *domain, const lc_digest *
         json_t *j = json_load_file(file, 0, NULL);
         const char *dom = json_string_value(json_object_get(j, "domain"));
         const char *p = json_string_value(json_object_get(j, "path"));
-        if (dom && p && strcmp(dom, domain) == 0 && (not_path == NULL || strcmp(p, not_path) != 0)) {
+        if (dom && p && strcmp(dom, domain) == 0 &&
+            (not_path == NULL || strcmp(p, not_path) != 0)) {
             size_t i;
             json_t *v;
             json_array_foreach(json_object_get(j, "blobs"), i, v)
@@ -348,8 +355,8 @@ static int select_platform(const lc_reg_manifest *idx, const char *what, const c
         const char *march = json_string_value(json_object_get(p, "architecture"));
         const char *mvar = json_string_value(json_object_get(p, "variant"));
         if (mos && march && hn + 40 < sizeof(have))
-            hn += (size_t)snprintf(have + hn, sizeof(have) - hn, "%s%s/%s%s%s", hn ? ", " : "",
-                                   mos, march, mvar ? "/" : "", mvar ? mvar : "");
+            hn += (size_t)snprintf(have + hn, sizeof(have) - hn, "%s%s/%s%s%s", hn ? ", " : "", mos,
+                                   march, mvar ? "/" : "", mvar ? mvar : "");
         if (!mos || !march || strcmp(mos, os) != 0 || strcmp(march, arch) != 0)
             continue;
         /* arm64 without a variant is v8; otherwise a requested variant must match. */
@@ -499,8 +506,7 @@ out:
     return rc;
 }
 
-int lc_pull_resolve(void *ctx, const char *image, const char *platform, lc_digest *out,
-                    lc_err *err)
+int lc_pull_resolve(void *ctx, const char *image, const char *platform, lc_digest *out, lc_err *err)
 {
     lc_registry *r = ctx;
     platform = host_or(platform);
@@ -543,7 +549,8 @@ int lc_pull_state(lc_registry *r, const char *image, const char *platform, lc_di
     platform = host_or(platform);
     lc_digest key;
     int rc = 0;
-    if (memo_find(r, image, platform) == NULL && (rc = lc_pull_resolve(r, image, platform, &key, err)) < 0)
+    if (memo_find(r, image, platform) == NULL &&
+        (rc = lc_pull_resolve(r, image, platform, &key, err)) < 0)
         return rc;
     *state = memo_find(r, image, platform)->state;
     return 0;

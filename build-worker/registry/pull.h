@@ -87,8 +87,8 @@ int lc_pull_image(lc_registry *r, const char *image, const char *platform, lc_di
 
 /* Offline: the pull record of image for platform (NULL = host). 0 or
  * -LC_NOT_FOUND (also for names that do not parse). */
-int lc_pull_recorded(lc_statedir *sd, const char *image, const char *platform,
-                     lc_digest *manifest, lc_digest *state);
+int lc_pull_recorded(lc_statedir *sd, const char *image, const char *platform, lc_digest *manifest,
+                     lc_digest *state);
 
 /* Writes the pull record of ref (normalized) for platform: manifest and
  * state digests and the blobs the registry holds for it (img's layers and

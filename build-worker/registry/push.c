@@ -43,8 +43,8 @@ static void config_platform(const char *config, size_t len, char *buf, size_t ca
     json_decref(j);
 }
 
-int lc_push_image(lc_registry *r, const lc_image *img, const char *dest,
-                  lc_digest *manifest_digest, lc_err *err)
+int lc_push_image(lc_registry *r, const lc_image *img, const char *dest, lc_digest *manifest_digest,
+                  lc_err *err)
 {
     lc_ref ref;
     lc_regclient *c;
@@ -80,7 +80,8 @@ int lc_push_image(lc_registry *r, const lc_image *img, const char *dest,
         }
         const char *how = NULL;
         bool have_from = lc_pull_mount_source(sd, ref.domain, &d, ref.path, from, sizeof(from));
-        if ((rc = lc_regclient_put_blob(c, &ref, &d, path, have_from ? from : NULL, &how, err)) < 0) {
+        if ((rc = lc_regclient_put_blob(c, &ref, &d, path, have_from ? from : NULL, &how, err)) <
+            0) {
             lc_err_prefix(err, "pushing %s", name);
             goto out;
         }

@@ -20,7 +20,7 @@
 
 /* Pushes img as dest ("host/repo:tag"; Docker normalization applies, a
  * digest is refused). *manifest_digest (may be NULL) gets the digest. */
-int lc_push_image(lc_registry *r, const lc_image *img, const char *dest,
-                  lc_digest *manifest_digest, lc_err *err);
+int lc_push_image(lc_registry *r, const lc_image *img, const char *dest, lc_digest *manifest_digest,
+                  lc_err *err);
 
 #endif

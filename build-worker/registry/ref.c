@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+static bool is_lower_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
 /* Docker's rule for "is the first component a registry host". */
 static bool first_is_domain(const char *s, size_t n)
@@ -48,7 +51,8 @@ static int check_domain(const char *d, size_t n, lc_err *err)
     }
     if (i < n) {
         if (d[i] != ':' || i + 1 == n)
-            return lc_err_set(err, LC_INVALID_ARGUMENT, "registry host '%.*s': bad port", (int)n, d);
+            return lc_err_set(err, LC_INVALID_ARGUMENT, "registry host '%.*s': bad port", (int)n,
+                              d);
         for (size_t k = i + 1; k < n; k++)
             if (!isdigit((unsigned char)d[k]) || n - i - 1 > 5)
                 return lc_err_set(err, LC_INVALID_ARGUMENT, "registry host '%.*s': bad port",
@@ -208,7 +212,10 @@ void lc_ref_repository(const lc_ref *r, char *buf, size_t cap)
     snprintf(buf, cap, "%s/%s", r->domain, r->path);
 }
 
-const char *lc_ref_reference(const lc_ref *r) { return r->digest[0] ? r->digest : r->tag; }
+const char *lc_ref_reference(const lc_ref *r)
+{
+    return r->digest[0] ? r->digest : r->tag;
+}
 
 const char *lc_ref_api_host(const lc_ref *r)
 {

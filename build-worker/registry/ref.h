@@ -25,9 +25,9 @@
 #define LC_REF_NAME_MAX 256
 
 typedef struct lc_ref {
-    char domain[LC_REF_NAME_MAX]; /* "docker.io", "127.0.0.1:5000", "ghcr.io" */
-    char path[LC_REF_NAME_MAX];   /* repository path: "library/ubuntu" */
-    char tag[129];                /* "" when pinned by digest alone */
+    char domain[LC_REF_NAME_MAX];       /* "docker.io", "127.0.0.1:5000", "ghcr.io" */
+    char path[LC_REF_NAME_MAX];         /* repository path: "library/ubuntu" */
+    char tag[129];                      /* "" when pinned by digest alone */
     char digest[LC_DIGEST_OCI_LEN + 1]; /* "sha256:..." or "" */
 } lc_ref;
 

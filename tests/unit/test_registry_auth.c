@@ -18,9 +18,10 @@ static void test_bearer(void **state)
     (void)state;
     lc_regauth_challenge c;
     assert_int_equal(
-        lc_regauth_parse_challenge("Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
-                                   "scope=\"repository:library/ubuntu:pull\"",
-                                   &c, NULL),
+        lc_regauth_parse_challenge(
+            "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
+            "scope=\"repository:library/ubuntu:pull\"",
+            &c, NULL),
         0);
     assert_string_equal(c.scheme, "Bearer");
     assert_string_equal(c.realm, "https://auth.docker.io/token");
@@ -28,12 +29,12 @@ static void test_bearer(void **state)
     assert_string_equal(c.scope, "repository:library/ubuntu:pull");
     assert_string_equal(c.error, "");
     /* Spaces after commas, unquoted tokens, escapes, unknown params, case. */
-    assert_int_equal(lc_regauth_parse_challenge(
-                         "bearer  REALM=\"http://127.0.0.1:1/t?x=1\", service=reg, "
-                         "scope=\"repository:a:pull,push repository:b:pull\", "
-                         "error=\"insufficient_scope\", foo=\"a\\\"b\"",
-                         &c, NULL),
-                     0);
+    assert_int_equal(
+        lc_regauth_parse_challenge("bearer  REALM=\"http://127.0.0.1:1/t?x=1\", service=reg, "
+                                   "scope=\"repository:a:pull,push repository:b:pull\", "
+                                   "error=\"insufficient_scope\", foo=\"a\\\"b\"",
+                                   &c, NULL),
+        0);
     assert_string_equal(c.scheme, "bearer");
     assert_string_equal(c.realm, "http://127.0.0.1:1/t?x=1");
     assert_string_equal(c.service, "reg");
@@ -61,7 +62,8 @@ static void test_basic_and_bad(void **state)
     strcat(big, "\"");
     assert_int_equal(lc_regauth_parse_challenge(big, &c, &err), -LC_INVALID_ARGUMENT);
     /* Two challenges in one header: the first is taken. */
-    assert_int_equal(lc_regauth_parse_challenge("Basic realm=\"r\", Bearer realm=\"x\"", &c, NULL), 0);
+    assert_int_equal(lc_regauth_parse_challenge("Basic realm=\"r\", Bearer realm=\"x\"", &c, NULL),
+                     0);
     assert_string_equal(c.scheme, "Basic");
     assert_string_equal(c.realm, "r");
 }
