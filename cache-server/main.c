@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "auth.h"
+#include "cluster.h" /* cluster mode (forward.c) */
 #include "evict.h"
 #include "flags.h"
 #include "health.h" /* health: grpc.health.v1.Health for probes (owner: helm) */
@@ -36,6 +37,8 @@ static bool opt_sync;
 static char *opt_tokens, *opt_tls_cert, *opt_tls_key, *opt_tls_client_ca; /* auth.h, tls.h */
 static bool opt_anon_read;
 static char *opt_http_listen; /* http.h */
+static char *opt_peers, *opt_self, *opt_cluster_token; /* cluster.h */
+static int64_t opt_replication;
 
 static const lc_flag flags[] = {
     {"listen", 0, LC_FLAG_STRING, &opt_listen, "0.0.0.0:9092", "ADDR",
@@ -78,6 +81,21 @@ static const lc_flag flags[] = {
     {"http-listen", 0, LC_FLAG_STRING, &opt_http_listen, "0.0.0.0:9090", "ADDR",
      "HTTP listen address HOST:PORT (numeric IPv4 or [IPv6]) for /metrics (Prometheus), "
      "/status (JSON) and the dashboard page at /; port 0 picks a free port"},
+    /* cluster.h: off unless --peers is given. */
+    {"peers", 0, LC_FLAG_STRING, &opt_peers, NULL, "LIST|NAME:PORT",
+     "cluster mode: the replicas, as a comma-separated HOST:PORT list (this one included) or "
+     "one DNS name whose A/AAAA records are the replicas (a Kubernetes headless Service, "
+     "re-resolved every 10s); keys are placed on --replication owners by rendezvous hashing "
+     "and any replica forwards calls to the owners. Empty = a single node"},
+    {"self", 0, LC_FLAG_STRING, &opt_self, NULL, "HOST:PORT",
+     "with --peers: this replica's address as the peer list names it (or a name resolving to "
+     "one of the peers' addresses)"},
+    {"replication", 0, LC_FLAG_INT, &opt_replication, "2", "N",
+     "with --peers: how many replicas own (store) each blob and action result"},
+    {"cluster-token", 0, LC_FLAG_STRING, &opt_cluster_token, NULL, "TOKEN",
+     "with --peers: secret shared by the replicas; peer calls carry it as their bearer token "
+     "and are served locally without access control. Required with --tokens; without "
+     "--tokens a fixed default is used"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -152,6 +170,7 @@ int main(int argc, char **argv)
     lc_auth *auth = NULL;
     char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
     lc_http *http = NULL; /* http.h */
+    lc_cluster *cluster = NULL; /* cluster.h */
     bool grpc_up = false;
 
     /* Stream buffers are ~1 MiB and freed on other threads than they were
@@ -261,6 +280,27 @@ int main(int argc, char **argv)
     }
     lc_svc_env env = {
         .store = store, .stats = stats, .max_batch_bytes = opt_max_batch, .hits = hits};
+    /* cluster.h: before any call can arrive. */
+    if (opt_peers != NULL && opt_peers[0] != '\0') {
+        if (auth != NULL && (opt_cluster_token == NULL || opt_cluster_token[0] == '\0')) {
+            fprintf(stderr, "layercache-server: --peers with --tokens needs --cluster-token "
+                            "(a secret shared by the replicas)\n");
+            status = 2;
+            goto out;
+        }
+        lc_cluster_options co = {.peers = opt_peers,
+                                 .self = opt_self,
+                                 .replication = (int)opt_replication,
+                                 .token = opt_cluster_token};
+        if (opt_replication < 1 || opt_replication > LC_CLUSTER_MAX_PEERS ||
+            lc_cluster_new(&co, &cluster, &err) < 0) {
+            fprintf(stderr, "layercache-server: %s\n",
+                    err.msg[0] ? err.msg : "--replication must be 1..64");
+            status = 2;
+            goto out;
+        }
+        env.cluster = cluster;
+    }
     /* evict.h: access times flushed always, limits applied when set. */
     env.max_bytes = opt_max_size;
     lc_evict_options eo = {.max_bytes = opt_max_size, .max_age = opt_max_age};
@@ -287,6 +327,7 @@ int main(int argc, char **argv)
     o.tls_cert_pem = tls_cert;
     o.tls_key_pem = tls_key;
     o.tls_client_ca_pem = tls_ca;
+    o.peer_auth = cluster != NULL ? lc_cluster_auth_value(cluster) : NULL; /* cluster.h */
     int port = 0;
     if (lc_srv_new(&o, &srv, &err) < 0 || register_all(srv, http, &err) < 0 ||
         lc_srv_start(srv, &port, &err) < 0) {
@@ -333,6 +374,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     lc_srv_free(&srv);
+    lc_cluster_free(&cluster); /* cluster.h: after the last call */
     lc_evict_stop(&evict); /* evict.h: after the workers, before the store closes */
     lc_http_stop(&http);   /* http: after the workers (they report to it), before the store */
     if (grpc_up)

@@ -41,6 +41,9 @@ typedef struct lc_call_ctx {
     /* Access control (auth.h), checked before the handler runs: */
     lc_auth_role role;     /* the caller's role; admin when the server has no tokens file */
     const char *principal; /* the caller's token name, NULL if anonymous or unnamed */
+    /* cluster.h: a peer forwarded this call (it carried lc_srv_options.peer_auth):
+     * serve it from the local store, never forward it again. */
+    bool forwarded;
 } lc_call_ctx;
 
 typedef enum lc_method_kind {
@@ -99,6 +102,10 @@ typedef struct lc_srv_options {
     const char *tls_cert_pem;
     const char *tls_key_pem;
     const char *tls_client_ca_pem;
+    /* cluster.h: calls whose authorization header equals this value come
+     * from a peer replica: marked forwarded, access control skipped (the
+     * value is the shared cluster token). NULL = cluster mode off. */
+    const char *peer_auth;
 } lc_srv_options;
 
 /* Creates the server (grpc_init must have been called). Copies opts. */

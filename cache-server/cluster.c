@@ -1,0 +1,524 @@
+/* cluster.c - see cluster.h. */
+#include "cluster.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "log.h"
+
+#define MOD "cluster"
+#define MAX_INSTANCES 8 /* clients per peer, one per instance name seen */
+#define ID_MAX 300
+
+struct lc_cluster_peer {
+    char id[ID_MAX];     /* HOST:PORT, the placement identity */
+    atomic_bool self;    /* this replica */
+    atomic_bool alive;   /* last health check (or call) succeeded */
+    atomic_bool member;  /* in the current peer set */
+    pthread_mutex_t mu;  /* guards the clients */
+    lc_cache_client *health;
+    struct {
+        char *instance;
+        lc_cache_client *client;
+    } clients[MAX_INSTANCES];
+    size_t n_clients;
+};
+
+struct lc_cluster {
+    char *peers, *self, *token;
+    char auth_value[512];
+    int replication;
+    int64_t health_ms, dns_ms, deadline_ms;
+    bool dns;                /* peers is one name resolved to many addresses */
+    char dns_host[256], dns_port[16];
+    pthread_mutex_t mu;      /* guards n_peers and peer membership changes */
+    lc_cluster_peer *peer[LC_CLUSTER_MAX_PEERS];
+    size_t n_peers;
+    pthread_t thread;
+    bool thread_started, stop;
+    pthread_cond_t cv;
+};
+
+/* ---- placement ---------------------------------------------------------- */
+
+uint64_t lc_cluster_score(const char *peer, const void *key, size_t keylen)
+{
+    uint8_t buf[ID_MAX + 1 + 2048];
+    size_t pl = strlen(peer);
+    if (pl > ID_MAX)
+        pl = ID_MAX;
+    if (keylen > 2048)
+        keylen = 2048;
+    memcpy(buf, peer, pl);
+    buf[pl] = '\0';
+    memcpy(buf + pl + 1, key, keylen);
+    lc_digest d;
+    lc_digest_of(buf, pl + 1 + keylen, &d);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | d.hash[i];
+    return v;
+}
+
+void lc_cluster_rank(const char *const *peers, size_t n, const void *key, size_t keylen,
+                     size_t *order)
+{
+    uint64_t score[LC_CLUSTER_MAX_PEERS];
+    if (n > LC_CLUSTER_MAX_PEERS)
+        n = LC_CLUSTER_MAX_PEERS;
+    for (size_t i = 0; i < n; i++) {
+        score[i] = lc_cluster_score(peers[i], key, keylen);
+        order[i] = i;
+    }
+    /* insertion sort: n is small */
+    for (size_t i = 1; i < n; i++) {
+        size_t v = order[i], j = i;
+        while (j > 0 && (score[order[j - 1]] < score[v] ||
+                         (score[order[j - 1]] == score[v] && order[j - 1] > v))) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+}
+
+size_t lc_cluster_blob_key(const lc_digest *d, uint8_t *buf)
+{
+    memcpy(buf, d->hash, LC_HASH_LEN);
+    return LC_HASH_LEN;
+}
+
+size_t lc_cluster_action_key(const char *instance, const lc_digest *d, uint8_t *buf, size_t cap)
+{
+    size_t il = strlen(instance);
+    if (3 + il + 1 + LC_HASH_LEN > cap)
+        il = cap - 4 - LC_HASH_LEN; /* cap >= 64 by contract: truncation only */
+    memcpy(buf, "ac", 3);
+    memcpy(buf + 3, instance, il);
+    buf[3 + il] = '\0';
+    memcpy(buf + 4 + il, d->hash, LC_HASH_LEN);
+    return 4 + il + LC_HASH_LEN;
+}
+
+/* ---- peers -------------------------------------------------------------- */
+
+const char *lc_cluster_auth_value(const lc_cluster *c)
+{
+    return c->auth_value;
+}
+
+int lc_cluster_replication(const lc_cluster *c)
+{
+    return c->replication;
+}
+
+bool lc_cluster_peer_is_self(const lc_cluster_peer *p)
+{
+    return atomic_load(&p->self);
+}
+
+bool lc_cluster_peer_alive(const lc_cluster_peer *p)
+{
+    return atomic_load(&p->self) || atomic_load(&p->alive);
+}
+
+const char *lc_cluster_peer_id(const lc_cluster_peer *p)
+{
+    return p->id;
+}
+
+void lc_cluster_peer_failed(lc_cluster_peer *p, int rc)
+{
+    if (rc != -LC_UNAVAILABLE && rc != -LC_DEADLINE_EXCEEDED)
+        return;
+    if (atomic_exchange(&p->alive, false))
+        LC_WARN(MOD, "peer %s is down (a forwarded call failed); skipping it", p->id);
+}
+
+/* Splits HOST:PORT ([v6]:PORT) into host and port. */
+static int split_hostport(const char *s, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon[1] == '\0')
+        return -1;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= hcap || strlen(colon + 1) >= pcap)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    snprintf(port, pcap, "%s", colon + 1);
+    return 0;
+}
+
+static bool is_numeric_host(const char *h)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    return inet_pton(AF_INET, h, &a4) == 1 || inet_pton(AF_INET6, h, &a6) == 1;
+}
+
+/* Numeric HOST:PORT strings of the addresses of host. */
+static size_t resolve(const char *host, const char *port, char out[][ID_MAX], size_t cap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    size_t n = 0;
+    if (getaddrinfo(host, port, &hints, &res) != 0)
+        return 0;
+    for (struct addrinfo *a = res; a != NULL && n < cap; a = a->ai_next) {
+        char ip[INET6_ADDRSTRLEN];
+        const void *src = a->ai_family == AF_INET
+                              ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+                              : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+        if (inet_ntop(a->ai_family, src, ip, sizeof(ip)) == NULL)
+            continue;
+        char id[ID_MAX];
+        if (a->ai_family == AF_INET6)
+            snprintf(id, sizeof(id), "[%s]:%s", ip, port);
+        else
+            snprintf(id, sizeof(id), "%s:%s", ip, port);
+        bool dup = false;
+        for (size_t i = 0; i < n; i++)
+            dup |= strcmp(out[i], id) == 0;
+        if (!dup)
+            snprintf(out[n++], ID_MAX, "%s", id);
+    }
+    freeaddrinfo(res);
+    return n;
+}
+
+static bool id_is_self(lc_cluster *c, const char *id, char self_ids[][ID_MAX], size_t n_self)
+{
+    if (strcmp(id, c->self) == 0)
+        return true;
+    for (size_t i = 0; i < n_self; i++)
+        if (strcmp(id, self_ids[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Makes the peer set exactly ids[0..n): new peers are added to the table,
+ * others leave it (their clients stay until lc_cluster_free). */
+static void set_members(lc_cluster *c, char ids[][ID_MAX], size_t n)
+{
+    char self_ids[16][ID_MAX];
+    size_t n_self = 0;
+    char sh[256], sp[16];
+    if (split_hostport(c->self, sh, sizeof(sh), sp, sizeof(sp)) == 0)
+        n_self = resolve(sh, sp, self_ids, 16);
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n_peers; i++) {
+        bool in = false;
+        for (size_t k = 0; k < n; k++)
+            in |= strcmp(c->peer[i]->id, ids[k]) == 0;
+        if (atomic_exchange(&c->peer[i]->member, in) != in)
+            LC_INFO(MOD, "peer %s %s", c->peer[i]->id, in ? "joined" : "left");
+    }
+    for (size_t k = 0; k < n; k++) {
+        bool found = false;
+        for (size_t i = 0; i < c->n_peers && !found; i++)
+            found = strcmp(c->peer[i]->id, ids[k]) == 0;
+        if (found)
+            continue;
+        if (c->n_peers == LC_CLUSTER_MAX_PEERS) {
+            LC_WARN(MOD, "more than %d peers: ignoring %s", LC_CLUSTER_MAX_PEERS, ids[k]);
+            continue;
+        }
+        lc_cluster_peer *p = calloc(1, sizeof(*p));
+        if (p == NULL)
+            continue;
+        snprintf(p->id, sizeof(p->id), "%s", ids[k]);
+        atomic_init(&p->self, id_is_self(c, ids[k], self_ids, n_self));
+        atomic_init(&p->alive, true); /* optimistic until a check fails */
+        atomic_init(&p->member, true);
+        pthread_mutex_init(&p->mu, NULL);
+        c->peer[c->n_peers++] = p;
+        LC_INFO(MOD, "peer %s%s", p->id, atomic_load(&p->self) ? " (self)" : "");
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void refresh_dns(lc_cluster *c)
+{
+    char ids[LC_CLUSTER_MAX_PEERS][ID_MAX];
+    size_t n = resolve(c->dns_host, c->dns_port, ids, LC_CLUSTER_MAX_PEERS);
+    if (n == 0) {
+        LC_WARN(MOD, "peers name %s resolves to no address yet; keeping the previous peers",
+                c->dns_host);
+        return;
+    }
+    set_members(c, ids, n);
+}
+
+void lc_cluster_members(lc_cluster *c, lc_cluster_route *r)
+{
+    r->n = 0;
+    r->n_owners = 0;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n_peers; i++)
+        if (atomic_load(&c->peer[i]->member))
+            r->p[r->n++] = c->peer[i];
+    pthread_mutex_unlock(&c->mu);
+}
+
+void lc_cluster_route_key(lc_cluster *c, const void *key, size_t keylen, lc_cluster_route *r)
+{
+    lc_cluster_route m;
+    const char *ids[LC_CLUSTER_MAX_PEERS] = {0};
+    size_t order[LC_CLUSTER_MAX_PEERS];
+    lc_cluster_members(c, &m);
+    for (size_t i = 0; i < m.n; i++)
+        ids[i] = m.p[i]->id;
+    lc_cluster_rank(ids, m.n, key, keylen, order);
+    r->n = m.n;
+    for (size_t i = 0; i < m.n; i++)
+        r->p[i] = m.p[order[i]];
+    r->n_owners = (size_t)c->replication < m.n ? (size_t)c->replication : m.n;
+}
+
+void lc_cluster_route_blob(lc_cluster *c, const lc_digest *d, lc_cluster_route *r)
+{
+    uint8_t key[LC_HASH_LEN];
+    size_t n = lc_cluster_blob_key(d, key);
+    lc_cluster_route_key(c, key, n, r);
+}
+
+void lc_cluster_route_action(lc_cluster *c, const char *instance, const lc_digest *d,
+                             lc_cluster_route *r)
+{
+    uint8_t key[1100 + LC_HASH_LEN];
+    size_t n = lc_cluster_action_key(instance, d, key, sizeof(key));
+    lc_cluster_route_key(c, key, n, r);
+}
+
+static lc_cache_client *open_client(lc_cluster *c, lc_cluster_peer *p, const char *instance,
+                                    int64_t deadline_ms, lc_err *err)
+{
+    lc_cache_client_options o = {.instance_name = instance,
+                                 .token = c->token,
+                                 .deadline_ms = deadline_ms,
+                                 .connect_timeout_ms = 1000};
+    lc_cache_client *cl = NULL;
+    if (lc_cache_client_open(p->id, &o, &cl, err) < 0)
+        return NULL;
+    return cl;
+}
+
+lc_cache_client *lc_cluster_client(lc_cluster *c, lc_cluster_peer *p, const char *instance,
+                                   lc_err *err)
+{
+    lc_cache_client *cl = NULL;
+    if (atomic_load(&p->self)) {
+        lc_err_set(err, LC_INTERNAL, "no client for self");
+        return NULL;
+    }
+    instance = instance ? instance : "";
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->n_clients && cl == NULL; i++)
+        if (strcmp(p->clients[i].instance, instance) == 0)
+            cl = p->clients[i].client;
+    if (cl == NULL) {
+        if (p->n_clients == MAX_INSTANCES) {
+            lc_err_set(err, LC_RESOURCE_EXHAUSTED,
+                       "cluster mode serves at most %d instance names per peer", MAX_INSTANCES);
+        } else {
+            char *dup = strdup(instance);
+            cl = dup ? open_client(c, p, instance, c->deadline_ms, err) : NULL;
+            if (cl != NULL) {
+                p->clients[p->n_clients].instance = dup;
+                p->clients[p->n_clients].client = cl;
+                p->n_clients++;
+            } else {
+                free(dup);
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return cl;
+}
+
+/* ---- health thread ------------------------------------------------------ */
+
+static void check_peer(lc_cluster *c, lc_cluster_peer *p)
+{
+    lc_err err = {0};
+    if (p->health == NULL)
+        p->health = open_client(c, p, "", c->health_ms < 1000 ? c->health_ms : 1000, &err);
+    if (p->health == NULL)
+        return;
+    lc_cache_capabilities caps;
+    bool ok = lc_cache_client_get_capabilities(p->health, &caps, &err) == 0;
+    bool was = atomic_exchange(&p->alive, ok);
+    if (was != ok) {
+        if (ok)
+            LC_INFO(MOD, "peer %s is up", p->id);
+        else
+            LC_WARN(MOD, "peer %s is down: %s", p->id, err.msg);
+    }
+}
+
+static void *health_main(void *arg)
+{
+    lc_cluster *c = arg;
+    int64_t since_dns = 0;
+    for (;;) {
+        lc_cluster_route m;
+        lc_cluster_members(c, &m);
+        for (size_t i = 0; i < m.n; i++)
+            if (!atomic_load(&m.p[i]->self))
+                check_peer(c, m.p[i]);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += c->health_ms / 1000;
+        ts.tv_nsec += (c->health_ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&c->mu);
+        while (!c->stop)
+            if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) != 0)
+                break;
+        bool stop = c->stop;
+        pthread_mutex_unlock(&c->mu);
+        if (stop)
+            break;
+        since_dns += c->health_ms;
+        if (c->dns && since_dns >= c->dns_ms) {
+            since_dns = 0;
+            refresh_dns(c);
+        }
+    }
+    return NULL;
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
+{
+    int rc = 0;
+    if (o->peers == NULL || o->peers[0] == '\0')
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "--peers is empty");
+    if (o->self == NULL || o->self[0] == '\0')
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "--peers needs --self HOST:PORT (this replica as the peer list names "
+                          "it)");
+    if (o->replication < 1 || o->replication > LC_CLUSTER_MAX_PEERS)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "--replication must be 1..%d, got %d",
+                          LC_CLUSTER_MAX_PEERS, o->replication);
+    lc_cluster *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->replication = o->replication;
+    c->health_ms = o->health_ms > 0 ? o->health_ms : 2000;
+    c->dns_ms = o->dns_refresh_ms > 0 ? o->dns_refresh_ms : 10000;
+    c->deadline_ms = o->call_deadline_ms > 0 ? o->call_deadline_ms : 60000;
+    c->peers = strdup(o->peers);
+    c->self = strdup(o->self);
+    c->token = strdup(o->token != NULL && o->token[0] != '\0' ? o->token
+                                                               : LC_CLUSTER_DEFAULT_TOKEN);
+    if (c->peers == NULL || c->self == NULL || c->token == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    snprintf(c->auth_value, sizeof(c->auth_value), "Bearer %s", c->token);
+    char sh[256], sp[16];
+    if (split_hostport(c->self, sh, sizeof(sh), sp, sizeof(sp)) < 0) {
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--self '%s' is not HOST:PORT", c->self);
+        goto fail;
+    }
+
+    /* Many entries, or one numeric address: a static list. One name: DNS. */
+    char ids[LC_CLUSTER_MAX_PEERS][ID_MAX];
+    size_t n = 0;
+    bool single = strchr(c->peers, ',') == NULL;
+    char host[256], port[16];
+    char *list = strdup(c->peers), *save = NULL;
+    if (list == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    for (char *tok = strtok_r(list, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+        if (split_hostport(tok, host, sizeof(host), port, sizeof(port)) < 0) {
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--peers entry '%s' is not HOST:PORT", tok);
+            free(list);
+            goto fail;
+        }
+        if (n == LC_CLUSTER_MAX_PEERS) {
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--peers lists more than %d peers",
+                            LC_CLUSTER_MAX_PEERS);
+            free(list);
+            goto fail;
+        }
+        snprintf(ids[n++], ID_MAX, "%s", tok);
+    }
+    free(list);
+    if (n == 0) {
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--peers '%s' names no peer", c->peers);
+        goto fail;
+    }
+    if (single && !is_numeric_host(host) && strcmp(ids[0], c->self) != 0) {
+        c->dns = true;
+        snprintf(c->dns_host, sizeof(c->dns_host), "%s", host);
+        snprintf(c->dns_port, sizeof(c->dns_port), "%s", port);
+        refresh_dns(c);
+    } else {
+        set_members(c, ids, n);
+    }
+    if (pthread_create(&c->thread, NULL, health_main, c) != 0) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot start the peer health thread");
+        goto fail;
+    }
+    c->thread_started = true;
+    LC_INFO(MOD, "cluster mode: %zu peers%s%s, replication %d, self %s", c->n_peers,
+            c->dns ? " from DNS name " : "", c->dns ? c->dns_host : "", c->replication, c->self);
+    *out = c;
+    return 0;
+fail:
+    lc_cluster_free(&c);
+    return rc;
+}
+
+void lc_cluster_free(lc_cluster **pc)
+{
+    lc_cluster *c = pc ? *pc : NULL;
+    if (c == NULL)
+        return;
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = true;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+    }
+    for (size_t i = 0; i < c->n_peers; i++) {
+        lc_cluster_peer *p = c->peer[i];
+        for (size_t k = 0; k < p->n_clients; k++) {
+            lc_cache_client_close(&p->clients[k].client);
+            free(p->clients[k].instance);
+        }
+        lc_cache_client_close(&p->health);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+    }
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c->token);
+    free(c->self);
+    free(c->peers);
+    free(c);
+    *pc = NULL;
+}
