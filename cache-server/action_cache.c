@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "forward.h" /* cluster mode */
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
 #include "services.h"
@@ -107,6 +108,8 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
     char name[LC_HASH_HEX_LEN + 32];
     int rc;
 
+    if (lc_fwd_on(ctx)) /* cluster: ask the owners (forward.c) */
+        return lc_fwd_get_action_result(ctx, msg, resp, err);
     if ((rc = lc_svc_instance(inst, err)) < 0 ||
         (rc = lc_svc_digest_function(req->digest_function, err)) < 0 ||
         (rc = lc_svc_digest(req->action_digest, "action_digest", &action, err)) < 0)
@@ -138,7 +141,10 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
                         inst);
         goto miss;
     }
-    if (n > 0) {
+    /* cluster: a peer's lookup; the asking replica checks the blobs at
+     * their owners (forward.c). */
+    bool peer_lookup = ctx->forwarded && env->cluster != NULL;
+    if (n > 0 && !peer_lookup) {
         missing = calloc(n, sizeof(*missing));
         if (missing == NULL) {
             rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -160,7 +166,8 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
             goto miss;
         }
     }
-    lc_stats_ac(env->stats, inst, true);
+    if (!peer_lookup) /* cluster: counted once, by the asking replica */
+        lc_stats_ac(env->stats, inst, true);
     /* admin: hit count/last hit (batched, hits.h) and build time saved. */
     lc_hits_record(env->hits, inst, &action, (int64_t)time(NULL));
     lc_stats_saved(env->stats, inst, lc_admin_exec_seconds(ar));
@@ -168,7 +175,8 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
     rc = 0;
     goto out;
 miss:
-    lc_stats_ac(env->stats, inst, false);
+    if (!(ctx->forwarded && env->cluster != NULL)) /* cluster: see above */
+        lc_stats_ac(env->stats, inst, false);
 out:
     free(missing);
     free(ds);
@@ -193,6 +201,8 @@ static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *
     uint8_t *ar_bytes = NULL, *stored_bytes = NULL;
     int rc;
 
+    if (lc_fwd_on(ctx)) /* cluster: write to the owners (forward.c) */
+        return lc_fwd_update_action_result(ctx, msg, resp, err);
     if ((rc = lc_svc_instance(inst, err)) < 0 ||
         (rc = lc_svc_digest_function(req->digest_function, err)) < 0 ||
         (rc = lc_svc_digest(req->action_digest, "action_digest", &action, err)) < 0)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forward.h" /* cluster mode */
 #include "google/bytestream/bytestream.pb-c.h"
 #include "grpc_msg.h"
 #include "log.h"
@@ -27,6 +28,7 @@ static void digest_name(const lc_digest *d, char *out, size_t outlen)
 typedef struct read_state {
     const lc_svc_env *env;
     lc_blob_reader *reader;
+    lc_fwd_stream *fwd; /* cluster: fetched from another replica (forward.c) */
     uint64_t sent;
     char instance[LC_INSTANCE_MAX + 1];
 } read_state;
@@ -58,6 +60,17 @@ static int read_open(const lc_call_ctx *ctx, const ProtobufCMessage *msg, void *
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     st->env = env;
     memcpy(st->instance, res.instance, sizeof(st->instance));
+    /* cluster: not here, so fetch it from a replica that has it. */
+    if (lc_fwd_on(ctx) && lc_store_blob_exists(env->store, &res.digest, NULL) != 1) {
+        rc = lc_fwd_read_open(ctx, name, &res.digest, req->read_offset, req->read_limit, &st->fwd,
+                              err);
+        if (rc < 0) {
+            free(st);
+            return rc;
+        }
+        *state = st;
+        return 0;
+    }
     rc = lc_blob_reader_open(env->store, &res.digest, req->read_offset, req->read_limit,
                              &st->reader, err);
     if (rc < 0) {
@@ -76,6 +89,11 @@ static int read_next(void *state, grpc_byte_buffer **msg, lc_err *err)
     const uint8_t *data = NULL;
     size_t len = 0;
     *msg = NULL;
+    if (st->fwd != NULL) { /* cluster */
+        int frc = lc_fwd_read_next(st->fwd, msg, err);
+        st->sent = lc_fwd_stream_bytes(st->fwd);
+        return frc;
+    }
     int rc = lc_blob_reader_next(st->reader, &data, &len, err);
     if (rc < 0)
         return rc;
@@ -99,6 +117,7 @@ static void read_free(void *state, bool finished)
         return;
     lc_stats_bytes(st->env->stats, st->instance, st->sent, 0);
     lc_blob_reader_free(&st->reader);
+    lc_fwd_stream_free(&st->fwd); /* cluster */
     free(st);
 }
 
@@ -113,6 +132,7 @@ typedef struct write_state {
     int64_t offset;                 /* the next write_offset expected */
     uint64_t received;              /* bytes appended by this stream */
     bool finish_tried;              /* lc_upload_finish was called (no flush after) */
+    lc_fwd_stream *fwd;             /* cluster: buffered for the owners (forward.c) */
 } write_state;
 
 static grpc_byte_buffer *write_response(int64_t committed)
@@ -162,6 +182,18 @@ static int write_message(const lc_call_ctx *ctx, void **state, grpc_byte_buffer 
     if (req == NULL)
         return -LC_INVALID_ARGUMENT;
     int rc = 0;
+    if (lc_fwd_on(ctx)) { /* cluster: the whole stream goes through forward.c */
+        if (st == NULL && (st = calloc(1, sizeof(*st))) == NULL) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        st->env = ctx->env;
+        st->finish_tried = true; /* no local upload to keep */
+        *state = st;
+        rc = lc_fwd_write(ctx, &st->fwd, req, resp, err);
+        st->received = lc_fwd_stream_bytes(st->fwd);
+        goto out;
+    }
     if (st == NULL) {
         bool done = false;
         if ((rc = write_start(ctx, req, &st, &done, err)) < 0)
@@ -233,6 +265,7 @@ static void write_free(void *state, bool finished)
             LC_WARN(MOD, "cannot keep the partial upload '%s': %s", st->key, ferr.msg);
     }
     lc_upload_free(&st->upload);
+    lc_fwd_stream_free(&st->fwd); /* cluster */
     lc_stats_bytes(st->env->stats, st->res.instance, 0, st->received);
     free(st);
 }

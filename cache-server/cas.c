@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forward.h" /* cluster mode */
 #include "google/rpc/status.pb-c.h"
 #include "services.h"
 
@@ -21,6 +22,8 @@ static int find_missing_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
     char what[48];
     int rc;
 
+    if (lc_fwd_on(ctx)) /* cluster: split by owner (forward.c) */
+        return lc_fwd_find_missing_blobs(ctx, msg, resp, err);
     if ((rc = lc_svc_instance(req->instance_name, err)) < 0 ||
         (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
         return rc;
@@ -67,6 +70,8 @@ static int batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
     uint64_t total = 0, written = 0;
     int rc;
 
+    if (lc_fwd_on(ctx)) /* cluster: split by owner (forward.c) */
+        return lc_fwd_batch_update_blobs(ctx, msg, resp, err);
     if ((rc = lc_svc_instance(inst, err)) < 0 ||
         (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
         return rc;
@@ -151,6 +156,8 @@ static int batch_read_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
     uint64_t total = 0, read = 0;
     int rc;
 
+    if (lc_fwd_on(ctx)) /* cluster: split by owner (forward.c) */
+        return lc_fwd_batch_read_blobs(ctx, msg, resp, err);
     if ((rc = lc_svc_instance(inst, err)) < 0 ||
         (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
         return rc;

@@ -18,11 +18,11 @@
 #define ID_MAX 300
 
 struct lc_cluster_peer {
-    char id[ID_MAX];     /* HOST:PORT, the placement identity */
-    atomic_bool self;    /* this replica */
-    atomic_bool alive;   /* last health check (or call) succeeded */
-    atomic_bool member;  /* in the current peer set */
-    pthread_mutex_t mu;  /* guards the clients */
+    char id[ID_MAX];    /* HOST:PORT, the placement identity */
+    atomic_bool self;   /* this replica */
+    atomic_bool alive;  /* last health check (or call) succeeded */
+    atomic_bool member; /* in the current peer set */
+    pthread_mutex_t mu; /* guards the clients */
     lc_cache_client *health;
     struct {
         char *instance;
@@ -36,9 +36,9 @@ struct lc_cluster {
     char auth_value[512];
     int replication;
     int64_t health_ms, dns_ms, deadline_ms;
-    bool dns;                /* peers is one name resolved to many addresses */
+    bool dns; /* peers is one name resolved to many addresses */
     char dns_host[256], dns_port[16];
-    pthread_mutex_t mu;      /* guards n_peers and peer membership changes */
+    pthread_mutex_t mu; /* guards n_peers and peer membership changes */
     lc_cluster_peer *peer[LC_CLUSTER_MAX_PEERS];
     size_t n_peers;
     pthread_t thread;
@@ -371,17 +371,22 @@ static void check_peer(lc_cluster *c, lc_cluster_peer *p)
 static void *health_main(void *arg)
 {
     lc_cluster *c = arg;
-    int64_t since_dns = 0;
+    int64_t since_dns = 0, since_all = c->health_ms;
+    /* Dead peers are retried every tick (a quarter period), so a replica
+     * that starts or restarts is used again quickly; live ones each period. */
+    int64_t tick = c->health_ms / 4 > 0 ? c->health_ms / 4 : 1;
     for (;;) {
         lc_cluster_route m;
+        bool all = since_all >= c->health_ms;
         lc_cluster_members(c, &m);
         for (size_t i = 0; i < m.n; i++)
-            if (!atomic_load(&m.p[i]->self))
+            if (!atomic_load(&m.p[i]->self) && (all || !atomic_load(&m.p[i]->alive)))
                 check_peer(c, m.p[i]);
+        since_all = all ? 0 : since_all;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += c->health_ms / 1000;
-        ts.tv_nsec += (c->health_ms % 1000) * 1000000;
+        ts.tv_sec += tick / 1000;
+        ts.tv_nsec += (tick % 1000) * 1000000;
         if (ts.tv_nsec >= 1000000000) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;
@@ -394,7 +399,8 @@ static void *health_main(void *arg)
         pthread_mutex_unlock(&c->mu);
         if (stop)
             break;
-        since_dns += c->health_ms;
+        since_dns += tick;
+        since_all += tick;
         if (c->dns && since_dns >= c->dns_ms) {
             since_dns = 0;
             refresh_dns(c);
@@ -428,8 +434,8 @@ int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
     c->deadline_ms = o->call_deadline_ms > 0 ? o->call_deadline_ms : 60000;
     c->peers = strdup(o->peers);
     c->self = strdup(o->self);
-    c->token = strdup(o->token != NULL && o->token[0] != '\0' ? o->token
-                                                               : LC_CLUSTER_DEFAULT_TOKEN);
+    c->token =
+        strdup(o->token != NULL && o->token[0] != '\0' ? o->token : LC_CLUSTER_DEFAULT_TOKEN);
     if (c->peers == NULL || c->self == NULL || c->token == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;

@@ -37,12 +37,12 @@ typedef struct lc_cluster lc_cluster;
 typedef struct lc_cluster_peer lc_cluster_peer;
 
 typedef struct lc_cluster_options {
-    const char *peers;       /* "h1:p1,h2:p2" or "name:port" (copied) */
-    const char *self;        /* this replica's HOST:PORT as peers name it (copied) */
-    int replication;         /* owners per key, >= 1 */
-    const char *token;       /* cluster token; NULL or "" = LC_CLUSTER_DEFAULT_TOKEN */
-    int64_t health_ms;       /* health check period; 0 = 2000 */
-    int64_t dns_refresh_ms;  /* DNS re-resolution period; 0 = 10000 */
+    const char *peers;        /* "h1:p1,h2:p2" or "name:port" (copied) */
+    const char *self;         /* this replica's HOST:PORT as peers name it (copied) */
+    int replication;          /* owners per key, >= 1 */
+    const char *token;        /* cluster token; NULL or "" = LC_CLUSTER_DEFAULT_TOKEN */
+    int64_t health_ms;        /* health check period; 0 = 2000 */
+    int64_t dns_refresh_ms;   /* DNS re-resolution period; 0 = 10000 */
     int64_t call_deadline_ms; /* deadline of forwarded calls; 0 = 60000 */
 } lc_cluster_options;
 

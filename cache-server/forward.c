@@ -1,0 +1,907 @@
+/* forward.c - see forward.h. */
+#include "forward.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache_client_int.h" /* lc__cache_unary: forwards a request message as is */
+#include "cluster.h"
+#include "google/rpc/status.pb-c.h"
+#include "grpc_msg.h"
+#include "log.h"
+#include "resource.h"
+
+#define MOD "forward"
+#define PATH_AC "/build.bazel.remote.execution.v2.ActionCache/"
+#define PATH_CAS "/build.bazel.remote.execution.v2.ContentAddressableStorage/"
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static lc_unary_fn local_unary(const char *path)
+{
+    const lc_method *tables[] = {lc_action_cache_methods, lc_cas_methods};
+    size_t ns[] = {lc_action_cache_n_methods, lc_cas_n_methods};
+    for (size_t t = 0; t < 2; t++)
+        for (size_t i = 0; i < ns[t]; i++)
+            if (strcmp(tables[t][i].path, path) == 0)
+                return tables[t][i].unary;
+    return NULL;
+}
+
+static bool is_down(int rc)
+{
+    return rc == -LC_UNAVAILABLE || rc == -LC_DEADLINE_EXCEEDED;
+}
+
+/* One unary call of method m (path) at peer p: self runs the local handler
+ * with a forwarded ctx, others get the message over gRPC. *out is owned by
+ * the caller (protobuf_c_message_free_unpacked). */
+static int peer_unary(const lc_call_ctx *ctx, lc_cluster_peer *p, const char *path, int m,
+                      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rdesc,
+                      ProtobufCMessage **out, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    *out = NULL;
+    if (lc_cluster_peer_is_self(p)) {
+        lc_call_ctx f = *ctx;
+        f.forwarded = true;
+        grpc_byte_buffer *bb = NULL;
+        int rc = local_unary(path)(&f, req, &bb, err);
+        if (rc < 0)
+            return rc;
+        *out = lc_grpc_unpack(rdesc, bb, err);
+        grpc_byte_buffer_destroy(bb);
+        return *out != NULL ? 0 : -LC_INTERNAL;
+    }
+    lc_cache_client *c = lc_cluster_client(env->cluster, p, "", err);
+    if (c == NULL)
+        return -LC_UNAVAILABLE;
+    int rc = lc__cache_unary(c, m, req, rdesc, out, err);
+    LC_DEBUG(MOD, "%s at %s: %d %s", lc__cache_method_name(m), lc_cluster_peer_id(p), rc,
+             rc < 0 && err != NULL ? err->msg : "");
+    lc_cluster_peer_failed(p, rc);
+    return rc;
+}
+
+/* Members and, per key, the mask of members owning it. */
+typedef struct placement {
+    lc_cluster_route m;
+    const char *ids[LC_CLUSTER_MAX_PEERS];
+    int repl;
+} placement;
+
+static void placement_init(lc_cluster *c, placement *pl)
+{
+    memset(pl, 0, sizeof(*pl));
+    lc_cluster_members(c, &pl->m);
+    for (size_t i = 0; i < pl->m.n; i++)
+        pl->ids[i] = lc_cluster_peer_id(pl->m.p[i]);
+    pl->repl = lc_cluster_replication(c);
+}
+
+static uint64_t blob_owners(const placement *pl, const lc_digest *d)
+{
+    uint8_t key[LC_HASH_LEN];
+    size_t order[LC_CLUSTER_MAX_PEERS];
+    lc_cluster_rank(pl->ids, pl->m.n, key, lc_cluster_blob_key(d, key), order);
+    uint64_t mask = 0;
+    for (size_t i = 0; i < pl->m.n && i < (size_t)pl->repl; i++)
+        mask |= 1ull << order[i];
+    return mask;
+}
+
+static bool digest_msg_is(const LC_REAPI(Digest) * m, const lc_digest *d)
+{
+    lc_digest x;
+    return m != NULL && lc_svc_digest(m, "digest", &x, NULL) == 0 && lc_digest_equal(&x, d);
+}
+
+/* missing[i] for ds[i]: asks the owners of each digest, then every other
+ * live member, for those not found yet. UNAVAILABLE if nobody answered. */
+static int cluster_missing(const lc_call_ctx *ctx, const char *inst, int digest_fn,
+                           LC_REAPI(Digest) * *msgs, const lc_digest *ds, size_t n, bool *missing,
+                           lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    placement pl;
+    uint64_t *owners = calloc(n + 1, sizeof(*owners));
+    size_t *idx = calloc(n + 1, sizeof(*idx));
+    LC_REAPI(Digest) **sub = calloc(n + 1, sizeof(*sub));
+    int rc = 0, answered = 0;
+    if (owners == NULL || idx == NULL || sub == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    placement_init(env->cluster, &pl);
+    for (size_t i = 0; i < n; i++) {
+        missing[i] = true;
+        owners[i] = blob_owners(&pl, &ds[i]);
+    }
+    for (int phase = 0; phase < 2; phase++) {
+        for (size_t j = 0; j < pl.m.n; j++) {
+            if (!lc_cluster_peer_alive(pl.m.p[j]))
+                continue;
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (missing[i] && (((owners[i] >> j) & 1) == (phase == 0))) {
+                    idx[k] = i;
+                    sub[k++] = msgs[i];
+                }
+            if (k == 0)
+                continue;
+            LC_REAPI(FindMissingBlobsRequest) r = LC_REAPI_INIT(FIND_MISSING_BLOBS_REQUEST);
+            r.instance_name = (char *)inst;
+            r.digest_function = digest_fn;
+            r.n_blob_digests = k;
+            r.blob_digests = sub;
+            LC_REAPI(FindMissingBlobsResponse) *resp = NULL;
+            lc_err perr = {0};
+            int prc = peer_unary(ctx, pl.m.p[j], PATH_CAS "FindMissingBlobs", LC__M_FIND_MISSING,
+                                 &r.base, &LC_REAPI_DESC(find_missing_blobs_response),
+                                 (ProtobufCMessage **)&resp, &perr);
+            if (prc < 0) {
+                LC_DEBUG(MOD, "FindMissingBlobs at %s: %s", lc_cluster_peer_id(pl.m.p[j]),
+                         perr.msg);
+                continue;
+            }
+            answered++;
+            for (size_t q = 0; q < k; q++) {
+                bool miss = false;
+                for (size_t t = 0; t < resp->n_missing_blob_digests && !miss; t++)
+                    miss = digest_msg_is(resp->missing_blob_digests[t], &ds[idx[q]]);
+                if (!miss)
+                    missing[idx[q]] = false;
+            }
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+        }
+    }
+    if (answered == 0 && n > 0)
+        rc = lc_err_set(err, LC_UNAVAILABLE, "no cache replica answered FindMissingBlobs");
+out:
+    free(sub);
+    free(idx);
+    free(owners);
+    return rc;
+}
+
+/* ---- ActionCache -------------------------------------------------------- */
+
+/* Digests an ActionResult references (empty ones left out); NULL on OOM. */
+static lc_digest *result_digests(const LC_REAPI(ActionResult) * ar, size_t *n)
+{
+    lc_digest *ds = calloc(ar->n_output_files + ar->n_output_directories + 3, sizeof(*ds));
+    size_t k = 0;
+    if (ds == NULL)
+        return NULL;
+    for (size_t i = 0; i < ar->n_output_files; i++)
+        if (ar->output_files[i] != NULL &&
+            lc_svc_digest(ar->output_files[i]->digest, "d", &ds[k], NULL) == 0)
+            k += !lc_digest_is_empty(&ds[k]);
+    for (size_t i = 0; i < ar->n_output_directories; i++)
+        if (ar->output_directories[i] != NULL &&
+            lc_svc_digest(ar->output_directories[i]->tree_digest, "d", &ds[k], NULL) == 0)
+            k += !lc_digest_is_empty(&ds[k]);
+    if (ar->stdout_digest != NULL && lc_svc_digest(ar->stdout_digest, "d", &ds[k], NULL) == 0)
+        k += !lc_digest_is_empty(&ds[k]);
+    if (ar->stderr_digest != NULL && lc_svc_digest(ar->stderr_digest, "d", &ds[k], NULL) == 0)
+        k += !lc_digest_is_empty(&ds[k]);
+    *n = k;
+    return ds;
+}
+
+/* Every blob of ar found at some live replica? */
+static int result_complete(const lc_call_ctx *ctx, const char *inst,
+                           const LC_REAPI(ActionResult) * ar, bool *complete, lc_err *err)
+{
+    size_t n = 0;
+    lc_digest *ds = result_digests(ar, &n);
+    LC_REAPI(Digest) *ms = calloc(n + 1, sizeof(*ms)), **mp = calloc(n + 1, sizeof(*mp));
+    char(*hex)[LC_HASH_HEX_LEN + 1] = calloc(n + 1, sizeof(*hex));
+    bool *missing = calloc(n + 1, sizeof(*missing));
+    int rc = 0;
+    *complete = false;
+    if (ds == NULL || ms == NULL || mp == NULL || hex == NULL || missing == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        lc__cache_digest_to_msg(&ds[i], hex[i], &ms[i]);
+        mp[i] = &ms[i];
+    }
+    if (n > 0 && (rc = cluster_missing(ctx, inst, 0, mp, ds, n, missing, err)) < 0)
+        goto out;
+    *complete = true;
+    for (size_t i = 0; i < n; i++)
+        *complete &= !missing[i];
+out:
+    free(missing);
+    free(hex);
+    free(mp);
+    free(ms);
+    free(ds);
+    return rc;
+}
+
+int lc_fwd_get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
+                             grpc_byte_buffer **resp, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    const LC_REAPI(GetActionResultRequest) *req = (const void *)msg;
+    const char *inst = req->instance_name ? req->instance_name : "";
+    lc_digest action;
+    lc_cluster_route r;
+    LC_REAPI(ActionResult) *ar = NULL;
+    int rc, answered = 0;
+    if ((rc = lc_svc_instance(inst, err)) < 0 ||
+        (rc = lc_svc_digest_function(req->digest_function, err)) < 0 ||
+        (rc = lc_svc_digest(req->action_digest, "action_digest", &action, err)) < 0)
+        return rc;
+    char hex[LC_HASH_HEX_LEN + 1];
+    lc_digest_hex(&action, hex);
+    /* Owners first, then every other live peer: previous owners of a key
+     * that moved in a scale-up still answer. */
+    lc_cluster_route_action(env->cluster, inst, &action, &r);
+    for (size_t i = 0; i < r.n && ar == NULL; i++) {
+        if (!lc_cluster_peer_alive(r.p[i]))
+            continue;
+        lc_err perr = {0};
+        int prc = peer_unary(ctx, r.p[i], PATH_AC "GetActionResult", LC__M_GET_ACTION_RESULT, msg,
+                             &LC_REAPI_DESC(action_result), (ProtobufCMessage **)&ar, &perr);
+        if (prc == 0 || prc == -LC_NOT_FOUND) {
+            answered++;
+        } else if (!is_down(prc)) {
+            LC_WARN(MOD, "GetActionResult %s at %s: %s", hex, lc_cluster_peer_id(r.p[i]), perr.msg);
+        }
+        if (prc < 0)
+            ar = NULL;
+    }
+    if (ar == NULL) {
+        lc_stats_ac(env->stats, inst, false);
+        if (answered == 0)
+            return lc_err_set(err, LC_UNAVAILABLE, "no cache replica answered for action %s/%lld",
+                              hex, (long long)action.size);
+        return lc_err_set(err, LC_NOT_FOUND, "no action result for %s/%lld in instance '%s'", hex,
+                          (long long)action.size, inst);
+    }
+    bool complete = false;
+    if ((rc = result_complete(ctx, inst, ar, &complete, err)) < 0)
+        goto out;
+    if (!complete) {
+        lc_stats_ac(env->stats, inst, false);
+        rc = lc_err_set(err, LC_NOT_FOUND,
+                        "action result for %s/%lld in instance '%s' references blobs no replica "
+                        "holds any more; treated as a miss",
+                        hex, (long long)action.size, inst);
+        goto out;
+    }
+    lc_stats_ac(env->stats, inst, true);
+    *resp = lc_svc_pack(ar);
+    rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    LC_REAPI_FN(action_result__free_unpacked)(ar, NULL);
+    return rc;
+}
+
+/* Writes req at the owners of a key (route r): see forward.h. */
+static int write_owners(const lc_call_ctx *ctx, const lc_cluster_route *r, const char *path, int m,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rdesc,
+                        ProtobufCMessage **out, lc_err *err)
+{
+    int ok = 0, hard = 0;
+    lc_err last = {0};
+    *out = NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        if (i >= r->n_owners && ok > 0)
+            break; /* non-owners only stand in when no owner took it */
+        if (!lc_cluster_peer_alive(r->p[i]))
+            continue;
+        ProtobufCMessage *o = NULL;
+        lc_err perr = {0};
+        int prc = peer_unary(ctx, r->p[i], path, m, req, rdesc, &o, &perr);
+        if (prc == 0) {
+            ok++;
+            if (*out == NULL)
+                *out = o;
+            else
+                protobuf_c_message_free_unpacked(o, NULL);
+        } else if (!is_down(prc)) {
+            hard = prc;
+            last = perr;
+        } else {
+            last = perr;
+        }
+    }
+    if (hard < 0) {
+        if (*out != NULL)
+            protobuf_c_message_free_unpacked(*out, NULL);
+        *out = NULL;
+        *err = last;
+        return hard;
+    }
+    if (ok == 0)
+        return lc_err_set(err, LC_UNAVAILABLE, "no cache replica could store it (last: %s)",
+                          last.msg[0] ? last.msg : "no live replica");
+    return 0;
+}
+
+int lc_fwd_update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
+                                grpc_byte_buffer **resp, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    const LC_REAPI(UpdateActionResultRequest) *req = (const void *)msg;
+    const char *inst = req->instance_name ? req->instance_name : "";
+    lc_digest action;
+    lc_cluster_route r;
+    int rc;
+    if ((rc = lc_svc_instance(inst, err)) < 0 ||
+        (rc = lc_svc_digest_function(req->digest_function, err)) < 0 ||
+        (rc = lc_svc_digest(req->action_digest, "action_digest", &action, err)) < 0)
+        return rc;
+    if (req->action_result == NULL)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "action_result is missing");
+    lc_cluster_route_action(env->cluster, inst, &action, &r);
+    ProtobufCMessage *out = NULL;
+    if ((rc = write_owners(ctx, &r, PATH_AC "UpdateActionResult", LC__M_UPDATE_ACTION_RESULT, msg,
+                           &LC_REAPI_DESC(action_result), &out, err)) < 0)
+        return rc;
+    lc_stats_ac_update(env->stats, inst);
+    *resp = lc_grpc_pack(out);
+    protobuf_c_message_free_unpacked(out, NULL);
+    return *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* ---- CAS ---------------------------------------------------------------- */
+
+int lc_fwd_find_missing_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
+                              grpc_byte_buffer **resp, lc_err *err)
+{
+    const LC_REAPI(FindMissingBlobsRequest) *req = (const void *)msg;
+    const char *inst = req->instance_name ? req->instance_name : "";
+    size_t n = req->n_blob_digests, k = 0;
+    lc_digest *ds = calloc(n + 1, sizeof(*ds));
+    bool *missing = calloc(n + 1, sizeof(*missing));
+    LC_REAPI(Digest) **out = calloc(n + 1, sizeof(*out));
+    char what[48];
+    int rc;
+    if ((rc = lc_svc_instance(inst, err)) < 0 ||
+        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
+        goto out;
+    if (ds == NULL || missing == NULL || out == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(what, sizeof(what), "blob_digests[%zu]", i);
+        if ((rc = lc_svc_digest(req->blob_digests[i], what, &ds[i], err)) < 0)
+            goto out;
+    }
+    if ((rc = cluster_missing(ctx, inst, req->digest_function, req->blob_digests, ds, n, missing,
+                              err)) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (missing[i] && !lc_digest_is_empty(&ds[i]))
+            out[k++] = req->blob_digests[i];
+    LC_REAPI(FindMissingBlobsResponse) r = LC_REAPI_INIT(FIND_MISSING_BLOBS_RESPONSE);
+    r.n_missing_blob_digests = k;
+    r.missing_blob_digests = out;
+    *resp = lc_svc_pack(&r);
+    rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    free(out);
+    free(missing);
+    free(ds);
+    return rc;
+}
+
+/* Per-blob outcome of a forwarded batch. */
+typedef struct blob_state {
+    lc_digest d;
+    bool valid;
+    uint64_t owners;
+    int ok;   /* owners that stored it / 1 once read */
+    int code; /* last per-blob error code */
+    char msg[600];
+    ProtobufCBinaryData data; /* read: borrowed from a kept response */
+} blob_state;
+
+static void blob_fail(blob_state *b, const Google__Rpc__Status *st)
+{
+    b->code = st ? st->code : LC_UNKNOWN;
+    snprintf(b->msg, sizeof(b->msg), "%s", st && st->message ? st->message : "failed");
+}
+
+int lc_fwd_batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
+                              grpc_byte_buffer **resp, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    const LC_REAPI(BatchUpdateBlobsRequest) *req = (const void *)msg;
+    const char *inst = req->instance_name ? req->instance_name : "";
+    size_t n = req->n_requests;
+    uint64_t total = 0;
+    placement pl;
+    int rc;
+    if ((rc = lc_svc_instance(inst, err)) < 0 ||
+        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if (req->requests[i] != NULL)
+            total += req->requests[i]->data.len;
+    if (total > (uint64_t)env->max_batch_bytes)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "BatchUpdateBlobs carries %llu bytes of data; the limit is %lld "
+                          "(max_batch_total_size_bytes): split the batch or use ByteStream.Write",
+                          (unsigned long long)total, (long long)env->max_batch_bytes);
+    blob_state *bs = calloc(n + 1, sizeof(*bs));
+    LC_REAPI(BatchUpdateBlobsRequest__Request) **sub = calloc(n + 1, sizeof(*sub));
+    size_t *idx = calloc(n + 1, sizeof(*idx));
+    LC_REAPI(BatchUpdateBlobsResponse__Response) *rs = calloc(n + 1, sizeof(*rs)),
+                                                 **rps = calloc(n + 1, sizeof(*rps));
+    Google__Rpc__Status *sts = calloc(n + 1, sizeof(*sts));
+    LC_REAPI(Digest) empty_digest = LC_REAPI_INIT(DIGEST);
+    if (bs == NULL || sub == NULL || idx == NULL || rs == NULL || rps == NULL || sts == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    placement_init(env->cluster, &pl);
+    for (size_t i = 0; i < n; i++) {
+        const LC_REAPI(BatchUpdateBlobsRequest__Request) *q = req->requests[i];
+        lc_err e = {0};
+        bs[i].code = LC_UNAVAILABLE;
+        snprintf(bs[i].msg, sizeof(bs[i].msg), "no cache replica could store it");
+        if (q == NULL || lc_svc_digest(q->digest, "digest", &bs[i].d, &e) < 0) {
+            bs[i].code = LC_INVALID_ARGUMENT;
+            snprintf(bs[i].msg, sizeof(bs[i].msg), "requests[%zu]: %s", i,
+                     q == NULL ? "empty" : e.msg);
+            continue;
+        }
+        bs[i].valid = true;
+        bs[i].owners = blob_owners(&pl, &bs[i].d);
+    }
+    /* Phase 0: every live owner; phase 1: stand-ins for blobs no owner took. */
+    for (int phase = 0; phase < 2; phase++) {
+        for (size_t j = 0; j < pl.m.n; j++) {
+            if (!lc_cluster_peer_alive(pl.m.p[j]))
+                continue;
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                bool own = (bs[i].owners >> j) & 1;
+                bool hard = bs[i].code != LC_UNAVAILABLE && bs[i].code != LC_OK;
+                if (bs[i].valid && (phase == 0 ? own : (!own && bs[i].ok == 0 && !hard))) {
+                    idx[k] = i;
+                    sub[k++] = req->requests[i];
+                }
+            }
+            if (k == 0)
+                continue;
+            LC_REAPI(BatchUpdateBlobsRequest) r = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_REQUEST);
+            r.instance_name = (char *)inst;
+            r.digest_function = req->digest_function;
+            r.n_requests = k;
+            r.requests = sub;
+            LC_REAPI(BatchUpdateBlobsResponse) *pr = NULL;
+            lc_err perr = {0};
+            if (peer_unary(ctx, pl.m.p[j], PATH_CAS "BatchUpdateBlobs", LC__M_BATCH_UPDATE, &r.base,
+                           &LC_REAPI_DESC(batch_update_blobs_response), (ProtobufCMessage **)&pr,
+                           &perr) < 0)
+                continue;
+            for (size_t q = 0; q < k; q++) {
+                blob_state *b = &bs[idx[q]];
+                for (size_t t = 0; t < pr->n_responses; t++) {
+                    const LC_REAPI(BatchUpdateBlobsResponse__Response) *x = pr->responses[t];
+                    if (x == NULL || !digest_msg_is(x->digest, &b->d))
+                        continue;
+                    if (x->status == NULL || x->status->code == 0) {
+                        b->ok++;
+                        if (b->code == LC_UNAVAILABLE)
+                            b->code = LC_OK;
+                    } else {
+                        blob_fail(b, x->status);
+                    }
+                    break;
+                }
+            }
+            protobuf_c_message_free_unpacked(&pr->base, NULL);
+            if (phase == 1)
+                break; /* one stand-in per pass is enough */
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const LC_REAPI(BatchUpdateBlobsRequest__Request) *q = req->requests[i];
+        LC_REAPI(BatchUpdateBlobsResponse__Response)
+        init = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_RESPONSE__RESPONSE);
+        Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+        rs[i] = init;
+        sts[i] = st;
+        rs[i].digest = (q != NULL && q->digest != NULL) ? q->digest : &empty_digest;
+        if (bs[i].code != LC_OK) {
+            sts[i].code = bs[i].code;
+            sts[i].message = bs[i].msg;
+        }
+        rs[i].status = &sts[i];
+        rps[i] = &rs[i];
+    }
+    LC_REAPI(BatchUpdateBlobsResponse) o = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_RESPONSE);
+    o.n_responses = n;
+    o.responses = rps;
+    *resp = lc_svc_pack(&o);
+    rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    free(sts);
+    free(rps);
+    free(rs);
+    free(idx);
+    free(sub);
+    free(bs);
+    return rc;
+}
+
+int lc_fwd_batch_read_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
+                            grpc_byte_buffer **resp, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    const LC_REAPI(BatchReadBlobsRequest) *req = (const void *)msg;
+    const char *inst = req->instance_name ? req->instance_name : "";
+    size_t n = req->n_digests, n_kept = 0;
+    uint64_t total = 0;
+    placement pl;
+    int rc;
+    if ((rc = lc_svc_instance(inst, err)) < 0 ||
+        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
+        return rc;
+    blob_state *bs = calloc(n + 1, sizeof(*bs));
+    LC_REAPI(Digest) **sub = calloc(n + 1, sizeof(*sub));
+    size_t *idx = calloc(n + 1, sizeof(*idx));
+    LC_REAPI(BatchReadBlobsResponse__Response) *rs = calloc(n + 1, sizeof(*rs)),
+                                               **rps = calloc(n + 1, sizeof(*rps));
+    Google__Rpc__Status *sts = calloc(n + 1, sizeof(*sts));
+    LC_REAPI(BatchReadBlobsResponse) **kept = calloc(2 * LC_CLUSTER_MAX_PEERS, sizeof(*kept));
+    LC_REAPI(Digest) empty_digest = LC_REAPI_INIT(DIGEST);
+    if (bs == NULL || sub == NULL || idx == NULL || rs == NULL || rps == NULL || sts == NULL ||
+        kept == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    placement_init(env->cluster, &pl);
+    for (size_t i = 0; i < n; i++) {
+        lc_err e = {0};
+        char what[32];
+        snprintf(what, sizeof(what), "digests[%zu]", i);
+        if (lc_svc_digest(req->digests[i], what, &bs[i].d, &e) < 0) {
+            bs[i].code = LC_INVALID_ARGUMENT;
+            snprintf(bs[i].msg, sizeof(bs[i].msg), "%s", e.msg);
+            continue;
+        }
+        total += (uint64_t)bs[i].d.size;
+        bs[i].valid = true;
+        bs[i].code = LC_NOT_FOUND;
+        snprintf(bs[i].msg, sizeof(bs[i].msg), "blob is not in the CAS of any live replica");
+        bs[i].owners = blob_owners(&pl, &bs[i].d);
+    }
+    if (total > (uint64_t)env->max_batch_bytes) {
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
+                        "BatchReadBlobs asks for %llu bytes; the limit is %lld "
+                        "(max_batch_total_size_bytes): split the batch or use ByteStream.Read",
+                        (unsigned long long)total, (long long)env->max_batch_bytes);
+        goto out;
+    }
+    for (int phase = 0; phase < 2; phase++) {
+        for (size_t j = 0; j < pl.m.n; j++) {
+            if (!lc_cluster_peer_alive(pl.m.p[j]))
+                continue;
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (bs[i].valid && bs[i].ok == 0 &&
+                    ((((bs[i].owners >> j) & 1) != 0) == (phase == 0))) {
+                    idx[k] = i;
+                    sub[k++] = req->digests[i];
+                }
+            if (k == 0)
+                continue;
+            LC_REAPI(BatchReadBlobsRequest) r = LC_REAPI_INIT(BATCH_READ_BLOBS_REQUEST);
+            r.instance_name = (char *)inst;
+            r.digest_function = req->digest_function;
+            r.n_digests = k;
+            r.digests = sub;
+            LC_REAPI(BatchReadBlobsResponse) *pr = NULL;
+            lc_err perr = {0};
+            if (peer_unary(ctx, pl.m.p[j], PATH_CAS "BatchReadBlobs", LC__M_BATCH_READ, &r.base,
+                           &LC_REAPI_DESC(batch_read_blobs_response), (ProtobufCMessage **)&pr,
+                           &perr) < 0)
+                continue;
+            kept[n_kept++] = pr; /* data is borrowed from it */
+            for (size_t q = 0; q < k; q++) {
+                blob_state *b = &bs[idx[q]];
+                for (size_t t = 0; t < pr->n_responses; t++) {
+                    const LC_REAPI(BatchReadBlobsResponse__Response) *x = pr->responses[t];
+                    if (x == NULL || !digest_msg_is(x->digest, &b->d))
+                        continue;
+                    if ((x->status == NULL || x->status->code == 0) &&
+                        x->data.len == (size_t)b->d.size) {
+                        b->ok = 1;
+                        b->code = LC_OK;
+                        b->data = x->data;
+                    } else if (x->status != NULL && x->status->code != LC_NOT_FOUND) {
+                        blob_fail(b, x->status);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    uint64_t read = 0;
+    for (size_t i = 0; i < n; i++) {
+        LC_REAPI(BatchReadBlobsResponse__Response)
+        init = LC_REAPI_INIT(BATCH_READ_BLOBS_RESPONSE__RESPONSE);
+        Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+        rs[i] = init;
+        sts[i] = st;
+        rs[i].digest = req->digests[i] != NULL ? req->digests[i] : &empty_digest;
+        if (bs[i].code == LC_OK) {
+            rs[i].data = bs[i].data;
+            read += bs[i].data.len;
+        } else {
+            sts[i].code = bs[i].code;
+            sts[i].message = bs[i].msg;
+        }
+        rs[i].status = &sts[i];
+        rps[i] = &rs[i];
+    }
+    lc_stats_bytes(env->stats, inst, read, 0);
+    LC_REAPI(BatchReadBlobsResponse) o = LC_REAPI_INIT(BATCH_READ_BLOBS_RESPONSE);
+    o.n_responses = n;
+    o.responses = rps;
+    *resp = lc_svc_pack(&o);
+    rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    if (kept != NULL)
+        for (size_t i = 0; i < n_kept; i++)
+            protobuf_c_message_free_unpacked(&kept[i]->base, NULL);
+    free(kept);
+    free(sts);
+    free(rps);
+    free(rs);
+    free(idx);
+    free(sub);
+    free(bs);
+    return rc;
+}
+
+/* ---- ByteStream --------------------------------------------------------- */
+
+struct lc_fwd_stream {
+    FILE *f;         /* unlinked temp file */
+    lc_hasher *h;    /* write: hash of what arrived */
+    lc_resource res; /* write: the upload resource */
+    int64_t offset;  /* write: bytes received; read: bytes sent */
+    uint8_t *buf;    /* read: one message of data */
+};
+
+uint64_t lc_fwd_stream_bytes(const lc_fwd_stream *s)
+{
+    return s != NULL ? (uint64_t)s->offset : 0;
+}
+
+void lc_fwd_stream_free(lc_fwd_stream **ps)
+{
+    lc_fwd_stream *s = ps ? *ps : NULL;
+    if (s == NULL)
+        return;
+    if (s->f != NULL)
+        fclose(s->f);
+    lc_hasher_free(&s->h);
+    free(s->buf);
+    free(s);
+    *ps = NULL;
+}
+
+static int to_file(void *ctx, const void *data, size_t len, lc_err *err)
+{
+    if (fwrite(data, 1, len, ctx) != len)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot buffer the blob in a temp file");
+    return 0;
+}
+
+int lc_fwd_read_open(const lc_call_ctx *ctx, const char *name, const lc_digest *d, int64_t offset,
+                     int64_t limit, lc_fwd_stream **out, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    lc_cluster_route r;
+    int answered = 0;
+    lc_fwd_stream *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->f = tmpfile()) == NULL || (s->buf = malloc(LC_CACHE_CHUNK_SIZE)) == NULL) {
+        lc_fwd_stream_free(&s);
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot create a temp file for the blob");
+    }
+    lc_cluster_route_blob(env->cluster, d, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        if (lc_cluster_peer_is_self(r.p[i]) || !lc_cluster_peer_alive(r.p[i]))
+            continue; /* self: the caller looked locally already */
+        lc_err perr = {0};
+        lc_cache_client *c = lc_cluster_client(env->cluster, r.p[i], "", &perr);
+        if (c == NULL)
+            continue;
+        rewind(s->f);
+        if (ftruncate(fileno(s->f), 0) != 0)
+            break;
+        int prc = lc_cache_client_read_raw(c, name, offset, limit, to_file, s->f, NULL, &perr);
+        lc_cluster_peer_failed(r.p[i], prc);
+        if (prc == 0 && fflush(s->f) == 0) {
+            rewind(s->f);
+            *out = s;
+            return 0;
+        }
+        answered += !is_down(prc);
+    }
+    lc_fwd_stream_free(&s);
+    char hex[LC_HASH_HEX_LEN + 1];
+    lc_digest_hex(d, hex);
+    if (answered == 0)
+        return lc_err_set(err, LC_UNAVAILABLE, "blob %s/%lld: no other cache replica answered", hex,
+                          (long long)d->size);
+    return lc_err_set(err, LC_NOT_FOUND, "blob %s/%lld is not in the CAS", hex, (long long)d->size);
+}
+
+int lc_fwd_read_next(lc_fwd_stream *s, grpc_byte_buffer **msg, lc_err *err)
+{
+    *msg = NULL;
+    size_t len = fread(s->buf, 1, LC_CACHE_CHUNK_SIZE, s->f);
+    if (len == 0)
+        return ferror(s->f) ? lc_err_set(err, LC_INTERNAL, "cannot read the buffered blob") : 0;
+    Google__Bytestream__ReadResponse r = GOOGLE__BYTESTREAM__READ_RESPONSE__INIT;
+    r.data.data = s->buf;
+    r.data.len = len;
+    *msg = lc_svc_pack(&r);
+    if (*msg == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    s->offset += (int64_t)len;
+    return 0;
+}
+
+static grpc_byte_buffer *write_response(int64_t committed)
+{
+    Google__Bytestream__WriteResponse r = GOOGLE__BYTESTREAM__WRITE_RESPONSE__INIT;
+    r.committed_size = committed;
+    return lc_svc_pack(&r);
+}
+
+/* Stores the buffered blob in the local store. */
+static int store_local(const lc_svc_env *env, lc_fwd_stream *s, lc_err *err)
+{
+    char key[LC_RESOURCE_MAX + 1];
+    lc_upload *u = NULL;
+    bool done = false;
+    uint8_t *buf = NULL;
+    int rc;
+    if (lc_resource_format(&s->res, key, sizeof(key)) < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "resource name too long");
+    if ((rc = lc_upload_open(env->store, key, &s->res.digest, &u, &done, err)) < 0 || done)
+        return rc;
+    if (lc_upload_committed(u) != 0) { /* an old partial upload of the key: start over */
+        lc_upload_free(&u);
+        return lc_err_set(err, LC_ABORTED, "a partial upload of '%s' is in the way", key);
+    }
+    buf = malloc(LC_CACHE_CHUNK_SIZE);
+    if (buf == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    rewind(s->f);
+    size_t len;
+    while ((len = fread(buf, 1, LC_CACHE_CHUNK_SIZE, s->f)) > 0)
+        if ((rc = lc_upload_append(u, buf, len, err)) < 0)
+            goto out;
+    rc = lc_upload_finish(u, err);
+out:
+    free(buf);
+    lc_upload_free(&u);
+    return rc;
+}
+
+/* Sends the verified blob to every live owner (stand-ins if none). */
+static int write_to_owners(const lc_call_ctx *ctx, lc_fwd_stream *s, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    lc_cluster_route r;
+    int ok = 0, hard = 0;
+    lc_err last = {0};
+    lc_cluster_route_blob(env->cluster, &s->res.digest, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        if (i >= r.n_owners && ok > 0)
+            break;
+        if (!lc_cluster_peer_alive(r.p[i]))
+            continue;
+        lc_err perr = {0};
+        int prc;
+        if (lc_cluster_peer_is_self(r.p[i])) {
+            prc = store_local(env, s, &perr);
+        } else {
+            lc_cache_client *c = lc_cluster_client(env->cluster, r.p[i], s->res.instance, &perr);
+            prc = c != NULL ? lc_cache_client_write_fd(c, &s->res.digest, fileno(s->f), &perr)
+                            : -LC_UNAVAILABLE;
+            lc_cluster_peer_failed(r.p[i], prc);
+        }
+        if (prc == 0)
+            ok++;
+        else if (!is_down(prc))
+            hard = prc;
+        if (prc < 0)
+            last = perr;
+    }
+    if (hard < 0) {
+        *err = last;
+        return hard;
+    }
+    if (ok == 0)
+        return lc_err_set(err, LC_UNAVAILABLE, "no cache replica could store the blob (last: %s)",
+                          last.msg[0] ? last.msg : "no live replica");
+    return 0;
+}
+
+int lc_fwd_write(const lc_call_ctx *ctx, lc_fwd_stream **ps,
+                 const Google__Bytestream__WriteRequest *req, grpc_byte_buffer **resp, lc_err *err)
+{
+    lc_fwd_stream *s = *ps;
+    int rc;
+    if (s == NULL) {
+        const char *name = req->resource_name ? req->resource_name : "";
+        if (name[0] == '\0')
+            return lc_err_set(err, LC_INVALID_ARGUMENT,
+                              "the first WriteRequest must carry resource_name "
+                              "([{instance}/]uploads/{uuid}/blobs/{hash}/{size})");
+        s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        *ps = s;
+        if ((rc = lc_resource_parse(name, strlen(name), LC_RESOURCE_UPLOAD, &s->res, err)) < 0)
+            return rc;
+        /* Already at a replica: complete at once, as REAPI allows. */
+        LC_REAPI(Digest) dm = LC_REAPI_INIT(DIGEST), *dmp = &dm;
+        char hex[LC_HASH_HEX_LEN + 1];
+        bool missing = true;
+        lc__cache_digest_to_msg(&s->res.digest, hex, &dm);
+        if (lc_digest_is_empty(&s->res.digest) ||
+            (cluster_missing(ctx, s->res.instance, 0, &dmp, &s->res.digest, 1, &missing, NULL) ==
+                 0 &&
+             !missing)) {
+            *resp = write_response(s->res.digest.size);
+            return 1;
+        }
+        if ((s->f = tmpfile()) == NULL || (s->h = lc_hasher_new()) == NULL)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot create a temp file for the blob");
+    }
+    if (req->write_offset != s->offset)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "write_offset %lld does not continue the upload at %lld (uploads "
+                          "through a cluster replica do not resume: start again at 0)",
+                          (long long)req->write_offset, (long long)s->offset);
+    if (s->offset + (int64_t)req->data.len > s->res.digest.size)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "more data than the digest's size %lld",
+                          (long long)s->res.digest.size);
+    if (req->data.len > 0) {
+        if (to_file(s->f, req->data.data, req->data.len, err) < 0)
+            return -LC_RESOURCE_EXHAUSTED;
+        lc_hasher_update(s->h, req->data.data, req->data.len);
+        s->offset += (int64_t)req->data.len;
+    }
+    if (!req->finish_write)
+        return 0;
+    lc_digest got;
+    lc_hasher_final(s->h, &got);
+    got.size = s->offset;
+    if (!lc_digest_equal(&got, &s->res.digest)) {
+        char want[LC_HASH_HEX_LEN + 1], have[LC_HASH_HEX_LEN + 1];
+        lc_digest_hex(&s->res.digest, want);
+        lc_digest_hex(&got, have);
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "uploaded data is %s/%lld but the resource name says %s/%lld", have,
+                          (long long)got.size, want, (long long)s->res.digest.size);
+    }
+    if (fflush(s->f) != 0)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot buffer the blob in a temp file");
+    if ((rc = write_to_owners(ctx, s, err)) < 0)
+        return rc;
+    *resp = write_response(s->offset);
+    return 1;
+}
