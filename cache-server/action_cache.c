@@ -242,7 +242,8 @@ static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *
     lc_hits_unlock(env->hits, &action);
     if (rc < 0)
         goto out;
-    lc_stats_ac_update(env->stats, inst);
+    if (!ctx->forwarded) /* cluster: counted once, by the replica the client called */
+        lc_stats_ac_update(env->stats, inst);
     *resp = bytes_buffer(ar_bytes, ar_len);
 out:
     free(stored_bytes);

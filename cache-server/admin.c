@@ -29,6 +29,7 @@
 
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
+#include "forward.h" /* cluster mode */
 
 #define MOD "admin"
 
@@ -411,6 +412,8 @@ static int get_stats(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_b
     Layercache__V1__MethodStats *meths = NULL, **meth_ptrs = NULL;
     int rc;
 
+    if (lc_fwd_on(ctx)) /* cluster: every replica's numbers (forward.c) */
+        return lc_fwd_admin_get_stats(ctx, msg, resp, err);
     if ((rc = lc_svc_instance(only, err)) < 0)
         return rc;
     if (lc_stats_snapshot_take(env->stats, &snap) < 0)
@@ -783,6 +786,8 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
     uint64_t n_removed = 0, blobs = 0, blob_bytes = 0;
     int rc;
 
+    if (lc_fwd_on(ctx)) /* cluster: purge at every replica (forward.c) */
+        return lc_fwd_admin_purge(ctx, msg, resp, err);
     if ((rc = lc_svc_instance(inst, err)) < 0)
         return rc;
     if (req->older_than_seconds < 0 || req->newer_than_seconds < 0)

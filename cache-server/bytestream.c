@@ -29,6 +29,7 @@ typedef struct read_state {
     const lc_svc_env *env;
     lc_blob_reader *reader;
     lc_fwd_stream *fwd; /* cluster: fetched from another replica (forward.c) */
+    bool peer;          /* cluster: a peer's call, not counted in the stats */
     uint64_t sent;
     char instance[LC_INSTANCE_MAX + 1];
 } read_state;
@@ -59,6 +60,7 @@ static int read_open(const lc_call_ctx *ctx, const ProtobufCMessage *msg, void *
     if (st == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     st->env = env;
+    st->peer = ctx->forwarded;
     memcpy(st->instance, res.instance, sizeof(st->instance));
     /* cluster: not here, so fetch it from a replica that has it. */
     if (lc_fwd_on(ctx) && lc_store_blob_exists(env->store, &res.digest, NULL) != 1) {
@@ -115,7 +117,8 @@ static void read_free(void *state, bool finished)
     read_state *st = state;
     if (st == NULL)
         return;
-    lc_stats_bytes(st->env->stats, st->instance, st->sent, 0);
+    if (!st->peer)
+        lc_stats_bytes(st->env->stats, st->instance, st->sent, 0);
     lc_blob_reader_free(&st->reader);
     lc_fwd_stream_free(&st->fwd); /* cluster */
     free(st);
@@ -133,6 +136,7 @@ typedef struct write_state {
     uint64_t received;              /* bytes appended by this stream */
     bool finish_tried;              /* lc_upload_finish was called (no flush after) */
     lc_fwd_stream *fwd;             /* cluster: buffered for the owners (forward.c) */
+    bool peer;                      /* cluster: a peer's call, not counted in the stats */
 } write_state;
 
 static grpc_byte_buffer *write_response(int64_t committed)
@@ -154,6 +158,7 @@ static int write_start(const lc_call_ctx *ctx, const Google__Bytestream__WriteRe
     if (st == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     st->env = ctx->env;
+    st->peer = ctx->forwarded;
     int rc = lc_resource_parse(name, strlen(name), LC_RESOURCE_UPLOAD, &st->res, err);
     if (rc < 0)
         goto fail;
@@ -266,7 +271,8 @@ static void write_free(void *state, bool finished)
     }
     lc_upload_free(&st->upload);
     lc_fwd_stream_free(&st->fwd); /* cluster */
-    lc_stats_bytes(st->env->stats, st->res.instance, 0, st->received);
+    if (!st->peer)
+        lc_stats_bytes(st->env->stats, st->res.instance, 0, st->received);
     free(st);
 }
 

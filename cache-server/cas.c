@@ -126,7 +126,8 @@ static int batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
         rs[i].status = &sts[i];
         rps[i] = &rs[i];
     }
-    lc_stats_bytes(env->stats, inst, 0, written);
+    if (!ctx->forwarded) /* cluster: counted by the replica the client called */
+        lc_stats_bytes(env->stats, inst, 0, written);
     LC_REAPI(BatchUpdateBlobsResponse) out = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_RESPONSE);
     out.n_responses = n;
     out.responses = rps;
@@ -209,7 +210,8 @@ static int batch_read_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
         rs[i].status = &sts[i];
         rps[i] = &rs[i];
     }
-    lc_stats_bytes(env->stats, inst, read, 0);
+    if (!ctx->forwarded) /* cluster: counted by the replica the client called */
+        lc_stats_bytes(env->stats, inst, read, 0);
     LC_REAPI(BatchReadBlobsResponse) out = LC_REAPI_INIT(BATCH_READ_BLOBS_RESPONSE);
     out.n_responses = n;
     out.responses = rps;

@@ -10,6 +10,7 @@
 #include "cluster.h"
 #include "google/rpc/status.pb-c.h"
 #include "grpc_msg.h"
+#include "layercache/v1/admin.pb-c.h"
 #include "log.h"
 #include "resource.h"
 
@@ -21,9 +22,9 @@
 
 static lc_unary_fn local_unary(const char *path)
 {
-    const lc_method *tables[] = {lc_action_cache_methods, lc_cas_methods};
-    size_t ns[] = {lc_action_cache_n_methods, lc_cas_n_methods};
-    for (size_t t = 0; t < 2; t++)
+    const lc_method *tables[] = {lc_action_cache_methods, lc_cas_methods, lc_admin_methods};
+    size_t ns[] = {lc_action_cache_n_methods, lc_cas_n_methods, lc_admin_n_methods};
+    for (size_t t = 0; t < 3; t++)
         for (size_t i = 0; i < ns[t]; i++)
             if (strcmp(tables[t][i].path, path) == 0)
                 return tables[t][i].unary;
@@ -522,6 +523,11 @@ int lc_fwd_batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
         rs[i].status = &sts[i];
         rps[i] = &rs[i];
     }
+    uint64_t written = 0;
+    for (size_t i = 0; i < n; i++)
+        if (bs[i].code == LC_OK && req->requests[i] != NULL)
+            written += req->requests[i]->data.len;
+    lc_stats_bytes(env->stats, inst, 0, written);
     LC_REAPI(BatchUpdateBlobsResponse) o = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_RESPONSE);
     o.n_responses = n;
     o.responses = rps;
@@ -904,4 +910,189 @@ int lc_fwd_write(const lc_call_ctx *ctx, lc_fwd_stream **ps,
         return rc;
     *resp = write_response(s->offset);
     return 1;
+}
+
+/* ---- Admin fan-out ------------------------------------------------------ */
+
+#define PATH_ADMIN "/layercache.v1.Admin/"
+
+static void stats_add(Layercache__V1__InstanceStats *to, const Layercache__V1__InstanceStats *x)
+{
+    to->ac_hits += x->ac_hits;
+    to->ac_misses += x->ac_misses;
+    to->ac_updates += x->ac_updates;
+    to->bytes_read += x->bytes_read;
+    to->bytes_written += x->bytes_written;
+    to->entries += x->entries;
+    to->build_seconds_saved += x->build_seconds_saved;
+    to->evictions += x->evictions;
+    to->entry_bytes += x->entry_bytes;
+}
+
+int lc_fwd_admin_get_stats(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
+                           grpc_byte_buffer **resp, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    lc_cluster_route m;
+    Layercache__V1__GetStatsResponse *got[LC_CLUSTER_MAX_PEERS] = {0};
+    Layercache__V1__InstanceStats *rows = NULL, **row_ptrs = NULL;
+    size_t n_got = 0, n_rows = 0, cap = 0, self_idx = SIZE_MAX;
+    int rc = 0;
+    lc_cluster_members(env->cluster, &m);
+    for (size_t j = 0; j < m.n; j++) {
+        if (!lc_cluster_peer_alive(m.p[j]))
+            continue;
+        lc_err perr = {0};
+        Layercache__V1__GetStatsResponse *r = NULL;
+        int prc = peer_unary(ctx, m.p[j], PATH_ADMIN "GetStats", LC__M_ADMIN_GET_STATS, msg,
+                             &layercache__v1__get_stats_response__descriptor,
+                             (ProtobufCMessage **)&r, &perr);
+        if (prc < 0 && lc_cluster_peer_is_self(m.p[j])) {
+            *err = perr;
+            rc = prc;
+            goto out;
+        }
+        if (prc == 0) {
+            if (lc_cluster_peer_is_self(m.p[j]))
+                self_idx = n_got;
+            got[n_got++] = r;
+            cap += r->n_instances;
+        }
+    }
+    rows = calloc(cap + 1, sizeof(*rows));
+    row_ptrs = calloc(cap + 1, sizeof(*row_ptrs));
+    if (rows == NULL || row_ptrs == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    /* Counts add up over the replicas; entries and blobs are stored copies
+     * (about --replication per key). uptime, version and methods are this
+     * replica's. */
+    Layercache__V1__InstanceStats total = LAYERCACHE__V1__INSTANCE_STATS__INIT;
+    Layercache__V1__GetStatsResponse o = LAYERCACHE__V1__GET_STATS_RESPONSE__INIT;
+    for (size_t g = 0; g < n_got; g++) {
+        const Layercache__V1__GetStatsResponse *r = got[g];
+        if (r->total != NULL)
+            stats_add(&total, r->total);
+        for (size_t i = 0; i < r->n_instances; i++) {
+            const Layercache__V1__InstanceStats *x = r->instances[i];
+            const char *name = x->instance_name ? x->instance_name : "";
+            size_t k = 0;
+            while (k < n_rows && strcmp(rows[k].instance_name, name) != 0)
+                k++;
+            if (k == n_rows) {
+                Layercache__V1__InstanceStats init = LAYERCACHE__V1__INSTANCE_STATS__INIT;
+                rows[n_rows] = init;
+                rows[n_rows].instance_name = (char *)name;
+                row_ptrs[n_rows] = &rows[n_rows];
+                n_rows++;
+            }
+            stats_add(&rows[k], x);
+        }
+        o.blobs += r->blobs;
+        o.bytes_stored += r->bytes_stored;
+        o.max_bytes += r->max_bytes;
+        o.blobs_evicted += r->blobs_evicted;
+        o.blob_bytes_evicted += r->blob_bytes_evicted;
+    }
+    const Layercache__V1__GetStatsResponse *self = self_idx < n_got ? got[self_idx] : NULL;
+    if (self != NULL) {
+        o.uptime_seconds = self->uptime_seconds;
+        o.version = self->version;
+        o.n_methods = self->n_methods;
+        o.methods = self->methods;
+    }
+    total.instance_name = (char *)"";
+    o.total = &total;
+    o.n_instances = n_rows;
+    o.instances = row_ptrs;
+    *resp = lc_grpc_pack(&o.base);
+    rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    free(row_ptrs);
+    free(rows);
+    for (size_t g = 0; g < n_got; g++)
+        protobuf_c_message_free_unpacked(&got[g]->base, NULL);
+    return rc;
+}
+
+int lc_fwd_admin_purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_buffer **resp,
+                       lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    lc_cluster_route m;
+    Layercache__V1__PurgeResponse *got[LC_CLUSTER_MAX_PEERS] = {0};
+    Layercache__V1__PurgedAction **list = NULL;
+    size_t n_got = 0, n_list = 0, cap = 0, n_down = 0;
+    char down[256] = "";
+    int rc = 0;
+    lc_cluster_members(env->cluster, &m);
+    for (size_t j = 0; j < m.n; j++) {
+        lc_err perr = {0};
+        Layercache__V1__PurgeResponse *r = NULL;
+        int prc = lc_cluster_peer_alive(m.p[j])
+                      ? peer_unary(ctx, m.p[j], PATH_ADMIN "Purge", LC__M_ADMIN_PURGE, msg,
+                                   &layercache__v1__purge_response__descriptor,
+                                   (ProtobufCMessage **)&r, &perr)
+                      : -LC_UNAVAILABLE;
+        if (prc == 0) {
+            got[n_got++] = r;
+            cap += r->n_removed;
+            continue;
+        }
+        if (!is_down(prc)) { /* a bad request: every replica refuses it alike */
+            *err = perr;
+            rc = prc;
+            goto out;
+        }
+        if (n_down++ == 0)
+            snprintf(down, sizeof(down), "%s", lc_cluster_peer_id(m.p[j]));
+    }
+    list = calloc(cap + 1, sizeof(*list));
+    if (list == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    /* An entry purged at several owners is listed once. */
+    Layercache__V1__PurgeResponse o = LAYERCACHE__V1__PURGE_RESPONSE__INIT;
+    for (size_t g = 0; g < n_got; g++) {
+        const Layercache__V1__PurgeResponse *r = got[g];
+        for (size_t i = 0; i < r->n_removed; i++) {
+            Layercache__V1__PurgedAction *x = r->removed[i];
+            bool dup = false;
+            for (size_t k = 0; k < n_list && !dup; k++)
+                dup = strcmp(list[k]->instance_name ? list[k]->instance_name : "",
+                             x->instance_name ? x->instance_name : "") == 0 &&
+                      list[k]->action_digest != NULL && x->action_digest != NULL &&
+                      strcmp(list[k]->action_digest->hash, x->action_digest->hash) == 0;
+            if (!dup)
+                list[n_list++] = x;
+        }
+        o.blobs_removed += r->blobs_removed;
+        o.bytes_removed += r->bytes_removed;
+        o.truncated |= r->truncated;
+    }
+    o.n_removed = n_list;
+    o.removed = list;
+    /* Distinct entries when every list is whole; else the copies removed. */
+    if (!o.truncated) {
+        o.entries_removed = n_list;
+    } else {
+        for (size_t g = 0; g < n_got; g++)
+            o.entries_removed += got[g]->entries_removed;
+    }
+    if (n_down > 0 && !((const Layercache__V1__PurgeRequest *)msg)->dry_run) {
+        rc = lc_err_set(err, LC_UNAVAILABLE,
+                        "purged at %zu of %zu replicas; %zu unreachable (first: %s) keep their "
+                        "copies: repeat the purge when they are back",
+                        n_got, m.n, n_down, down);
+        goto out;
+    }
+    *resp = lc_grpc_pack(&o.base);
+    rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    free(list);
+    for (size_t g = 0; g < n_got; g++)
+        protobuf_c_message_free_unpacked(&got[g]->base, NULL);
+    return rc;
 }

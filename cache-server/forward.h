@@ -49,6 +49,15 @@ int lc_fwd_batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *re
 int lc_fwd_batch_read_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *req,
                             grpc_byte_buffer **resp, lc_err *err);
 
+/* Admin fan-out: GetStats adds up every live replica's numbers (entries
+ * and blobs count stored copies; uptime, version and per-method counts are
+ * this replica's); Purge runs at every replica, lists each entry once and
+ * fails UNAVAILABLE (after purging the others) if a replica is down. */
+int lc_fwd_admin_get_stats(const lc_call_ctx *ctx, const ProtobufCMessage *req,
+                           grpc_byte_buffer **resp, lc_err *err);
+int lc_fwd_admin_purge(const lc_call_ctx *ctx, const ProtobufCMessage *req, grpc_byte_buffer **resp,
+                       lc_err *err);
+
 /* A forwarded ByteStream stream (temp file), owned by the handler state. */
 typedef struct lc_fwd_stream lc_fwd_stream;
 
