@@ -36,6 +36,7 @@ struct lc_cluster {
     char auth_value[512];
     int replication;
     int64_t health_ms, dns_ms, deadline_ms;
+    int port_offset;
     bool dns; /* peers is one name resolved to many addresses */
     char dns_host[256], dns_port[16];
     pthread_mutex_t mu; /* guards n_peers and peer membership changes */
@@ -310,7 +311,14 @@ static lc_cache_client *open_client(lc_cluster *c, lc_cluster_peer *p, const cha
                                  .deadline_ms = deadline_ms,
                                  .connect_timeout_ms = 1000};
     lc_cache_client *cl = NULL;
-    if (lc_cache_client_open(p->id, &o, &cl, err) < 0)
+    char host[256], port[16], target[ID_MAX + 8];
+    if (split_hostport(p->id, host, sizeof(host), port, sizeof(port)) < 0) {
+        lc_err_set(err, LC_INVALID_ARGUMENT, "peer '%s' is not HOST:PORT", p->id);
+        return NULL;
+    }
+    int pp = atoi(port) + c->port_offset; /* the peer port */
+    snprintf(target, sizeof(target), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, pp);
+    if (lc_cache_client_open(target, &o, &cl, err) < 0)
         return NULL;
     return cl;
 }
@@ -429,6 +437,7 @@ int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->replication = o->replication;
+    c->port_offset = o->peer_port_offset;
     c->health_ms = o->health_ms > 0 ? o->health_ms : 2000;
     c->dns_ms = o->dns_refresh_ms > 0 ? o->dns_refresh_ms : 10000;
     c->deadline_ms = o->call_deadline_ms > 0 ? o->call_deadline_ms : 60000;

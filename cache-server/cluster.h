@@ -9,7 +9,11 @@
  * 8 bytes, big endian), so adding a peer moves ~1/(n+1) of the keys and
  * removing one moves only its keys. Liveness only decides whom to skip.
  *
- * Peer-to-peer calls carry "authorization: Bearer <cluster token>"; the
+ * Peer-to-peer calls go to each peer's peer port (its listed port +
+ * peer_port_offset), a second gRPC server with its own threads that only
+ * serves locally: a replica's client-facing threads may block forwarding,
+ * but the threads answering peers never do, so two replicas forwarding to
+ * each other cannot starve each other. They carry "authorization: Bearer <cluster token>"; the
  * server treats a call with exactly that header as forwarded (served from
  * the local store, never forwarded again, access control skipped). The
  * token defaults to a fixed public value, which is fine while access
@@ -44,6 +48,7 @@ typedef struct lc_cluster_options {
     int64_t health_ms;        /* health check period; 0 = 2000 */
     int64_t dns_refresh_ms;   /* DNS re-resolution period; 0 = 10000 */
     int64_t call_deadline_ms; /* deadline of forwarded calls; 0 = 60000 */
+    int peer_port_offset;     /* peers are called at their listed port + this */
 } lc_cluster_options;
 
 /* Parses the peer list, resolves it (a DNS name that does not resolve yet

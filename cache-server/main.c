@@ -36,9 +36,9 @@ static int64_t opt_max_size, opt_max_age; /* evict.h */
 static bool opt_sync;
 static char *opt_tokens, *opt_tls_cert, *opt_tls_key, *opt_tls_client_ca; /* auth.h, tls.h */
 static bool opt_anon_read;
-static char *opt_http_listen; /* http.h */
+static char *opt_http_listen;                          /* http.h */
 static char *opt_peers, *opt_self, *opt_cluster_token; /* cluster.h */
-static int64_t opt_replication;
+static int64_t opt_replication, opt_peer_port_offset;
 
 static const lc_flag flags[] = {
     {"listen", 0, LC_FLAG_STRING, &opt_listen, "0.0.0.0:9092", "ADDR",
@@ -96,6 +96,10 @@ static const lc_flag flags[] = {
      "with --peers: secret shared by the replicas; peer calls carry it as their bearer token "
      "and are served locally without access control. Required with --tokens; without "
      "--tokens a fixed default is used"},
+    {"peer-port-offset", 0, LC_FLAG_INT, &opt_peer_port_offset, "1", "N",
+     "with --peers: replicas call each other on a second port, the gRPC port + N (served "
+     "by its own threads, so forwarding replicas never wait on each other's busy threads; "
+     "plaintext, cluster token only)"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -135,7 +139,7 @@ static void listen_host(const char *addr, char *out, size_t outlen)
 }
 
 /* http: each table is wrapped so its calls are counted and timed. */
-static int register_all(lc_srv *srv, lc_http *http, lc_err *err)
+static int register_tables(lc_srv *srv, lc_http *http, lc_err *err)
 {
     struct {
         const lc_method *m;
@@ -149,8 +153,10 @@ static int register_all(lc_srv *srv, lc_http *http, lc_err *err)
         {lc_health_methods, lc_health_n_methods}, /* health.h (owner: helm) */
     };
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-        int rc = lc_srv_add_methods(srv, lc_http_observe(http, tables[i].m, tables[i].n),
-                                    tables[i].n, err);
+        /* cluster.h: the peer port registers the tables unobserved (http NULL). */
+        const lc_method *m =
+            http != NULL ? lc_http_observe(http, tables[i].m, tables[i].n) : tables[i].m;
+        int rc = lc_srv_add_methods(srv, m, tables[i].n, err);
         if (rc < 0)
             return rc;
     }
@@ -169,8 +175,9 @@ int main(int argc, char **argv)
     /* auth.h, tls.h */
     lc_auth *auth = NULL;
     char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
-    lc_http *http = NULL; /* http.h */
+    lc_http *http = NULL;       /* http.h */
     lc_cluster *cluster = NULL; /* cluster.h */
+    lc_srv *peer_srv = NULL;    /* cluster.h: the peer port */
     bool grpc_up = false;
 
     /* Stream buffers are ~1 MiB and freed on other threads than they were
@@ -291,11 +298,14 @@ int main(int argc, char **argv)
         lc_cluster_options co = {.peers = opt_peers,
                                  .self = opt_self,
                                  .replication = (int)opt_replication,
-                                 .token = opt_cluster_token};
+                                 .token = opt_cluster_token,
+                                 .peer_port_offset = (int)opt_peer_port_offset};
         if (opt_replication < 1 || opt_replication > LC_CLUSTER_MAX_PEERS ||
+            opt_peer_port_offset < 1 || opt_peer_port_offset > 1000 ||
             lc_cluster_new(&co, &cluster, &err) < 0) {
             fprintf(stderr, "layercache-server: %s\n",
-                    err.msg[0] ? err.msg : "--replication must be 1..64");
+                    err.msg[0] ? err.msg
+                               : "--replication must be 1..64, --peer-port-offset 1..1000");
             status = 2;
             goto out;
         }
@@ -329,13 +339,30 @@ int main(int argc, char **argv)
     o.tls_client_ca_pem = tls_ca;
     o.peer_auth = cluster != NULL ? lc_cluster_auth_value(cluster) : NULL; /* cluster.h */
     int port = 0;
-    if (lc_srv_new(&o, &srv, &err) < 0 || register_all(srv, http, &err) < 0 ||
+    if (lc_srv_new(&o, &srv, &err) < 0 || register_tables(srv, http, &err) < 0 ||
         lc_srv_start(srv, &port, &err) < 0) {
         fprintf(stderr, "layercache-server: %s\n", err.msg);
         goto out;
     }
     char host[256];
     listen_host(opt_listen, host, sizeof(host));
+    /* cluster.h: the peer port, raw tables (peer calls are not client traffic). */
+    if (cluster != NULL) {
+        char peer_listen[300];
+        snprintf(peer_listen, sizeof(peer_listen), "%s:%d", host, port + (int)opt_peer_port_offset);
+        lc_srv_options po = {.listen = peer_listen,
+                             .threads = (int)opt_threads,
+                             .env = &env,
+                             .peer_auth = lc_cluster_auth_value(cluster),
+                             .peers_only = true};
+        int pport = 0;
+        if (lc_srv_new(&po, &peer_srv, &err) < 0 || register_tables(peer_srv, NULL, &err) < 0 ||
+            lc_srv_start(peer_srv, &pport, &err) < 0) {
+            fprintf(stderr, "layercache-server: peer port %s: %s\n", peer_listen, err.msg);
+            goto out;
+        }
+        LC_INFO(MOD, "cluster peer port %s", peer_listen);
+    }
     printf("layercache-server listening grpc=%s:%d http=%s\n", host, port, http_addr);
     fflush(stdout);
     LC_INFO(MOD, "serving %s:%d, data %s, %lld threads, max batch %lld bytes%s", host, port,
@@ -371,12 +398,15 @@ int main(int argc, char **argv)
         break;
     }
     lc_srv_shutdown(srv, opt_grace);
+    if (peer_srv != NULL) /* cluster.h */
+        lc_srv_shutdown(peer_srv, opt_grace);
     status = 0;
 out:
     lc_srv_free(&srv);
+    lc_srv_free(&peer_srv);    /* cluster.h */
     lc_cluster_free(&cluster); /* cluster.h: after the last call */
-    lc_evict_stop(&evict); /* evict.h: after the workers, before the store closes */
-    lc_http_stop(&http);   /* http: after the workers (they report to it), before the store */
+    lc_evict_stop(&evict);     /* evict.h: after the workers, before the store closes */
+    lc_http_stop(&http);       /* http: after the workers (they report to it), before the store */
     if (grpc_up)
         grpc_shutdown_blocking();
     lc_hits_free(&hits); /* admin: after the last handler, before the store closes */

@@ -290,6 +290,14 @@ static void on_new(call *c, bool ok)
     c->forwarded = is_peer_call(s, c);
     if (c->forwarded) {
         c->id.role = LC_ROLE_ADMIN;
+    } else if (s->opts.peers_only) {
+        lc_err_set(&err, LC_UNAUTHENTICATED,
+                   "this is the cluster's peer port: calls need the cluster token "
+                   "(--cluster-token); clients use the gRPC port");
+        if (m->kind != LC_METHOD_UNARY)
+            start_close(c);
+        send_error(c, &err, -err.code);
+        goto out;
     } else if (lc_auth_check(s->opts.auth, &c->md, c->rm->need, m->path, &c->id, &err) < 0) {
         if (m->kind != LC_METHOD_UNARY)
             start_close(c);

@@ -106,6 +106,9 @@ typedef struct lc_srv_options {
      * from a peer replica: marked forwarded, access control skipped (the
      * value is the shared cluster token). NULL = cluster mode off. */
     const char *peer_auth;
+    /* cluster.h: the peer port: every call must carry peer_auth
+     * (UNAUTHENTICATED otherwise) and is served as forwarded. */
+    bool peers_only;
 } lc_srv_options;
 
 /* Creates the server (grpc_init must have been called). Copies opts. */
