@@ -32,8 +32,15 @@ typedef struct lex {
 
 #define EOFCH (-1)
 
+/* No expanded word may grow past this: `ENV P=$P$P` repeated would
+ * otherwise double a value per line until memory runs out. */
+#define EXPAND_MAX ((size_t)1 << 20)
+#define TOO_LONG (-LC_OUT_OF_RANGE)
+
 static int sb_put(sbuf *b, const char *s, size_t n)
 {
+    if (b->len + n > EXPAND_MAX)
+        return TOO_LONG;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 32;
         while (cap < b->len + n + 1)
@@ -243,6 +250,9 @@ out:
     l->raw_escapes = saved;
     if (rc == -LC_RESOURCE_EXHAUSTED && l->rc == 0)
         l->rc = lc_err_set(l->err, LC_RESOURCE_EXHAUSTED, "out of memory expanding a word");
+    if (rc == TOO_LONG && l->rc == 0)
+        l->rc = lc_err_set(l->err, LC_INVALID_ARGUMENT,
+                           "variable expansion produces a word longer than 1 MiB");
     return rc ? (l->rc ? l->rc : rc) : 0;
 }
 
@@ -555,6 +565,9 @@ static int run(const char *word, char escape, int flags, lc_df_lookup_fn lookup,
         rc = w_flush(w);
     if (rc == -LC_RESOURCE_EXHAUSTED && !l.rc)
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory expanding a word");
+    if (rc == TOO_LONG && !l.rc)
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
+                        "variable expansion produces a word longer than 1 MiB");
     return rc;
 }
 

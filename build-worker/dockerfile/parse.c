@@ -773,8 +773,11 @@ static int read_heredocs(parser *p, lc_df_instr *in)
     for (size_t k = 0; k < words.len && rc == 0; k++) {
         const char *w = words.items[k], *s = w;
         int fd = 0;
-        while (isdigit((unsigned char)*s))
-            fd = fd * 10 + (*s++ - '0');
+        while (isdigit((unsigned char)*s)) {
+            if (fd < 100000) /* a file descriptor number; never overflow */
+                fd = fd * 10 + (*s - '0');
+            s++;
+        }
         if (strncmp(s, "<<", 2) != 0)
             continue;
         s += 2;
