@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build-worker/build/build.h"
-#include "build-worker/build/remote.h"
+#include "build-worker/orchestrate/build.h"
+#include "build-worker/orchestrate/remote.h"
 #include "build-worker/layer/tarwrite.h"
 #include "err.h"
 #include "flags.h"

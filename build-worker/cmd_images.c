@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "build-worker/build/statedir.h"
+#include "build-worker/orchestrate/statedir.h"
 #include "build-worker/layer/fsutil.h"
 #include "build-worker/layer/untar.h"
 #include "build-worker/oci/image.h"

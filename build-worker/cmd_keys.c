@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "build-worker/build/statedir.h"
+#include "build-worker/orchestrate/statedir.h"
 #include "build-worker/context/statcache.h"
 #include "build-worker/dockerfile/dockerfile.h"
 #include "build-worker/keys/keys.h"

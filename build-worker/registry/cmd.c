@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build-worker/build/progress.h"
-#include "build-worker/build/remote.h"
-#include "build-worker/build/statedir.h"
+#include "build-worker/orchestrate/progress.h"
+#include "build-worker/orchestrate/remote.h"
+#include "build-worker/orchestrate/statedir.h"
 #include "build-worker/oci/image.h"
 #include "build-worker/registry/pull.h"
 #include "build-worker/registry/push.h"

@@ -29,9 +29,9 @@
 
 #include <stdbool.h>
 
-#include "build-worker/build/progress.h"
-#include "build-worker/build/remote.h"
-#include "build-worker/build/statedir.h"
+#include "build-worker/orchestrate/progress.h"
+#include "build-worker/orchestrate/remote.h"
+#include "build-worker/orchestrate/statedir.h"
 #include "build-worker/oci/image.h"
 #include "build-worker/registry/client.h"
 #include "build-worker/registry/ref.h"

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "build-worker/build/statedir.h"
+#include "build-worker/orchestrate/statedir.h"
 #include "build-worker/layer/fsutil.h"
 
 typedef struct fixture {
