@@ -47,67 +47,6 @@ struct lc_cluster {
     pthread_cond_t cv;
 };
 
-/* ---- placement ---------------------------------------------------------- */
-
-uint64_t lc_cluster_score(const char *peer, const void *key, size_t keylen)
-{
-    uint8_t buf[ID_MAX + 1 + 2048];
-    size_t pl = strlen(peer);
-    if (pl > ID_MAX)
-        pl = ID_MAX;
-    if (keylen > 2048)
-        keylen = 2048;
-    memcpy(buf, peer, pl);
-    buf[pl] = '\0';
-    memcpy(buf + pl + 1, key, keylen);
-    lc_digest d;
-    lc_digest_of(buf, pl + 1 + keylen, &d);
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | d.hash[i];
-    return v;
-}
-
-void lc_cluster_rank(const char *const *peers, size_t n, const void *key, size_t keylen,
-                     size_t *order)
-{
-    uint64_t score[LC_CLUSTER_MAX_PEERS];
-    if (n > LC_CLUSTER_MAX_PEERS)
-        n = LC_CLUSTER_MAX_PEERS;
-    for (size_t i = 0; i < n; i++) {
-        score[i] = lc_cluster_score(peers[i], key, keylen);
-        order[i] = i;
-    }
-    /* insertion sort: n is small */
-    for (size_t i = 1; i < n; i++) {
-        size_t v = order[i], j = i;
-        while (j > 0 && (score[order[j - 1]] < score[v] ||
-                         (score[order[j - 1]] == score[v] && order[j - 1] > v))) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = v;
-    }
-}
-
-size_t lc_cluster_blob_key(const lc_digest *d, uint8_t *buf)
-{
-    memcpy(buf, d->hash, LC_HASH_LEN);
-    return LC_HASH_LEN;
-}
-
-size_t lc_cluster_action_key(const char *instance, const lc_digest *d, uint8_t *buf, size_t cap)
-{
-    size_t il = strlen(instance);
-    if (3 + il + 1 + LC_HASH_LEN > cap)
-        il = cap - 4 - LC_HASH_LEN; /* cap >= 64 by contract: truncation only */
-    memcpy(buf, "ac", 3);
-    memcpy(buf + 3, instance, il);
-    buf[3 + il] = '\0';
-    memcpy(buf + 4 + il, d->hash, LC_HASH_LEN);
-    return 4 + il + LC_HASH_LEN;
-}
-
 /* ---- peers -------------------------------------------------------------- */
 
 const char *lc_cluster_auth_value(const lc_cluster *c)
@@ -281,7 +220,7 @@ void lc_cluster_route_key(lc_cluster *c, const void *key, size_t keylen, lc_clus
     lc_cluster_members(c, &m);
     for (size_t i = 0; i < m.n; i++)
         ids[i] = m.p[i]->id;
-    lc_cluster_rank(ids, m.n, key, keylen, order);
+    lc_placement_rank(ids, m.n, key, keylen, order);
     r->n = m.n;
     for (size_t i = 0; i < m.n; i++)
         r->p[i] = m.p[order[i]];
@@ -291,7 +230,7 @@ void lc_cluster_route_key(lc_cluster *c, const void *key, size_t keylen, lc_clus
 void lc_cluster_route_blob(lc_cluster *c, const lc_digest *d, lc_cluster_route *r)
 {
     uint8_t key[LC_HASH_LEN];
-    size_t n = lc_cluster_blob_key(d, key);
+    size_t n = lc_placement_blob_key(d, key);
     lc_cluster_route_key(c, key, n, r);
 }
 
@@ -299,7 +238,7 @@ void lc_cluster_route_action(lc_cluster *c, const char *instance, const lc_diges
                              lc_cluster_route *r)
 {
     uint8_t key[1100 + LC_HASH_LEN];
-    size_t n = lc_cluster_action_key(instance, d, key, sizeof(key));
+    size_t n = lc_placement_action_key(instance, d, key, sizeof(key));
     lc_cluster_route_key(c, key, n, r);
 }
 

@@ -33,8 +33,9 @@
 #include "cache_client.h"
 #include "digest.h"
 #include "err.h"
+#include "placement.h"
 
-#define LC_CLUSTER_MAX_PEERS 64
+#define LC_CLUSTER_MAX_PEERS LC_PLACEMENT_MAX_PEERS
 #define LC_CLUSTER_DEFAULT_TOKEN "layercache-cluster"
 
 typedef struct lc_cluster lc_cluster;
@@ -63,17 +64,27 @@ void lc_cluster_free(lc_cluster **c);
 const char *lc_cluster_auth_value(const lc_cluster *c);
 int lc_cluster_replication(const lc_cluster *c);
 
-/* ---- placement (pure, for tests) -------------------------------------- */
-/* Score of key at peer: first 8 bytes of SHA-256(peer || '\0' || key). */
-uint64_t lc_cluster_score(const char *peer, const void *key, size_t keylen);
-/* order[0..n) = indices into peers by descending score (ties by index). */
-void lc_cluster_rank(const char *const *peers, size_t n, const void *key, size_t keylen,
-                     size_t *order);
-/* Keys as placement hashes them: a blob by its hash; an action by
- * "ac\0" instance '\0' hash. Return the length written (buf >= 64 +
- * strlen(instance) bytes for actions, 32 for blobs). */
-size_t lc_cluster_blob_key(const lc_digest *d, uint8_t *buf);
-size_t lc_cluster_action_key(const char *instance, const lc_digest *d, uint8_t *buf, size_t cap);
+/* ---- placement ------------------------------------------------------- */
+/* The pure functions live in common/placement.h (clients route with them
+ * too); these names stay for the forwarding code. */
+static inline uint64_t lc_cluster_score(const char *peer, const void *key, size_t keylen)
+{
+    return lc_placement_score(peer, key, keylen);
+}
+static inline void lc_cluster_rank(const char *const *peers, size_t n, const void *key,
+                                   size_t keylen, size_t *order)
+{
+    lc_placement_rank(peers, n, key, keylen, order);
+}
+static inline size_t lc_cluster_blob_key(const lc_digest *d, uint8_t *buf)
+{
+    return lc_placement_blob_key(d, buf);
+}
+static inline size_t lc_cluster_action_key(const char *instance, const lc_digest *d, uint8_t *buf,
+                                           size_t cap)
+{
+    return lc_placement_action_key(instance, d, buf, cap);
+}
 
 /* ---- routing ---------------------------------------------------------- */
 /* Every current peer, ranked for one key: p[0..n_owners) own it. Peers stay

@@ -1,4 +1,4 @@
-/* test_cluster_placement.c - rendezvous placement (cache-server/cluster.c):
+/* test_cluster_placement.c - rendezvous placement (common/placement.c):
  * deterministic, balanced over peers, adding a peer moves ~1/(n+1) of the
  * keys (only to the new peer), removing one moves only the keys it owned. */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "cache-server/cluster.h"
+#include "common/placement.h"
 
 #define N_KEYS 10000
 
@@ -26,10 +26,10 @@ static size_t owner_of(const char *const *peers, size_t n, int i)
 {
     lc_digest d;
     uint8_t key[LC_HASH_LEN];
-    size_t order[LC_CLUSTER_MAX_PEERS];
+    size_t order[LC_PLACEMENT_MAX_PEERS];
     key_of(i, &d);
-    size_t kl = lc_cluster_blob_key(&d, key);
-    lc_cluster_rank(peers, n, key, kl, order);
+    size_t kl = lc_placement_blob_key(&d, key);
+    lc_placement_rank(peers, n, key, kl, order);
     return order[0];
 }
 
@@ -45,10 +45,10 @@ static void test_deterministic(void **state)
         assert_string_equal(peers[a], shuffled[owner_of(shuffled, 3, i)]);
     }
     uint8_t k[] = {1, 2, 3};
-    assert_true(lc_cluster_score("a:1", k, 3) != lc_cluster_score("a:2", k, 3));
+    assert_true(lc_placement_score("a:1", k, 3) != lc_placement_score("a:2", k, 3));
     /* a rank is a permutation */
     size_t order[3];
-    lc_cluster_rank(peers, 3, k, 3, order);
+    lc_placement_rank(peers, 3, k, 3, order);
     assert_int_not_equal(order[0], order[1]);
     assert_int_not_equal(order[1], order[2]);
     assert_int_not_equal(order[0], order[2]);
@@ -64,7 +64,7 @@ static void test_balanced(void **state)
         uint8_t key[LC_HASH_LEN];
         size_t order[5];
         key_of(i, &d);
-        lc_cluster_rank(peers, 5, key, lc_cluster_blob_key(&d, key), order);
+        lc_placement_rank(peers, 5, key, lc_placement_blob_key(&d, key), order);
         count[order[0]]++;
         second[order[1]]++;
     }
@@ -116,12 +116,12 @@ static void test_replicas_distinct(void **state)
     uint8_t key[1200];
     size_t order[3];
     key_of(7, &d);
-    size_t kl = lc_cluster_action_key("inst", &d, key, sizeof(key));
-    size_t kl2 = lc_cluster_action_key("", &d, key + 600, 600);
+    size_t kl = lc_placement_action_key("inst", &d, key, sizeof(key));
+    size_t kl2 = lc_placement_action_key("", &d, key + 600, 600);
     assert_int_equal(kl, 4 + 4 + LC_HASH_LEN);
     assert_int_equal(kl2, 4 + LC_HASH_LEN);
     assert_memory_not_equal(key, key + 600, kl2);
-    lc_cluster_rank(peers, 3, key, kl, order);
+    lc_placement_rank(peers, 3, key, kl, order);
     assert_true(order[0] != order[1]);
 }
 
