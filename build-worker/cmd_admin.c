@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "admin_client.h"
+#include "build-worker/cli_flags.h"
 #include "err.h"
 #include "flags.h"
 #include "strlist.h"
@@ -17,58 +18,37 @@ int lc_cmd_stats(int argc, char **argv);
 int lc_cmd_ls(int argc, char **argv);
 int lc_cmd_purge(int argc, char **argv);
 
-/* One command runs per process, so the three flag tables share targets. */
-static char *opt_cache, *opt_token, *opt_format, *opt_instance, *opt_sort, *opt_writer;
-static char *opt_cacert, *opt_tls_cert, *opt_tls_key; /* auth: grpcs:// */
+/* One command runs per process, so the three flag tables share targets; the
+ * cache server connection flags are cli_flags.h's. */
+static char *opt_format, *opt_instance, *opt_sort, *opt_writer;
 static int64_t opt_limit, opt_older, opt_newer;
 static lc_strlist opt_keys;
 static bool opt_all, opt_cascade, opt_dry_run;
 
-#define FLAG_CACHE                                                                                 \
-    {                                                                                              \
-        "cache", 0, LC_FLAG_STRING, &opt_cache, NULL, "grpc://HOST:PORT", "cache server"           \
-    }
-#define FLAG_TOKEN                                                                                 \
-    {                                                                                              \
-        "token", 0, LC_FLAG_STRING, &opt_token, NULL, "TOKEN",                                     \
-            "bearer token for the cache server (prefer the environment variable)"                  \
-    }
-/* auth: TLS files for grpcs:// servers (cache_client.h). */
-#define FLAG_TLS                                                                                   \
-    {"cacert", 0, LC_FLAG_STRING, &opt_cacert, NULL, "FILE",                                       \
-     "grpcs://: PEM file of the CA that signed the server's certificate (default: system roots)"}, \
-        {"tls-cert", 0, LC_FLAG_STRING, &opt_tls_cert, NULL, "FILE",                               \
-         "grpcs://: client certificate (PEM) for mutual TLS; needs --tls-key"},                    \
-        {"tls-key", 0, LC_FLAG_STRING, &opt_tls_key, NULL, "FILE",                                 \
-         "grpcs://: private key (PEM) of --tls-cert"}
-#define FLAG_FORMAT                                                                                \
-    {                                                                                              \
-        "format", 0, LC_FLAG_STRING, &opt_format, "table", "table|json", "output format", true     \
-    }
+static const lc_flag format_flags[] = {
+    {"format", 0, LC_FLAG_STRING, &opt_format, "table", "table|json", "output format", true},
+};
+static const lc_flag_group format_group = LC_FLAG_GROUP(format_flags);
 
 static const lc_flag stats_flags[] = {
-    FLAG_CACHE,
+    LC_FLAG_INCLUDE_GROUP(lc_cli_cache_group),
     {"cache-instance", 0, LC_FLAG_STRING, &opt_instance, NULL, "NAME",
      "only this REAPI instance (default: totals and every instance)"},
-    FLAG_TOKEN,
-    FLAG_TLS,
-    FLAG_FORMAT,
+    LC_FLAG_INCLUDE_GROUP(format_group),
 };
 
 static const lc_flag ls_flags[] = {
-    FLAG_CACHE,
+    LC_FLAG_INCLUDE_GROUP(lc_cli_cache_group),
     {"instance", 0, LC_FLAG_STRING, &opt_instance, NULL, "NAME",
      "only this instance ('' = the default instance; default: every instance)", true},
     {"sort", 0, LC_FLAG_STRING, &opt_sort, "newest", "newest|hits",
      "newest first, or most hit first", true},
     {"limit", 'n', LC_FLAG_INT, &opt_limit, "50", "N", "show at most N entries (0 = all)", true},
-    FLAG_TOKEN,
-    FLAG_TLS,
-    FLAG_FORMAT,
+    LC_FLAG_INCLUDE_GROUP(format_group),
 };
 
 static const lc_flag purge_flags[] = {
-    FLAG_CACHE,
+    LC_FLAG_INCLUDE_GROUP(lc_cli_cache_group),
     {"key", 'k', LC_FLAG_LIST, &opt_keys, NULL, "sha256:HEX[/SIZE]",
      "an action key to purge (repeatable; positional arguments are keys too)", true},
     {"instance", 0, LC_FLAG_STRING, &opt_instance, NULL, "NAME",
@@ -84,9 +64,7 @@ static const lc_flag purge_flags[] = {
      "also purge the steps built on top of a purged step", true},
     {"dry-run", 'n', LC_FLAG_BOOL, &opt_dry_run, NULL, NULL,
      "show what would be purged, remove nothing", true},
-    FLAG_TOKEN,
-    FLAG_TLS,
-    FLAG_FORMAT,
+    LC_FLAG_INCLUDE_GROUP(format_group),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -126,11 +104,9 @@ static int parse(const char *cmd, const lc_flag *flags, size_t n, const char *us
                  char **argv, lc_strlist *positional, bool *json)
 {
     lc_err err = {0};
-    int rc = lc_flags_parse(flags, n, "LAYERCACHE_", argc, argv, 1, positional, &err);
-    if (rc == LC_FLAGS_HELP) {
-        lc_flags_usage(stdout, usage, flags, n, "LAYERCACHE_");
+    int rc = lc_cli_parse(flags, n, usage, argc, argv, positional, &err);
+    if (rc == LC_FLAGS_HELP)
         return 0;
-    }
     if (rc < 0) {
         fprintf(stderr, "layercache %s: %s (see --help)\n", cmd, err.msg);
         return 2;
@@ -141,7 +117,7 @@ static int parse(const char *cmd, const lc_flag *flags, size_t n, const char *us
         return 2;
     }
     *json = strcmp(opt_format, "json") == 0;
-    if (opt_cache == NULL || opt_cache[0] == '\0') {
+    if (lc_cli_cache_opts.target == NULL || lc_cli_cache_opts.target[0] == '\0') {
         fprintf(stderr,
                 "layercache %s: no cache server: give --cache grpc://HOST:PORT or set "
                 "LAYERCACHE_CACHE\n",
@@ -154,9 +130,9 @@ static int parse(const char *cmd, const lc_flag *flags, size_t n, const char *us
 static int open_client(const char *cmd, lc_cache_client **c)
 {
     lc_err err = {0};
-    lc_cache_client_options o = {
-        .token = opt_token, .ca_file = opt_cacert, .cert_file = opt_tls_cert, .key_file = opt_tls_key};
-    if (lc_cache_client_open(opt_cache, &o, c, &err) < 0) {
+    lc_cache_client_options o = {0};
+    lc_cli_cache_client_options(&o);
+    if (lc_cache_client_open(lc_cli_cache_opts.target, &o, c, &err) < 0) {
         fprintf(stderr, "layercache %s: %s\n", cmd, err.msg);
         return -1;
     }

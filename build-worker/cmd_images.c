@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "build-worker/cli_flags.h"
 #include "build-worker/orchestrate/statedir.h"
 #include "build-worker/layer/fsutil.h"
 #include "build-worker/layer/untar.h"
@@ -20,24 +21,13 @@
 int lc_cmd_images(int argc, char **argv);
 int lc_cmd_image(int argc, char **argv);
 
-static char *opt_state_dir, *opt_format;
+static char *opt_format;
 
 static const lc_flag flags[] = {
-    {"state-dir", 0, LC_FLAG_STRING, &opt_state_dir, NULL, "DIR",
-     "local state directory (default: ~/.cache/layercache)"},
+    LC_FLAG_INCLUDE_GROUP(lc_cli_state_dir_group),
     {"format", 0, LC_FLAG_STRING, &opt_format, "table", "table|json", "output format", true},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
-
-static int open_store(lc_statedir **sd, lc_err *err)
-{
-    char path[PATH_MAX];
-    if (opt_state_dir != NULL)
-        snprintf(path, sizeof(path), "%s", opt_state_dir);
-    else if (lc_statedir_default(path, sizeof(path), err) < 0)
-        return -err->code;
-    return lc_statedir_open(path, sd, err);
-}
 
 typedef struct list_ctx {
     lc_statedir *sd;
@@ -87,14 +77,14 @@ int lc_cmd_images(int argc, char **argv)
     lc_err err = {0};
     lc_statedir *sd = NULL;
     int status = 1;
-    int rc = lc_flags_parse(flags, N_FLAGS, "LAYERCACHE_", argc, argv, 1, NULL, &err);
+    int rc = lc_cli_parse(flags, N_FLAGS,
+                          "usage: layercache images [options]\n\nLists the local image store.",
+                          argc, argv, NULL, &err);
     if (rc == LC_FLAGS_HELP) {
-        lc_flags_usage(stdout, "usage: layercache images [options]\n\nLists the local image store.",
-                       flags, N_FLAGS, "LAYERCACHE_");
         status = 0;
         goto out;
     }
-    if (rc < 0 || open_store(&sd, &err) < 0)
+    if (rc < 0 || lc_cli_statedir_open(&sd, &err) < 0)
         goto fail;
     list_ctx c = {.sd = sd, .json = strcmp(opt_format, "json") == 0, .first = true};
     if (c.json)
@@ -124,7 +114,7 @@ static int image_import(const char *source, const char *ref, lc_err *err)
     char tmp[PATH_MAX] = "";
     const char *dir = source;
     struct stat st;
-    int rc = open_store(&sd, err);
+    int rc = lc_cli_statedir_open(&sd, err);
     if (rc < 0)
         return rc;
     if (stat(source, &st) != 0) {
@@ -189,16 +179,16 @@ int lc_cmd_image(int argc, char **argv)
     static const char usage[] =
         "usage: layercache image import [options] OCI-LAYOUT-DIR|OCI-LAYOUT.tar NAME[:TAG]\n\n"
         "Imports an OCI image layout into the local image store, for use in FROM.";
-    int rc = lc_flags_parse(flags, N_FLAGS, "LAYERCACHE_", argc, argv, 1, &pos, &err);
+    int rc = lc_cli_parse(flags, N_FLAGS, usage, argc, argv, &pos, &err);
     if (rc == LC_FLAGS_HELP) {
-        lc_flags_usage(stdout, usage, flags, N_FLAGS, "LAYERCACHE_");
         status = 0;
         goto out;
     }
     if (rc < 0)
         goto fail;
     if (pos.len != 3 || strcmp(pos.items[0], "import") != 0) {
-        lc_err_set(&err, LC_INVALID_ARGUMENT, "expected: image import SOURCE NAME[:TAG] (see --help)");
+        lc_err_set(&err, LC_INVALID_ARGUMENT,
+                   "expected: image import SOURCE NAME[:TAG] (see --help)");
         goto fail;
     }
     if (image_import(pos.items[1], pos.items[2], &err) < 0)

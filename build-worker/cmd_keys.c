@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "build-worker/cli_flags.h"
 #include "build-worker/orchestrate/statedir.h"
 #include "build-worker/context/statcache.h"
 #include "build-worker/dockerfile/dockerfile.h"
@@ -17,7 +18,7 @@
 
 int lc_cmd_keys(int argc, char **argv);
 
-static char *opt_file, *opt_target, *opt_platform, *opt_format, *opt_state_dir;
+static char *opt_file, *opt_target, *opt_platform, *opt_format;
 static lc_strlist opt_build_args, opt_base_digests;
 static bool opt_no_stat_cache;
 
@@ -31,8 +32,7 @@ static const lc_flag flags[] = {
     {"platform", 0, LC_FLAG_STRING, &opt_platform, NULL, "OS/ARCH",
      "target platform (default: the host's, e.g. linux/amd64)", true},
     {"format", 0, LC_FLAG_STRING, &opt_format, "text", "text|json", "output format", true},
-    {"state-dir", 0, LC_FLAG_STRING, &opt_state_dir, NULL, "DIR",
-     "local state directory holding the stat cache (default: ~/.cache/layercache)"},
+    LC_FLAG_INCLUDE_GROUP(lc_cli_state_dir_group),
     {"base-digest", 0, LC_FLAG_LIST, &opt_base_digests, NULL, "IMAGE=sha256:...",
      "digest to use for a base image named in FROM or COPY --from", true},
     {"no-stat-cache", 0, LC_FLAG_BOOL, &opt_no_stat_cache, NULL, NULL,
@@ -132,9 +132,8 @@ int lc_cmd_keys(int argc, char **argv)
     char *dockerfile = NULL, *state_dir = NULL;
     int status = 1;
 
-    int rc = lc_flags_parse(flags, N_FLAGS, "LAYERCACHE_", argc, argv, 1, &pos, &err);
+    int rc = lc_cli_parse(flags, N_FLAGS, usage_text, argc, argv, &pos, &err);
     if (rc == LC_FLAGS_HELP) {
-        lc_flags_usage(stdout, usage_text, flags, N_FLAGS, "LAYERCACHE_");
         status = 0;
         goto out;
     }
@@ -187,7 +186,7 @@ int lc_cmd_keys(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         goto out;
     }
-    state_dir = opt_state_dir ? strdup(opt_state_dir) : lc_statcache_default_dir();
+    state_dir = lc_cli_state_dir ? strdup(lc_cli_state_dir) : lc_statcache_default_dir();
     /* FROM images resolve through the local image store, as in builds. */
     if (state_dir != NULL && lc_statedir_open(state_dir, &sd, NULL) != 0)
         sd = NULL;

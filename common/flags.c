@@ -32,7 +32,8 @@ static int parse_scaled(const char *s, const char *units, const int64_t *mult, c
         const char *u = strchr(units, tolower((unsigned char)*end));
         /* Accept an optional trailing 'b'/"ib" for sizes: 10GB, 10GiB. */
         const char *rest = end + 1;
-        if (strcmp(what, "size") == 0 && (strcasecmp(rest, "b") == 0 || strcasecmp(rest, "ib") == 0))
+        if (strcmp(what, "size") == 0 &&
+            (strcasecmp(rest, "b") == 0 || strcasecmp(rest, "ib") == 0))
             rest += strlen(rest);
         if (u == NULL || *u == '\0' || *rest != '\0')
             return lc_err_set(err, LC_INVALID_ARGUMENT, "'%s' is not a valid %s (units: %s)", s,
@@ -83,14 +84,24 @@ static int flag_set(const lc_flag *f, const char *value, bool from_env, lc_err *
         *target = copy;
         break;
     }
-    case LC_FLAG_INT: rc = parse_int(value, f->target, err); break;
-    case LC_FLAG_SIZE: rc = lc_parse_size(value, f->target, err); break;
-    case LC_FLAG_DURATION: rc = lc_parse_duration(value, f->target, err); break;
-    case LC_FLAG_BOOL: rc = parse_bool(value, f->target, err); break;
+    case LC_FLAG_INT:
+        rc = parse_int(value, f->target, err);
+        break;
+    case LC_FLAG_SIZE:
+        rc = lc_parse_size(value, f->target, err);
+        break;
+    case LC_FLAG_DURATION:
+        rc = lc_parse_duration(value, f->target, err);
+        break;
+    case LC_FLAG_BOOL:
+        rc = parse_bool(value, f->target, err);
+        break;
     case LC_FLAG_LIST: {
         lc_strlist *l = f->target;
         if (!from_env)
-            return lc_strlist_push(l, value) ? lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory") : 0;
+            return lc_strlist_push(l, value)
+                       ? lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory")
+                       : 0;
         /* From the environment: comma-separated values. */
         char *copy = strdup(value), *save = NULL;
         if (copy == NULL)
@@ -101,6 +112,8 @@ static int flag_set(const lc_flag *f, const char *value, bool from_env, lc_err *
         free(copy);
         break;
     }
+    case LC_FLAG_INCLUDE:
+        break; /* flattened away before values are set */
     }
     return rc;
 }
@@ -115,27 +128,70 @@ static void env_name(const char *prefix, const char *name, char *out, size_t cap
     out[i] = '\0';
 }
 
-static const lc_flag *find_long(const lc_flag *flags, size_t n, const char *name, size_t len)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strlen(flags[i].name) == len && strncmp(flags[i].name, name, len) == 0)
-            return &flags[i];
-    return NULL;
-}
+/* The leaf flags of a table, included groups expanded in place. */
+typedef struct flat {
+    const lc_flag *f[LC_FLAGS_MAX];
+    size_t n;
+    bool overflow;
+} flat;
 
-static const lc_flag *find_short(const lc_flag *flags, size_t n, char c)
-{
-    for (size_t i = 0; i < n; i++)
-        if (flags[i].short_name == c)
-            return &flags[i];
-    return NULL;
-}
-
-int lc_flags_parse(const lc_flag *flags, size_t n, const char *env_prefix, int argc,
-                   char **argv, int first, lc_strlist *positional, lc_err *err)
+static void flatten(const lc_flag *flags, size_t n, flat *out)
 {
     for (size_t i = 0; i < n; i++) {
-        const lc_flag *f = &flags[i];
+        if (flags[i].type == LC_FLAG_INCLUDE) {
+            const lc_flag_group *g = flags[i].target;
+            flatten(g->flags, g->n, out);
+        } else if (out->n < LC_FLAGS_MAX) {
+            out->f[out->n++] = &flags[i];
+        } else {
+            out->overflow = true;
+        }
+    }
+}
+
+static const lc_flag *find_long(const flat *fl, const char *name, size_t len)
+{
+    for (size_t i = 0; i < fl->n; i++)
+        if (strlen(fl->f[i]->name) == len && strncmp(fl->f[i]->name, name, len) == 0)
+            return fl->f[i];
+    return NULL;
+}
+
+static const lc_flag *find_short(const flat *fl, char c)
+{
+    for (size_t i = 0; i < fl->n; i++)
+        if (fl->f[i]->short_name == c)
+            return fl->f[i];
+    return NULL;
+}
+
+/* Groups make a clash easy to miss in review: a later duplicate would
+ * silently never be set. */
+static int check_unique(const flat *fl, lc_err *err)
+{
+    if (fl->overflow)
+        return lc_err_set(err, LC_INTERNAL, "more than %d flags", LC_FLAGS_MAX);
+    for (size_t i = 0; i < fl->n; i++)
+        for (size_t j = i + 1; j < fl->n; j++) {
+            if (strcmp(fl->f[i]->name, fl->f[j]->name) == 0)
+                return lc_err_set(err, LC_INTERNAL, "flag --%s is declared twice", fl->f[i]->name);
+            if (fl->f[i]->short_name != 0 && fl->f[i]->short_name == fl->f[j]->short_name)
+                return lc_err_set(err, LC_INTERNAL, "flag -%c is declared twice",
+                                  fl->f[i]->short_name);
+        }
+    return 0;
+}
+
+int lc_flags_parse(const lc_flag *flags, size_t n, const char *env_prefix, int argc, char **argv,
+                   int first, lc_strlist *positional, lc_err *err)
+{
+    flat fl = {.n = 0};
+    flatten(flags, n, &fl);
+    int crc = check_unique(&fl, err);
+    if (crc < 0)
+        return crc;
+    for (size_t i = 0; i < fl.n; i++) {
+        const lc_flag *f = fl.f[i];
         if (f->def != NULL && f->type != LC_FLAG_LIST) {
             int rc = flag_set(f, f->def, false, err);
             if (rc < 0)
@@ -177,16 +233,16 @@ int lc_flags_parse(const lc_flag *flags, size_t n, const char *env_prefix, int a
             const char *name = arg + 2;
             const char *eq = strchr(name, '=');
             size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            f = find_long(flags, n, name, len);
+            f = find_long(&fl, name, len);
             if (eq != NULL)
                 value = eq + 1;
             snprintf(shown, sizeof(shown), "--%.*s", (int)len, name);
         } else {
-            f = arg[2] == '\0' ? find_short(flags, n, arg[1]) : NULL;
+            f = arg[2] == '\0' ? find_short(&fl, arg[1]) : NULL;
             snprintf(shown, sizeof(shown), "%s", arg);
             if (f == NULL && arg[2] != '\0') {
                 /* -fFILE form */
-                f = find_short(flags, n, arg[1]);
+                f = find_short(&fl, arg[1]);
                 if (f != NULL && f->type != LC_FLAG_BOOL)
                     value = arg + 2;
                 else
@@ -217,9 +273,11 @@ int lc_flags_parse(const lc_flag *flags, size_t n, const char *env_prefix, int a
 void lc_flags_usage(FILE *out, const char *usage, const lc_flag *flags, size_t n,
                     const char *env_prefix)
 {
+    flat fl = {.n = 0};
+    flatten(flags, n, &fl);
     fprintf(out, "%s\n\nOptions:\n", usage);
-    for (size_t i = 0; i < n; i++) {
-        const lc_flag *f = &flags[i];
+    for (size_t i = 0; i < fl.n; i++) {
+        const lc_flag *f = fl.f[i];
         char head[160];
         int len = 0;
         if (f->short_name)
@@ -227,7 +285,8 @@ void lc_flags_usage(FILE *out, const char *usage, const lc_flag *flags, size_t n
         else
             len = snprintf(head, sizeof(head), "      --%s", f->name);
         if (f->type != LC_FLAG_BOOL && len > 0 && (size_t)len < sizeof(head))
-            snprintf(head + len, sizeof(head) - (size_t)len, " %s", f->metavar ? f->metavar : "VALUE");
+            snprintf(head + len, sizeof(head) - (size_t)len, " %s",
+                     f->metavar ? f->metavar : "VALUE");
         fprintf(out, "%s\n      %s", head, f->help);
         if (f->def != NULL && *f->def != '\0')
             fprintf(out, " (default: %s)", f->def);
@@ -252,6 +311,9 @@ void lc_flags_free(const lc_flag *flags, size_t n)
             *target = NULL;
         } else if (flags[i].type == LC_FLAG_LIST) {
             lc_strlist_clear(flags[i].target);
+        } else if (flags[i].type == LC_FLAG_INCLUDE) {
+            const lc_flag_group *g = flags[i].target;
+            lc_flags_free(g->flags, g->n);
         }
     }
 }

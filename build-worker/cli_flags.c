@@ -1,0 +1,95 @@
+/* cli_flags.c - see cli_flags.h. */
+#include "build-worker/cli_flags.h"
+
+#include <limits.h>
+#include <stdio.h>
+
+lc_cli_cache lc_cli_cache_opts;
+lc_cli_registry lc_cli_registry_opts;
+char *lc_cli_state_dir;
+
+static const lc_flag cache_flags[] = {
+    {"cache", 0, LC_FLAG_STRING, &lc_cli_cache_opts.target, NULL, "grpc[s]://HOST:PORT",
+     "cache server (grpcs:// for TLS)"},
+    {"token", 0, LC_FLAG_STRING, &lc_cli_cache_opts.token, NULL, "TOKEN",
+     "bearer token for the cache server (prefer the environment variable)"},
+    {"cacert", 0, LC_FLAG_STRING, &lc_cli_cache_opts.cacert, NULL, "FILE",
+     "grpcs://: PEM file of the CA that signed the server's certificate (default: system roots)"},
+    {"tls-cert", 0, LC_FLAG_STRING, &lc_cli_cache_opts.tls_cert, NULL, "FILE",
+     "grpcs://: client certificate (PEM) for servers that require mutual TLS; needs --tls-key"},
+    {"tls-key", 0, LC_FLAG_STRING, &lc_cli_cache_opts.tls_key, NULL, "FILE",
+     "grpcs://: private key (PEM) of --tls-cert"},
+};
+const lc_flag_group lc_cli_cache_group = LC_FLAG_GROUP(cache_flags);
+
+static const lc_flag instance_flags[] = {
+    {"cache-instance", 0, LC_FLAG_STRING, &lc_cli_cache_opts.instance, "", "NAME",
+     "REAPI instance name on the cache server (one per team or project)"},
+};
+const lc_flag_group lc_cli_instance_group = LC_FLAG_GROUP(instance_flags);
+
+void lc_cli_remote_opts(lc_remote_opts *o)
+{
+    o->target = lc_cli_cache_opts.target;
+    o->instance = lc_cli_cache_opts.instance;
+    o->token = lc_cli_cache_opts.token;
+    o->cacert = lc_cli_cache_opts.cacert;
+    o->tls_cert = lc_cli_cache_opts.tls_cert;
+    o->tls_key = lc_cli_cache_opts.tls_key;
+}
+
+void lc_cli_cache_client_options(lc_cache_client_options *o)
+{
+    o->instance_name = lc_cli_cache_opts.instance;
+    o->token = lc_cli_cache_opts.token;
+    o->ca_file = lc_cli_cache_opts.cacert;
+    o->cert_file = lc_cli_cache_opts.tls_cert;
+    o->key_file = lc_cli_cache_opts.tls_key;
+}
+
+static const lc_flag registry_flags[] = {
+    {"registry-auth", 0, LC_FLAG_STRING, &lc_cli_registry_opts.auth_file, NULL, "FILE",
+     "registry credentials in Docker's config.json format (default: $DOCKER_CONFIG/config.json, "
+     "else ~/.docker/config.json)"},
+    {"registry-cacert", 0, LC_FLAG_STRING, &lc_cli_registry_opts.cacert, NULL, "FILE",
+     "PEM CA bundle for registries with a private CA (default: the system store)"},
+    {"insecure-registry", 0, LC_FLAG_LIST, &lc_cli_registry_opts.insecure, NULL, "HOST:PORT",
+     "talk plain HTTP to this registry (repeatable)"},
+    {"registry-chunk-size", 0, LC_FLAG_SIZE, &lc_cli_registry_opts.chunk_size, "0", "BYTES",
+     "pushes upload blobs larger than this in chunks of this size (0: one request)"},
+};
+const lc_flag_group lc_cli_registry_group = LC_FLAG_GROUP(registry_flags);
+
+lc_regclient_opts lc_cli_regclient_opts(void)
+{
+    return (lc_regclient_opts){.auth_file = lc_cli_registry_opts.auth_file,
+                               .cacert = lc_cli_registry_opts.cacert,
+                               .insecure = &lc_cli_registry_opts.insecure,
+                               .chunk_size = (uint64_t)lc_cli_registry_opts.chunk_size};
+}
+
+static const lc_flag state_dir_flags[] = {
+    {"state-dir", 0, LC_FLAG_STRING, &lc_cli_state_dir, NULL, "DIR",
+     "local state directory: layers, blobs, images, stat cache (default: ~/.cache/layercache)"},
+};
+const lc_flag_group lc_cli_state_dir_group = LC_FLAG_GROUP(state_dir_flags);
+
+int lc_cli_statedir_open(lc_statedir **sd, lc_err *err)
+{
+    char path[PATH_MAX];
+    int rc;
+    if (lc_cli_state_dir != NULL)
+        snprintf(path, sizeof(path), "%s", lc_cli_state_dir);
+    else if ((rc = lc_statedir_default(path, sizeof(path), err)) < 0)
+        return rc;
+    return lc_statedir_open(path, sd, err);
+}
+
+int lc_cli_parse(const lc_flag *flags, size_t n, const char *usage, int argc, char **argv,
+                 lc_strlist *positional, lc_err *err)
+{
+    int rc = lc_flags_parse(flags, n, LC_CLI_ENV_PREFIX, argc, argv, 1, positional, err);
+    if (rc == LC_FLAGS_HELP)
+        lc_flags_usage(stdout, usage, flags, n, LC_CLI_ENV_PREFIX);
+    return rc;
+}
