@@ -1,9 +1,11 @@
 /* forward.c - see forward.h. */
 #include "forward.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache_client_int.h" /* lc__cache_unary: forwards a request message as is */
@@ -682,16 +684,23 @@ struct lc_fwd_stream {
     lc_resource res; /* write: the upload resource */
     int64_t offset;  /* write: bytes received; read: bytes sent */
     uint8_t *buf;    /* read: one message of data */
+    /* write: resumable through this replica (forward.h) */
+    const lc_svc_env *env;
+    char key[LC_RESOURCE_MAX + 1]; /* canonical resource name */
+    int64_t start;                 /* offset this call began at (stats) */
+    bool write, done;              /* done: finish_write was handled */
+    bool mirrored;                 /* a partial upload of key is in the local store */
+    bool registered, busy;         /* in the parked table; a Write stream has it */
+    int64_t idle_since;            /* parked: monotonic seconds */
 };
 
 uint64_t lc_fwd_stream_bytes(const lc_fwd_stream *s)
 {
-    return s != NULL ? (uint64_t)s->offset : 0;
+    return s != NULL ? (uint64_t)(s->offset - s->start) : 0;
 }
 
-void lc_fwd_stream_free(lc_fwd_stream **ps)
+static void stream_destroy(lc_fwd_stream *s)
 {
-    lc_fwd_stream *s = ps ? *ps : NULL;
     if (s == NULL)
         return;
     if (s->f != NULL)
@@ -699,7 +708,6 @@ void lc_fwd_stream_free(lc_fwd_stream **ps)
     lc_hasher_free(&s->h);
     free(s->buf);
     free(s);
-    *ps = NULL;
 }
 
 static int to_file(void *ctx, const void *data, size_t len, lc_err *err)
@@ -707,6 +715,242 @@ static int to_file(void *ctx, const void *data, size_t len, lc_err *err)
     if (fwrite(data, 1, len, ctx) != len)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot buffer the blob in a temp file");
     return 0;
+}
+
+/* Parked uploads: the buffers of unfinished forwarded Writes, by resource
+ * name, until a Write resumes them, LC_FWD_PARK_IDLE_S pass or the bounds
+ * push them out (oldest first). QueryWriteStatus is answered by
+ * bytestream.c from the local store, so a parked buffer is mirrored there
+ * as a partial upload of the same key (the store's own resumable-upload
+ * record); the mirror is dropped with the buffer, or consumed when this
+ * replica is an owner of the blob. */
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER; /* a buffer stopped being busy */
+static lc_fwd_stream *parked[LC_FWD_PARK_MAX];
+static size_t n_parked;
+static int64_t parked_bytes;
+
+static int64_t mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* Drops key's partial upload from the local store (finishing it short makes
+ * the store discard it); a no-op when there is none. */
+static void mirror_drop(const lc_svc_env *env, const char *key, const lc_digest *d)
+{
+    lc_upload *u = NULL;
+    bool done = false;
+    lc_err e = {0};
+    if (lc_upload_open(env->store, key, d, &u, &done, &e) == 0 && !done &&
+        lc_upload_committed(u) > 0 && lc_upload_committed(u) < d->size)
+        lc_upload_finish(u, &e); /* INVALID_ARGUMENT: discarded, as wanted */
+    lc_upload_free(&u);
+}
+
+/* Appends s's buffer from stored offset `from` to the open upload u. */
+static int append_file(lc_upload *u, FILE *f, int64_t from, lc_err *err)
+{
+    uint8_t *buf = malloc(LC_CACHE_CHUNK_SIZE);
+    size_t len;
+    int rc = 0;
+    if (buf == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    if (fflush(f) != 0 || fseeko(f, (off_t)from, SEEK_SET) != 0)
+        rc = lc_err_set(err, LC_INTERNAL, "cannot read the buffered blob");
+    while (rc == 0 && (len = fread(buf, 1, LC_CACHE_CHUNK_SIZE, f)) > 0)
+        rc = lc_upload_append(u, buf, len, err);
+    if (rc == 0 && ferror(f))
+        rc = lc_err_set(err, LC_INTERNAL, "cannot read the buffered blob");
+    free(buf);
+    fseeko(f, 0, SEEK_END);
+    return rc;
+}
+
+/* Makes the local store's partial upload of s->key hold s's buffer. */
+static int mirror_write(lc_fwd_stream *s, lc_err *err)
+{
+    lc_upload *u = NULL;
+    bool done = false;
+    int rc = lc_upload_open(s->env->store, s->key, &s->res.digest, &u, &done, err);
+    if (rc < 0 || done)
+        return rc < 0 ? rc : lc_err_set(err, LC_ALREADY_EXISTS, "the blob is stored here");
+    int64_t have = lc_upload_committed(u);
+    if (have > s->offset) /* not a prefix of this buffer */
+        rc = lc_err_set(err, LC_ABORTED, "another partial upload of '%s' is in the way", s->key);
+    else if ((rc = append_file(u, s->f, have, err)) == 0)
+        rc = lc_upload_flush(u, err);
+    lc_upload_free(&u);
+    s->mirrored = true;
+    return rc;
+}
+
+/* Frees a buffer that will not be resumed, with its mirror. */
+static void stream_drop(lc_fwd_stream *s)
+{
+    if (s != NULL && s->mirrored)
+        mirror_drop(s->env, s->key, &s->res.digest);
+    stream_destroy(s);
+}
+
+/* Removes parked (idle) buffers that expired, or (key != NULL) of key, into
+ * out[] (*n), to be dropped outside the lock. Lock held. */
+static void park_sweep(const char *key, int64_t now, lc_fwd_stream **out, size_t *n)
+{
+    for (size_t i = 0; i < n_parked;) {
+        lc_fwd_stream *p = parked[i];
+        if (!p->busy && (now - p->idle_since >= LC_FWD_PARK_IDLE_S ||
+                         (key != NULL && strcmp(p->key, key) == 0))) {
+            out[(*n)++] = p;
+            parked_bytes -= p->offset;
+            parked[i] = parked[--n_parked];
+        } else {
+            i++;
+        }
+    }
+}
+
+static void drop_all(lc_fwd_stream **gone, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        stream_drop(gone[i]);
+}
+
+/* Claims key's buffer for a resuming Write: *out = the buffer (now busy), or
+ * NULL if there is none. A buffer still busy with the stream the client
+ * abandoned is waited for a few seconds (the server has not seen the
+ * cancellation yet); ABORTED if it stays busy. Expired buffers go. */
+static int park_claim(const char *key, lc_fwd_stream **out, lc_err *err)
+{
+    lc_fwd_stream *gone[LC_FWD_PARK_MAX];
+    size_t n = 0;
+    int rc = 0;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += LC_FWD_PARK_WAIT_S;
+    *out = NULL;
+    pthread_mutex_lock(&park_lock);
+    park_sweep(NULL, mono_seconds(), gone, &n);
+    for (;;) {
+        lc_fwd_stream *p = NULL;
+        for (size_t i = 0; i < n_parked && p == NULL; i++)
+            if (strcmp(parked[i]->key, key) == 0)
+                p = parked[i];
+        if (p == NULL)
+            break;
+        if (!p->busy) {
+            p->busy = true;
+            parked_bytes -= p->offset;
+            *out = p;
+            break;
+        }
+        if (pthread_cond_timedwait(&park_cond, &park_lock, &until) != 0) {
+            rc = lc_err_set(err, LC_ABORTED,
+                            "another Write stream of '%s' is still running through this "
+                            "replica: retry, or upload under a new uuid",
+                            key);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&park_lock);
+    drop_all(gone, n);
+    return rc;
+}
+
+/* Registers a new buffer (busy) so a resume finds it; the oldest parked
+ * buffers make room. Not registered (not resumable) if all are busy. */
+static void park_register(lc_fwd_stream *s)
+{
+    lc_fwd_stream *gone[LC_FWD_PARK_MAX];
+    size_t n = 0;
+    pthread_mutex_lock(&park_lock);
+    park_sweep(NULL, mono_seconds(), gone, &n);
+    while (n_parked >= LC_FWD_PARK_MAX) {
+        size_t oldest = SIZE_MAX;
+        for (size_t i = 0; i < n_parked; i++)
+            if (!parked[i]->busy &&
+                (oldest == SIZE_MAX || parked[i]->idle_since < parked[oldest]->idle_since))
+                oldest = i;
+        if (oldest == SIZE_MAX)
+            break;
+        gone[n++] = parked[oldest];
+        parked_bytes -= parked[oldest]->offset;
+        parked[oldest] = parked[--n_parked];
+    }
+    if (n_parked < LC_FWD_PARK_MAX) {
+        s->busy = s->registered = true;
+        parked[n_parked++] = s;
+    }
+    pthread_mutex_unlock(&park_lock);
+    drop_all(gone, n);
+}
+
+/* Drops key's idle buffer, if any (its upload finished another way). */
+static void park_forget(const char *key)
+{
+    lc_fwd_stream *gone[LC_FWD_PARK_MAX];
+    size_t n = 0;
+    pthread_mutex_lock(&park_lock);
+    park_sweep(key, mono_seconds(), gone, &n);
+    pthread_mutex_unlock(&park_lock);
+    drop_all(gone, n);
+}
+
+/* The stream of a registered buffer ended: an unfinished upload is parked
+ * (mirrored first, so QueryWriteStatus sees it), anything else leaves. */
+static void park_release(lc_fwd_stream *s)
+{
+    lc_fwd_stream *gone[LC_FWD_PARK_MAX];
+    size_t n = 0;
+    lc_err e = {0};
+    bool keep = !s->done && s->f != NULL && s->offset > 0 && s->offset <= LC_FWD_PARK_MAX_BYTES;
+    if (keep && mirror_write(s, &e) < 0) {
+        LC_DEBUG(MOD, "not keeping the partial upload '%s': %s", s->key, e.msg);
+        keep = false;
+    }
+    pthread_mutex_lock(&park_lock);
+    for (size_t i = 0; i < n_parked; i++)
+        if (parked[i] == s) {
+            parked[i] = parked[--n_parked];
+            break;
+        }
+    if (keep) { /* back in, idle; the oldest idle ones make room */
+        while (n_parked > 0 && parked_bytes + s->offset > LC_FWD_PARK_MAX_BYTES) {
+            size_t oldest = SIZE_MAX;
+            for (size_t i = 0; i < n_parked; i++)
+                if (!parked[i]->busy &&
+                    (oldest == SIZE_MAX || parked[i]->idle_since < parked[oldest]->idle_since))
+                    oldest = i;
+            if (oldest == SIZE_MAX)
+                break;
+            gone[n++] = parked[oldest];
+            parked_bytes -= parked[oldest]->offset;
+            parked[oldest] = parked[--n_parked];
+        }
+        s->busy = false;
+        s->idle_since = mono_seconds();
+        parked[n_parked++] = s;
+        parked_bytes += s->offset;
+    }
+    pthread_cond_broadcast(&park_cond);
+    pthread_mutex_unlock(&park_lock);
+    drop_all(gone, n);
+    if (!keep)
+        stream_drop(s);
+}
+
+void lc_fwd_stream_free(lc_fwd_stream **ps)
+{
+    lc_fwd_stream *s = ps ? *ps : NULL;
+    if (s == NULL)
+        return;
+    *ps = NULL;
+    if (s->registered)
+        park_release(s);
+    else
+        stream_drop(s);
 }
 
 int lc_fwd_read_open(const lc_call_ctx *ctx, const char *name, const lc_digest *d, int64_t offset,
@@ -772,36 +1016,24 @@ static grpc_byte_buffer *write_response(int64_t committed)
     return lc_svc_pack(&r);
 }
 
-/* Stores the buffered blob in the local store. */
+/* Stores the buffered blob in the local store, continuing a partial upload
+ * of the key if one is there (the mirror of a parked buffer). */
 static int store_local(const lc_svc_env *env, lc_fwd_stream *s, lc_err *err)
 {
-    char key[LC_RESOURCE_MAX + 1];
     lc_upload *u = NULL;
     bool done = false;
-    uint8_t *buf = NULL;
     int rc;
-    if (lc_resource_format(&s->res, key, sizeof(key)) < 0)
-        return lc_err_set(err, LC_INVALID_ARGUMENT, "resource name too long");
-    if ((rc = lc_upload_open(env->store, key, &s->res.digest, &u, &done, err)) < 0 || done)
+    if ((rc = lc_upload_open(env->store, s->key, &s->res.digest, &u, &done, err)) < 0 || done)
         return rc;
-    if (lc_upload_committed(u) != 0) { /* an old partial upload of the key: start over */
+    int64_t have = lc_upload_committed(u);
+    if (have > s->offset) { /* not ours: start over */
         lc_upload_free(&u);
-        return lc_err_set(err, LC_ABORTED, "a partial upload of '%s' is in the way", key);
+        return lc_err_set(err, LC_ABORTED, "a partial upload of '%s' is in the way", s->key);
     }
-    buf = malloc(LC_CACHE_CHUNK_SIZE);
-    if (buf == NULL) {
-        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    rewind(s->f);
-    size_t len;
-    while ((len = fread(buf, 1, LC_CACHE_CHUNK_SIZE, s->f)) > 0)
-        if ((rc = lc_upload_append(u, buf, len, err)) < 0)
-            goto out;
-    rc = lc_upload_finish(u, err);
-out:
-    free(buf);
+    if ((rc = append_file(u, s->f, have, err)) == 0)
+        rc = lc_upload_finish(u, err);
     lc_upload_free(&u);
+    s->mirrored = false; /* consumed (or discarded on a mismatch) */
     return rc;
 }
 
@@ -845,43 +1077,72 @@ static int write_to_owners(const lc_call_ctx *ctx, lc_fwd_stream *s, lc_err *err
     return 0;
 }
 
+/* The first message of a forwarded Write: completes at once if a replica
+ * has the blob, resumes key's parked buffer, or starts a new one. Returns 1
+ * with *resp when done, else 0 with *ps set. */
+static int write_begin(const lc_call_ctx *ctx, lc_fwd_stream **ps, const char *name,
+                       grpc_byte_buffer **resp, lc_err *err)
+{
+    lc_resource res;
+    char key[LC_RESOURCE_MAX + 1];
+    int rc;
+    if (name[0] == '\0')
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "the first WriteRequest must carry resource_name "
+                          "([{instance}/]uploads/{uuid}/blobs/{hash}/{size})");
+    if ((rc = lc_resource_parse(name, strlen(name), LC_RESOURCE_UPLOAD, &res, err)) < 0)
+        return rc;
+    if (lc_resource_format(&res, key, sizeof(key)) < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "resource name '%s' is too long", name);
+    /* Already at a replica: complete at once, as REAPI allows. */
+    LC_REAPI(Digest) dm = LC_REAPI_INIT(DIGEST), *dmp = &dm;
+    char hex[LC_HASH_HEX_LEN + 1];
+    bool missing = true;
+    lc__cache_digest_to_msg(&res.digest, hex, &dm);
+    if (lc_digest_is_empty(&res.digest) ||
+        (cluster_missing(ctx, res.instance, 0, &dmp, &res.digest, 1, &missing, NULL) == 0 &&
+         !missing)) {
+        park_forget(key);
+        *resp = write_response(res.digest.size);
+        return 1;
+    }
+    lc_fwd_stream *s = NULL;
+    if ((rc = park_claim(key, &s, err)) < 0)
+        return rc;
+    if (s != NULL) { /* a resume: the client continues at s->offset */
+        s->start = s->offset;
+        *ps = s;
+        return 0;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    *ps = s;
+    s->env = ctx->env;
+    s->res = res;
+    s->write = true;
+    memcpy(s->key, key, sizeof(key));
+    mirror_drop(s->env, key, &res.digest); /* left from a buffer that expired */
+    if ((s->f = tmpfile()) == NULL || (s->h = lc_hasher_new()) == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot create a temp file for the blob");
+    park_register(s);
+    return 0;
+}
+
 int lc_fwd_write(const lc_call_ctx *ctx, lc_fwd_stream **ps,
                  const Google__Bytestream__WriteRequest *req, grpc_byte_buffer **resp, lc_err *err)
 {
-    lc_fwd_stream *s = *ps;
     int rc;
-    if (s == NULL) {
-        const char *name = req->resource_name ? req->resource_name : "";
-        if (name[0] == '\0')
-            return lc_err_set(err, LC_INVALID_ARGUMENT,
-                              "the first WriteRequest must carry resource_name "
-                              "([{instance}/]uploads/{uuid}/blobs/{hash}/{size})");
-        s = calloc(1, sizeof(*s));
-        if (s == NULL)
-            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-        *ps = s;
-        if ((rc = lc_resource_parse(name, strlen(name), LC_RESOURCE_UPLOAD, &s->res, err)) < 0)
-            return rc;
-        /* Already at a replica: complete at once, as REAPI allows. */
-        LC_REAPI(Digest) dm = LC_REAPI_INIT(DIGEST), *dmp = &dm;
-        char hex[LC_HASH_HEX_LEN + 1];
-        bool missing = true;
-        lc__cache_digest_to_msg(&s->res.digest, hex, &dm);
-        if (lc_digest_is_empty(&s->res.digest) ||
-            (cluster_missing(ctx, s->res.instance, 0, &dmp, &s->res.digest, 1, &missing, NULL) ==
-                 0 &&
-             !missing)) {
-            *resp = write_response(s->res.digest.size);
-            return 1;
-        }
-        if ((s->f = tmpfile()) == NULL || (s->h = lc_hasher_new()) == NULL)
-            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot create a temp file for the blob");
-    }
+    if (*ps == NULL &&
+        (rc = write_begin(ctx, ps, req->resource_name ? req->resource_name : "", resp, err)) != 0)
+        return rc;
+    lc_fwd_stream *s = *ps;
+    if (s->f == NULL) /* write_begin failed midway */
+        return lc_err_set(err, LC_INTERNAL, "the upload buffer is gone");
     if (req->write_offset != s->offset)
         return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "write_offset %lld does not continue the upload at %lld (uploads "
-                          "through a cluster replica do not resume: start again at 0)",
-                          (long long)req->write_offset, (long long)s->offset);
+                          "write_offset %lld for '%s' does not continue the upload: the next byte "
+                          "expected is %lld (QueryWriteStatus tells where to resume)",
+                          (long long)req->write_offset, s->key, (long long)s->offset);
     if (s->offset + (int64_t)req->data.len > s->res.digest.size)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "more data than the digest's size %lld",
                           (long long)s->res.digest.size);
@@ -893,6 +1154,7 @@ int lc_fwd_write(const lc_call_ctx *ctx, lc_fwd_stream **ps,
     }
     if (!req->finish_write)
         return 0;
+    s->done = true;
     lc_digest got;
     lc_hasher_final(s->h, &got);
     got.size = s->offset;
@@ -900,13 +1162,19 @@ int lc_fwd_write(const lc_call_ctx *ctx, lc_fwd_stream **ps,
         char want[LC_HASH_HEX_LEN + 1], have[LC_HASH_HEX_LEN + 1];
         lc_digest_hex(&s->res.digest, want);
         lc_digest_hex(&got, have);
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "uploaded data is %s/%lld but the resource name says %s/%lld", have,
-                          (long long)got.size, want, (long long)s->res.digest.size);
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
+                        "uploaded data is %s/%lld but the resource name says %s/%lld", have,
+                        (long long)got.size, want, (long long)s->res.digest.size);
+    } else if (fflush(s->f) != 0) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot buffer the blob in a temp file");
+    } else {
+        rc = write_to_owners(ctx, s, err);
     }
-    if (fflush(s->f) != 0)
-        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "cannot buffer the blob in a temp file");
-    if ((rc = write_to_owners(ctx, s, err)) < 0)
+    if (s->mirrored) { /* not consumed by store_local: this replica is no owner */
+        mirror_drop(s->env, s->key, &s->res.digest);
+        s->mirrored = false;
+    }
+    if (rc < 0)
         return rc;
     *resp = write_response(s->offset);
     return 1;

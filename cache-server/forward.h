@@ -21,8 +21,17 @@
  * - ByteStream.Read is fetched whole from a replica into an unlinked temp
  *   file, then streamed; ByteStream.Write is buffered in a temp file and
  *   verified before it is sent to the owners (bounded memory either way).
- *   Uploads through a non-owner do not resume: QueryWriteStatus answers
- *   from the local store only.
+ * - A Write that stops before finish_write is resumable at this replica:
+ *   its buffer is parked by resource name (at most LC_FWD_PARK_MAX of them,
+ *   LC_FWD_PARK_MAX_BYTES in all, each until LC_FWD_PARK_IDLE_S idle; the
+ *   oldest make room) and mirrored into the local store as a partial upload
+ *   of the same name, so QueryWriteStatus (answered by bytestream.c from the
+ *   local store) reports its committed_size. A Write of that name continues
+ *   it at write_offset = committed_size (another offset is INVALID_ARGUMENT,
+ *   as on a single node); a blob some replica holds completes at once. The
+ *   mirror is dropped with the buffer, or becomes the local copy when this
+ *   replica owns the blob. After a restart the buffers are gone: a resume
+ *   is refused (INVALID_ARGUMENT, start at 0) and the stale mirror dropped.
  */
 #ifndef LC_FORWARD_H
 #define LC_FORWARD_H
@@ -31,6 +40,11 @@
 
 #include "google/bytestream/bytestream.pb-c.h"
 #include "services.h"
+
+#define LC_FWD_PARK_MAX 64
+#define LC_FWD_PARK_MAX_BYTES (4ll << 30)
+#define LC_FWD_PARK_IDLE_S (15 * 60)
+#define LC_FWD_PARK_WAIT_S 5 /* a resume waits this long for the old stream to end */
 
 /* True when ctx's call must go through forward.c. */
 static inline bool lc_fwd_on(const lc_call_ctx *ctx)
