@@ -95,6 +95,7 @@ static int split_dest(const char *dest, char **parent, char **base)
     }
     if (*base == NULL) {
         free(d);
+        *parent = NULL;
         return -ENOMEM;
     }
     return 0;
@@ -260,6 +261,23 @@ static int merge_dir(const char *src, int dirfd, const lc_copy_opts *o, lc_err *
     return rc;
 }
 
+/* A destination inside the root: the root and (once made) the parent
+ * directory open, and the last component. */
+typedef struct dest_at {
+    int rootfd, pfd;
+    char *parent, *base;
+} dest_at;
+
+static void dest_close(dest_at *d)
+{
+    if (d->pfd >= 0)
+        close(d->pfd);
+    if (d->rootfd >= 0)
+        close(d->rootfd);
+    free(d->parent);
+    free(d->base);
+}
+
 int lc_copy_path(const char *src, const char *root, const char *dest, const lc_copy_opts *o,
                  lc_err *err)
 {
@@ -268,43 +286,42 @@ int lc_copy_path(const char *src, const char *root, const char *dest, const lc_c
     struct stat st;
     if (lstat(src, &st) < 0)
         return lc_err_set(err, lc_code_from_errno(errno), "COPY %s: %s", src, strerror(errno));
-    char *parent = NULL, *base = NULL;
-    int r = split_dest(dest, &parent, &base);
-    if (r < 0)
+    dest_at d = {.rootfd = -1, .pfd = -1};
+    if (split_dest(dest, &d.parent, &d.base) < 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "COPY destination \"%s\" is invalid", dest);
-    int rootfd = open_root(root, err), pfd = -1, rc = 0;
-    if (rootfd < 0) {
-        rc = rootfd;
+    int rc = 0;
+    if ((d.rootfd = open_root(root, err)) < 0) {
+        rc = d.rootfd;
         goto out;
     }
-    if (base[0] == '\0') { /* dest is "/": merge a directory into the root */
+    if (d.base[0] == '\0') { /* dest is "/": merge a directory into the root */
         if (!S_ISDIR(st.st_mode)) {
             rc = lc_err_set(err, LC_INVALID_ARGUMENT, "COPY %s: destination / needs a name", src);
             goto out;
         }
-        pfd = open_in_root(rootfd, "");
-        if (pfd >= 0)
-            rc = merge_dir(src, pfd, o, err);
+        d.pfd = open_in_root(d.rootfd, "");
+        if (d.pfd >= 0)
+            rc = merge_dir(src, d.pfd, o, err);
         goto out;
     }
-    pfd = mkdir_in_root(rootfd, parent, o);
-    if (pfd < 0) {
-        rc = lc_err_set(err, lc_code_from_errno(-pfd), "COPY %s: destination %s: %s", src, dest,
-                        strerror(-pfd));
+    d.pfd = mkdir_in_root(d.rootfd, d.parent, o);
+    if (d.pfd < 0) {
+        rc = lc_err_set(err, lc_code_from_errno(-d.pfd), "COPY %s: destination %s: %s", src, dest,
+                        strerror(-d.pfd));
         goto out;
     }
     /* A directory destination that is a symlink (e.g. /lib -> usr/lib) is
      * followed inside root, as the container would. */
     if (S_ISDIR(st.st_mode)) {
         struct stat cur;
-        if (fstatat(pfd, base, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(cur.st_mode)) {
+        if (fstatat(d.pfd, d.base, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(cur.st_mode)) {
             char *clean = strdup(dest);
             if (clean != NULL && lc_fs_clean_relpath(clean, 1) == 0) {
-                int dfd = open_in_root(rootfd, clean);
+                int dfd = open_in_root(d.rootfd, clean);
                 if (dfd >= 0) {
-                    close(pfd);
-                    pfd = dfd;
-                    rc = merge_dir(src, pfd, o, err);
+                    close(d.pfd);
+                    d.pfd = dfd;
+                    rc = merge_dir(src, d.pfd, o, err);
                     free(clean);
                     goto out;
                 }
@@ -312,14 +329,9 @@ int lc_copy_path(const char *src, const char *root, const char *dest, const lc_c
             free(clean);
         }
     }
-    rc = copy_entry(src, &st, pfd, base, o, err);
+    rc = copy_entry(src, &st, d.pfd, d.base, o, err);
 out:
-    if (pfd >= 0)
-        close(pfd);
-    if (rootfd >= 0)
-        close(rootfd);
-    free(parent);
-    free(base);
+    dest_close(&d);
     return rc;
 }
 
@@ -328,39 +340,34 @@ int lc_copy_write_file(const char *root, const char *dest, const void *data, siz
 {
     lc_copy_opts none = {0};
     o = o ? o : &none;
-    char *parent = NULL, *base = NULL;
-    if (split_dest(dest, &parent, &base) < 0 || base[0] == '\0') {
-        free(parent);
-        free(base);
-        return lc_err_set(err, LC_INVALID_ARGUMENT, "destination \"%s\" is invalid", dest);
-    }
-    int rootfd = open_root(root, err), pfd = -1, fd = -1, rc = 0;
-    if (rootfd < 0) {
-        rc = rootfd;
+    dest_at d = {.rootfd = -1, .pfd = -1};
+    int fd = -1, rc = 0;
+    if (split_dest(dest, &d.parent, &d.base) < 0 || d.base[0] == '\0') {
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "destination \"%s\" is invalid", dest);
         goto out;
     }
-    pfd = mkdir_in_root(rootfd, parent, o);
-    if (pfd < 0) {
-        rc = lc_err_set(err, lc_code_from_errno(-pfd), "destination %s: %s", dest, strerror(-pfd));
+    if ((d.rootfd = open_root(root, err)) < 0) {
+        rc = d.rootfd;
         goto out;
     }
-    unlinkat(pfd, base, 0);
-    fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    d.pfd = mkdir_in_root(d.rootfd, d.parent, o);
+    if (d.pfd < 0) {
+        rc = lc_err_set(err, lc_code_from_errno(-d.pfd), "destination %s: %s", dest,
+                        strerror(-d.pfd));
+        goto out;
+    }
+    unlinkat(d.pfd, d.base, 0);
+    fd = openat(d.pfd, d.base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 || (len > 0 && write(fd, data, len) != (ssize_t)len)) {
         rc = lc_err_set(err, lc_code_from_errno(errno), "write %s: %s", dest, strerror(errno));
         goto out;
     }
     struct stat st = {.st_mode = mode};
-    apply_meta(pfd, base, &st, 0, o);
+    apply_meta(d.pfd, d.base, &st, 0, o);
 out:
     if (fd >= 0)
         close(fd);
-    if (pfd >= 0)
-        close(pfd);
-    if (rootfd >= 0)
-        close(rootfd);
-    free(parent);
-    free(base);
+    dest_close(&d);
     return rc;
 }
 

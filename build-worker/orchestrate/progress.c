@@ -191,32 +191,42 @@ static void human_bytes(uint64_t n, char *buf, size_t cap)
     snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-void lc_progress_summary(lc_progress *p, double wall_seconds, const char *manifest_digest)
+/* What the counted steps add up to: the summary line and the JSON's. */
+typedef struct totals {
+    size_t counted, local, remote, executed;
+    uint64_t down, up;
+} totals;
+
+static totals count_steps(const lc_progress *p)
 {
-    size_t local = 0, remote = 0, executed = 0;
-    uint64_t down = 0, up = 0;
-    size_t counted = 0;
+    totals t = {0};
     for (size_t i = 0; i < p->len; i++) {
-        step_rec *s = &p->steps[i];
+        const step_rec *s = &p->steps[i];
         if (!s->counted)
             continue;
-        counted++;
+        t.counted++;
         if (s->cached == LC_STEP_CACHED_LOCAL)
-            local++;
+            t.local++;
         else if (s->cached == LC_STEP_CACHED_REMOTE)
-            remote++;
+            t.remote++;
         else if (s->finished)
-            executed++;
-        down += s->bytes_down;
-        up += s->bytes_up;
+            t.executed++;
+        t.down += s->bytes_down;
+        t.up += s->bytes_up;
     }
+    return t;
+}
+
+void lc_progress_summary(lc_progress *p, double wall_seconds, const char *manifest_digest)
+{
+    totals t = count_steps(p);
     char d[32], u[32];
-    human_bytes(down, d, sizeof(d));
-    human_bytes(up, u, sizeof(u));
+    human_bytes(t.down, d, sizeof(d));
+    human_bytes(t.up, u, sizeof(u));
     fprintf(p->out,
             "Summary: %zu steps: %zu cached locally, %zu cached remotely, %zu executed; "
             "%s downloaded, %s uploaded; %.2fs\n",
-            counted, local, remote, executed, d, u, wall_seconds);
+            t.counted, t.local, t.remote, t.executed, d, u, wall_seconds);
     if (manifest_digest != NULL)
         fprintf(p->out, "Image: %s\n", manifest_digest);
     fflush(p->out);
@@ -226,14 +236,10 @@ int lc_progress_write_json(lc_progress *p, const char *path, double wall_seconds
                            const char *manifest_digest, const char *state_digest, lc_err *err)
 {
     json_t *root = json_object(), *steps = json_array();
-    size_t local = 0, remote = 0, executed = 0;
-    uint64_t down = 0, up = 0;
-    size_t counted = 0;
     for (size_t i = 0; i < p->len; i++) {
         step_rec *s = &p->steps[i];
         if (!s->counted)
             continue;
-        counted++;
         json_t *o = json_object();
         json_object_set_new(o, "index", json_integer(s->number));
         json_object_set_new(o, "stage", json_string(s->stage));
@@ -247,24 +253,20 @@ int lc_progress_write_json(lc_progress *p, const char *path, double wall_seconds
         json_object_set_new(o, "bytes_down", json_integer((json_int_t)s->bytes_down));
         json_object_set_new(o, "bytes_up", json_integer((json_int_t)s->bytes_up));
         json_array_append_new(steps, o);
-        local += s->cached == LC_STEP_CACHED_LOCAL;
-        remote += s->cached == LC_STEP_CACHED_REMOTE;
-        executed += s->cached == LC_STEP_EXECUTED && s->finished;
-        down += s->bytes_down;
-        up += s->bytes_up;
     }
     json_object_set_new(root, "steps", steps);
     json_t *image = json_object();
     json_object_set_new(image, "manifest_digest", manifest_digest ? json_string(manifest_digest) : json_null());
     json_object_set_new(image, "state_digest", state_digest ? json_string(state_digest) : json_null());
     json_object_set_new(root, "image", image);
+    totals t = count_steps(p);
     json_t *sum = json_object();
-    json_object_set_new(sum, "steps", json_integer((json_int_t)counted));
-    json_object_set_new(sum, "cached_local", json_integer((json_int_t)local));
-    json_object_set_new(sum, "cached_remote", json_integer((json_int_t)remote));
-    json_object_set_new(sum, "executed", json_integer((json_int_t)executed));
-    json_object_set_new(sum, "bytes_down", json_integer((json_int_t)down));
-    json_object_set_new(sum, "bytes_up", json_integer((json_int_t)up));
+    json_object_set_new(sum, "steps", json_integer((json_int_t)t.counted));
+    json_object_set_new(sum, "cached_local", json_integer((json_int_t)t.local));
+    json_object_set_new(sum, "cached_remote", json_integer((json_int_t)t.remote));
+    json_object_set_new(sum, "executed", json_integer((json_int_t)t.executed));
+    json_object_set_new(sum, "bytes_down", json_integer((json_int_t)t.down));
+    json_object_set_new(sum, "bytes_up", json_integer((json_int_t)t.up));
     json_object_set_new(sum, "seconds", json_real(wall_seconds));
     json_object_set_new(root, "summary", sum);
     int rc = 0;

@@ -275,6 +275,31 @@ int lc_remote_fetch(lc_remote *r, const lc_digest *d, const char *path, lc_err *
     return 0;
 }
 
+/* The job's blob arrays, for n blobs (job_free frees them). */
+static int job_alloc_blobs(upload_job *j, size_t n)
+{
+    j->digests = calloc(n ? n : 1, sizeof(*j->digests));
+    j->datas = calloc(n ? n : 1, sizeof(*j->datas));
+    j->paths = calloc(n ? n : 1, sizeof(*j->paths));
+    if (!j->digests || !j->datas || !j->paths)
+        return -1;
+    j->n = n; /* only now may job_free walk the arrays */
+    return 0;
+}
+
+/* Hands j to the upload thread. */
+static void enqueue(lc_remote *r, upload_job *j)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->tail != NULL)
+        r->tail->next = j;
+    else
+        r->head = j;
+    r->tail = j;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
 void lc_remote_upload(lc_remote *r, const lc_digest *key, const lc_step_result *result,
                       double start, double end, const lc_remote_blob *blobs, size_t nblobs,
                       lc_remote_done_fn on_done, void *ctx)
@@ -287,11 +312,7 @@ void lc_remote_upload(lc_remote *r, const lc_digest *key, const lc_step_result *
     j->key = *key;
     j->on_done = on_done;
     j->ctx = ctx;
-    j->n = nblobs;
-    j->digests = calloc(nblobs ? nblobs : 1, sizeof(*j->digests));
-    j->datas = calloc(nblobs ? nblobs : 1, sizeof(*j->datas));
-    j->paths = calloc(nblobs ? nblobs : 1, sizeof(*j->paths));
-    if (!j->digests || !j->datas || !j->paths ||
+    if (job_alloc_blobs(j, nblobs) < 0 ||
         lc_step_result_encode(result, r->worker, start, end, &j->result, &j->result_len, NULL) < 0)
         goto oom;
     for (size_t i = 0; i < nblobs; i++) {
@@ -305,14 +326,7 @@ void lc_remote_upload(lc_remote *r, const lc_digest *key, const lc_step_result *
             goto oom;
         }
     }
-    pthread_mutex_lock(&r->mu);
-    if (r->tail != NULL)
-        r->tail->next = j;
-    else
-        r->head = j;
-    r->tail = j;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    enqueue(r, j);
     return;
 oom:
     job_free(j);
@@ -327,23 +341,12 @@ void lc_remote_put_blob(lc_remote *r, const lc_digest *d, const char *path)
     upload_job *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return;
-    j->n = 1;
-    j->digests = calloc(1, sizeof(*j->digests));
-    j->datas = calloc(1, sizeof(*j->datas));
-    j->paths = calloc(1, sizeof(*j->paths));
-    if (!j->digests || !j->datas || !j->paths || (j->paths[0] = strdup(path)) == NULL) {
+    if (job_alloc_blobs(j, 1) < 0 || (j->paths[0] = strdup(path)) == NULL) {
         job_free(j);
         return;
     }
     j->digests[0] = *d;
-    pthread_mutex_lock(&r->mu);
-    if (r->tail != NULL)
-        r->tail->next = j;
-    else
-        r->head = j;
-    r->tail = j;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    enqueue(r, j);
 }
 
 uint64_t lc_remote_bytes_down(const lc_remote *r) { return atomic_load(&r->down); }
