@@ -60,6 +60,28 @@ tokens
 {{- end -}}
 {{- end -}}
 
+{{/* The peer port (cluster mode): gRPC port + cluster.peerPortOffset. */}}
+{{- define "layercache.peerPort" -}}
+{{- add (int .Values.server.grpcPort) (int .Values.cluster.peerPortOffset) -}}
+{{- end -}}
+
+{{/* The Secret holding the cluster token ("" = none: the public default). */}}
+{{- define "layercache.clusterSecret" -}}
+{{- if .Values.cluster.existingSecret -}}
+{{- .Values.cluster.existingSecret -}}
+{{- else if .Values.auth.enabled -}}
+{{- printf "%s-cluster" (include "layercache.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "layercache.clusterSecretKey" -}}
+{{- if .Values.cluster.existingSecret -}}
+{{- .Values.cluster.existingSecretKey -}}
+{{- else -}}
+cluster-token
+{{- end -}}
+{{- end -}}
+
 {{/* Cluster DNS names: the headless Service resolves to every replica
 (peer discovery, --peers); each pod has <pod>.<headless>.<namespace>.svc. */}}
 {{- define "layercache.peersDNS" -}}
@@ -77,6 +99,9 @@ silently make a bad cache. */}}
 {{- end -}}
 {{- if and .Values.auth.enabled (not .Values.auth.existingSecret) (not .Values.auth.tokens) -}}
 {{- fail "auth.enabled needs auth.existingSecret or at least one entry in auth.tokens" -}}
+{{- end -}}
+{{- if and .Values.cluster.enabled (eq (int (include "layercache.peerPort" .)) (int .Values.server.httpPort)) -}}
+{{- fail (printf "the peer port (server.grpcPort + cluster.peerPortOffset = %s) is server.httpPort: change cluster.peerPortOffset" (include "layercache.peerPort" .)) -}}
 {{- end -}}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
 {{- fail "tls.enabled needs tls.secretName (a kubernetes.io/tls Secret)" -}}
