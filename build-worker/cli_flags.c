@@ -7,6 +7,19 @@
 lc_cli_cache lc_cli_cache_opts;
 lc_cli_registry lc_cli_registry_opts;
 char *lc_cli_state_dir;
+lc_cli_build lc_cli_build_opts;
+
+static const lc_flag build_flags[] = {
+    {"file", 'f', LC_FLAG_STRING, &lc_cli_build_opts.file, NULL, "FILE",
+     "the Dockerfile (default: CONTEXT/Dockerfile)", true},
+    {"build-arg", 0, LC_FLAG_LIST, &lc_cli_build_opts.build_args, NULL, "NAME=VALUE",
+     "set a build argument; NAME alone takes the value from the environment", true},
+    {"target", 0, LC_FLAG_STRING, &lc_cli_build_opts.target, NULL, "STAGE",
+     "build up to this stage (name or index; default: the last stage)", true},
+    {"platform", 0, LC_FLAG_STRING, &lc_cli_build_opts.platform, NULL, "OS/ARCH",
+     "target platform (default: the host's, e.g. linux/amd64)", true},
+};
+const lc_flag_group lc_cli_build_group = LC_FLAG_GROUP(build_flags);
 
 static const lc_flag cache_flags[] = {
     {"cache", 0, LC_FLAG_STRING, &lc_cli_cache_opts.target, NULL, "grpc[s]://HOST:PORT",

@@ -58,6 +58,18 @@ extern const lc_flag_group lc_cli_registry_group;
 /* The registry client options the flags give (pointers borrowed). */
 lc_regclient_opts lc_cli_regclient_opts(void);
 
+/* What to build: the same flags for `build` and `keys`, so that keys
+ * computes the keys the same build would. */
+typedef struct lc_cli_build {
+    char *file;            /* -f, --file; NULL = CONTEXT/Dockerfile */
+    lc_strlist build_args; /* --build-arg NAME[=VALUE] */
+    char *target;          /* --target STAGE */
+    char *platform;        /* --platform OS/ARCH */
+} lc_cli_build;
+
+extern lc_cli_build lc_cli_build_opts;
+extern const lc_flag_group lc_cli_build_group;
+
 /* --state-dir DIR; NULL = the default (lc_statedir_default). */
 extern char *lc_cli_state_dir;
 extern const lc_flag_group lc_cli_state_dir_group;

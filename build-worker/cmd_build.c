@@ -15,26 +15,20 @@
 
 int lc_cmd_build(int argc, char **argv);
 
-/* The cache server, registry and state directory flags are cli_flags.h's. */
-static char *opt_file, *opt_target, *opt_platform, *opt_cache_mode, *opt_output, *opt_progress,
-    *opt_summary, *opt_compression, *opt_worker;
-static lc_strlist opt_tags, opt_build_args;
+/* What to build, the cache server, registry and state directory flags are
+ * cli_flags.h's. */
+static char *opt_cache_mode, *opt_output, *opt_progress, *opt_summary, *opt_compression,
+    *opt_worker;
+static lc_strlist opt_tags;
 static bool opt_no_cache, opt_quiet;
 /* registry (build-worker/registry/): pulls of FROM images and --push */
 static char *opt_pull;
 static bool opt_push;
 
 static const lc_flag flags[] = {
-    {"file", 'f', LC_FLAG_STRING, &opt_file, NULL, "FILE",
-     "Dockerfile to build (default: CONTEXT/Dockerfile)", true},
+    LC_FLAG_INCLUDE_GROUP(lc_cli_build_group),
     {"tag", 't', LC_FLAG_LIST, &opt_tags, NULL, "NAME[:TAG]",
      "store the image in the local image store under this name", true},
-    {"build-arg", 0, LC_FLAG_LIST, &opt_build_args, NULL, "NAME=VALUE",
-     "set a build argument; NAME alone takes the value from the environment", true},
-    {"target", 0, LC_FLAG_STRING, &opt_target, NULL, "STAGE",
-     "build up to this stage (name or index; default: the last stage)", true},
-    {"platform", 0, LC_FLAG_STRING, &opt_platform, NULL, "OS/ARCH",
-     "target platform (default: the host's)", true},
     LC_FLAG_INCLUDE_GROUP(lc_cli_cache_group),
     LC_FLAG_INCLUDE_GROUP(lc_cli_instance_group),
     {"cache-mode", 0, LC_FLAG_STRING, &opt_cache_mode, "rw", "rw|ro|off",
@@ -76,8 +70,8 @@ static const char usage_text[] =
 /* --build-arg NAME=VALUE, or NAME alone: the value from the environment. */
 static int split_build_args(lc_df_var *vars, lc_err *err)
 {
-    for (size_t i = 0; i < opt_build_args.len; i++) {
-        char *item = opt_build_args.items[i];
+    for (size_t i = 0; i < lc_cli_build_opts.build_args.len; i++) {
+        char *item = lc_cli_build_opts.build_args.items[i];
         char *eq = strchr(item, '=');
         if (eq == item)
             return lc_err_set(err, LC_INVALID_ARGUMENT, "--build-arg '%s': missing NAME", item);
@@ -137,16 +131,16 @@ int lc_cmd_build(int argc, char **argv)
         lc_err_set(&err, LC_INVALID_ARGUMENT, "--push needs -t REGISTRY/REPOSITORY:TAG");
         goto fail;
     }
-    vars = calloc(opt_build_args.len + 1, sizeof(*vars));
+    vars = calloc(lc_cli_build_opts.build_args.len + 1, sizeof(*vars));
     if (vars == NULL || split_build_args(vars, &err) < 0)
         goto fail;
     lc_build_opts o = {.context = positional.items[0],
-                       .dockerfile = opt_file,
+                       .dockerfile = lc_cli_build_opts.file,
                        .tags = &opt_tags,
                        .build_args = vars,
-                       .nbuild_args = opt_build_args.len,
-                       .target = opt_target,
-                       .platform = opt_platform,
+                       .nbuild_args = lc_cli_build_opts.build_args.len,
+                       .target = lc_cli_build_opts.target,
+                       .platform = lc_cli_build_opts.platform,
                        .cache = lc_cli_cache_opts.target,
                        .instance = lc_cli_cache_opts.instance,
                        .token = lc_cli_cache_opts.token,

@@ -18,19 +18,12 @@
 
 int lc_cmd_keys(int argc, char **argv);
 
-static char *opt_file, *opt_target, *opt_platform, *opt_format;
-static lc_strlist opt_build_args, opt_base_digests;
+static char *opt_format;
+static lc_strlist opt_base_digests;
 static bool opt_no_stat_cache;
 
 static const lc_flag flags[] = {
-    {"file", 'f', LC_FLAG_STRING, &opt_file, NULL, "FILE",
-     "Dockerfile to read (default: CONTEXT/Dockerfile)", true},
-    {"build-arg", 0, LC_FLAG_LIST, &opt_build_args, NULL, "NAME=VALUE",
-     "set a build argument; NAME alone takes the value from the environment", true},
-    {"target", 0, LC_FLAG_STRING, &opt_target, NULL, "STAGE",
-     "build up to this stage (name or index; default: the last stage)", true},
-    {"platform", 0, LC_FLAG_STRING, &opt_platform, NULL, "OS/ARCH",
-     "target platform (default: the host's, e.g. linux/amd64)", true},
+    LC_FLAG_INCLUDE_GROUP(lc_cli_build_group),
     {"format", 0, LC_FLAG_STRING, &opt_format, "text", "text|json", "output format", true},
     LC_FLAG_INCLUDE_GROUP(lc_cli_state_dir_group),
     {"base-digest", 0, LC_FLAG_LIST, &opt_base_digests, NULL, "IMAGE=sha256:...",
@@ -155,12 +148,12 @@ int lc_cmd_keys(int argc, char **argv)
         fprintf(stderr, "layercache keys: build context '%s' is not a directory\n", context);
         goto out;
     }
-    if (opt_file != NULL) {
-        dockerfile = strdup(opt_file);
+    if (lc_cli_build_opts.file != NULL) {
+        dockerfile = strdup(lc_cli_build_opts.file);
     } else if ((dockerfile = malloc(strlen(context) + sizeof("/Dockerfile"))) != NULL) {
         sprintf(dockerfile, "%s/Dockerfile", context);
     }
-    vars = calloc(opt_build_args.len + 1, sizeof(*vars));
+    vars = calloc(lc_cli_build_opts.build_args.len + 1, sizeof(*vars));
     bvars = calloc(opt_base_digests.len + 1, sizeof(*bvars));
     bases = calloc(opt_base_digests.len + 1, sizeof(*bases));
     if (dockerfile == NULL || vars == NULL || bvars == NULL || bases == NULL) {
@@ -168,7 +161,7 @@ int lc_cmd_keys(int argc, char **argv)
         goto out;
     }
     size_t nvars = 0, nbases = 0;
-    split_vars(&opt_build_args, vars, &nvars, true);
+    split_vars(&lc_cli_build_opts.build_args, vars, &nvars, true);
     if (split_vars(&opt_base_digests, bvars, &nbases, false) != 0) {
         fprintf(stderr, "layercache keys: --base-digest wants IMAGE=sha256:<64 hex digits>\n");
         goto out;
@@ -199,10 +192,10 @@ int lc_cmd_keys(int argc, char **argv)
     }
     lc_keys_opts ko = {.context_dir = context,
                        .dockerfile_path = dockerfile,
-                       .target = opt_target,
+                       .target = lc_cli_build_opts.target,
                        .build_args = vars,
                        .nbuild_args = nvars,
-                       .platform = opt_platform,
+                       .platform = lc_cli_build_opts.platform,
                        .bases = bases,
                        .nbases = nbases,
                        .resolve = sd ? lc_statedir_resolve : NULL,
