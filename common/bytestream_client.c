@@ -13,6 +13,7 @@
 #include "cache_client_int.h"
 #include "google/bytestream/bytestream.pb-c.h"
 #include "grpc_msg.h"
+#include "placement.h"
 
 /* Automatic resumes of one upload after a broken stream. */
 #define MAX_RESUMES 3
@@ -195,6 +196,12 @@ int lc_cache_client_query_write_status(lc_cache_client *c, const lc_digest *d,
                                        lc_err *err)
 {
     char resource[RESOURCE_MAX];
+    if (c->n_peers > 0) { /* the peer the upload went to (same route) */
+        size_t order[LC_PLACEMENT_MAX_PEERS];
+        lc__cache_route_blob(c, d, order);
+        return lc_cache_client_query_write_status(c->peers[order[0]].client, d, upload_id,
+                                                  committed, complete, err);
+    }
     if (lc_cache_resource_upload(c->instance, upload_id, d, resource, sizeof(resource)) != 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.QueryWriteStatus: name too long");
     Google__Bytestream__QueryWriteStatusRequest req =
@@ -224,6 +231,19 @@ static int resumable(int rc)
 static int write_resumable(lc_cache_client *c, const lc_digest *d, source *src, lc_err *err)
 {
     char uuid[LC_CACHE_UUID_LEN + 1], resource[RESOURCE_MAX];
+    if (c->n_peers > 0) {
+        /* One owner is enough (it writes to the others); the next peer when
+         * unreachable, unless a sequential source was already consumed. */
+        size_t order[LC_PLACEMENT_MAX_PEERS];
+        size_t n = lc__cache_route_blob(c, d, order);
+        int rc = -LC_UNAVAILABLE;
+        for (size_t k = 0; k < n; k++) {
+            rc = write_resumable(c->peers[order[k]].client, d, src, err);
+            if (!lc__cache_peer_failed(c, order[k], rc) || src->pread == NULL)
+                break;
+        }
+        return rc;
+    }
     if (d->size < 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Write: negative blob size");
     lc_cache_uuid(uuid);
@@ -301,6 +321,13 @@ int lc_cache_client_write(lc_cache_client *c, const lc_digest *d, const lc_cache
 {
     lc_cache_write_opts defaults = {0};
     char uuid[LC_CACHE_UUID_LEN + 1], resource[RESOURCE_MAX];
+    if (c->n_peers > 0) { /* no fallback: a resumed upload must find its peer */
+        size_t order[LC_PLACEMENT_MAX_PEERS];
+        lc__cache_route_blob(c, d, order);
+        int rc = lc_cache_client_write(c->peers[order[0]].client, d, wo, fn, ctx, committed, err);
+        lc__cache_peer_failed(c, order[0], rc);
+        return rc;
+    }
     if (wo == NULL)
         wo = &defaults;
     int64_t stop = wo->stop != 0 ? wo->stop : d->size;
@@ -491,6 +518,22 @@ int lc_cache_client_read(lc_cache_client *c, const lc_digest *d, int64_t offset,
     char resource[RESOURCE_MAX];
     if (nread != NULL)
         *nread = 0;
+    if (c->n_peers > 0) {
+        /* The first live owner; the next peer while nothing was delivered. */
+        size_t order[LC_PLACEMENT_MAX_PEERS];
+        size_t n = lc__cache_route_blob(c, d, order);
+        int rc = -LC_UNAVAILABLE;
+        for (size_t k = 0; k < n; k++) {
+            int64_t got = 0;
+            rc = lc_cache_client_read(c->peers[order[k]].client, d, offset, limit, fn, ctx, &got,
+                                      err);
+            if (nread != NULL)
+                *nread = got;
+            if (!lc__cache_peer_failed(c, order[k], rc) || got > 0)
+                break;
+        }
+        return rc;
+    }
     if (offset < 0 || limit < 0 || d->size < 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "ByteStream.Read: negative offset or limit");
     if (lc_cache_resource_read(c->instance, d, resource, sizeof(resource)) != 0)

@@ -17,6 +17,7 @@
 #include "cache_client_int.h"
 #include "resource.h"
 #include "grpc_msg.h"
+#include "placement.h"
 #include "tls.h"
 
 #define DEFAULT_DEADLINE_MS 60000
@@ -26,6 +27,8 @@
 #define FIND_MISSING_CHUNK 4096
 /* GetActionResult calls in flight at once in a concurrent lookup. */
 #define LOOKUP_WINDOW 256
+/* A peer that answered UNAVAILABLE is tried last for this long. */
+#define PEER_DOWN_MS 2000
 
 static const struct {
     const char *path;
@@ -174,14 +177,24 @@ static int tls_credentials(const lc_cache_client_options *opts, grpc_channel_cre
     return 0;
 }
 
+static int open_peers(lc_cache_client *c, const char *list, const lc_cache_client_options *opts,
+                      lc_err *err);
+
 int lc_cache_client_open(const char *target, const lc_cache_client_options *opts,
                          lc_cache_client **out, lc_err *err)
 {
     lc_cache_client_options defaults = {0};
-    char hostport[512];
+    char hostport[512], first[512];
     *out = NULL;
     if (opts == NULL)
         opts = &defaults;
+    bool routed = opts->peers != NULL && opts->peers[0] != '\0';
+    if (routed && (target == NULL || target[0] == '\0')) {
+        /* No front address: unrouted calls go to the first peer. */
+        size_t n = strcspn(opts->peers, ", ");
+        snprintf(first, sizeof(first), "%.*s", (int)(n < sizeof(first) ? n : 0), opts->peers);
+        target = first;
+    }
     int rc = lc_cache_parse_target(target, hostport, sizeof(hostport), err);
     if (rc != 0)
         return rc;
@@ -247,6 +260,10 @@ int lc_cache_client_open(const char *target, const lc_cache_client_options *opts
     }
     for (int m = 0; m < LC__M_COUNT; m++)
         c->methods[m] = grpc_channel_register_call(c->channel, methods[m].path, NULL, NULL);
+    if (routed && (rc = open_peers(c, opts->peers, opts, err)) < 0) {
+        lc_cache_client_close(&c);
+        return rc;
+    }
     *out = c;
     return 0;
 
@@ -265,6 +282,11 @@ void lc_cache_client_close(lc_cache_client **cp)
     if (cp == NULL || *cp == NULL)
         return;
     lc_cache_client *c = *cp;
+    for (size_t i = 0; i < c->n_peers; i++) {
+        lc_cache_client_close(&c->peers[i].client);
+        free(c->peers[i].id);
+    }
+    free(c->peers);
     grpc_channel_destroy(c->channel);
     grpc_shutdown();
     free(c->auth_value);
@@ -277,6 +299,163 @@ void lc_cache_client_close(lc_cache_client **cp)
 const char *lc_cache_client_target(const lc_cache_client *c)
 {
     return c->target;
+}
+
+/* ---- cluster routing ------------------------------------------------------ */
+
+/* Opens one plain client per entry of list (same options; the scheme of
+ * the front target applies to entries without one). */
+static int open_peers(lc_cache_client *c, const char *list, const lc_cache_client_options *opts,
+                      lc_err *err)
+{
+    int rc = 0;
+    lc_cache_client_options po = *opts;
+    po.peers = NULL;
+    char *copy = strdup(list), *save = NULL;
+    c->peers = calloc(LC_PLACEMENT_MAX_PEERS, sizeof(*c->peers));
+    if (copy == NULL || c->peers == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (char *tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+        char id[512], target[600];
+        if ((rc = lc_cache_parse_target(tok, id, sizeof(id), err)) < 0)
+            goto out;
+        if (c->n_peers == LC_PLACEMENT_MAX_PEERS) {
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "cache peers: more than %d",
+                            LC_PLACEMENT_MAX_PEERS);
+            goto out;
+        }
+        bool has_scheme = strstr(tok, "://") != NULL;
+        snprintf(target, sizeof(target), "%s%s", has_scheme ? "" : c->tls ? "grpcs://" : "", tok);
+        lc__cache_peer *p = &c->peers[c->n_peers];
+        p->id = strdup(id);
+        if (p->id == NULL) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        c->n_peers++; /* freed by close from here on */
+        if ((rc = lc_cache_client_open(target, &po, &p->client, err)) < 0)
+            goto out;
+    }
+    if (c->n_peers == 0)
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "cache peers '%s' names no HOST:PORT", list);
+out:
+    free(copy);
+    return rc;
+}
+
+/* The routed calls (end of file); each sends plain calls to peer clients. */
+static int routed_get_capabilities(lc_cache_client *c, lc_cache_capabilities *out, lc_err *err);
+static int routed_get_action_result(lc_cache_client *c, const lc_digest *key,
+                                    lc_action_result **out, lc_err *err);
+static int routed_get_action_results(lc_cache_client *c, const lc_digest *keys, size_t n,
+                                     lc_cache_lookup *out, lc_err *err);
+static int routed_update_action_result(lc_cache_client *c, const lc_digest *key,
+                                       const lc_action_result *result, lc_err *err);
+static int routed_find_missing(lc_cache_client *c, const lc_digest *digests, size_t n,
+                               unsigned char *missing, lc_err *err);
+static int routed_batch(lc_cache_client *c, int m, lc_cache_blob *blobs, size_t n, lc_err *err);
+
+static int64_t mono_ms(void)
+{
+    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static size_t route_key(lc_cache_client *c, const void *key, size_t keylen, size_t *order)
+{
+    const char *ids[LC_PLACEMENT_MAX_PEERS];
+    size_t rank[LC_PLACEMENT_MAX_PEERS], n = c->n_peers, k = 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = c->peers[i].id;
+    lc_placement_rank(ids, n, key, keylen, rank);
+    /* Rank order puts the owners first; recently unreachable peers go last. */
+    int64_t now = mono_ms();
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            if ((c->peers[rank[i]].down_until_ms > now) == (pass == 1))
+                order[k++] = rank[i];
+    return n;
+}
+
+size_t lc__cache_route_blob(lc_cache_client *c, const lc_digest *d, size_t *order)
+{
+    uint8_t key[LC_HASH_LEN];
+    return route_key(c, key, lc_placement_blob_key(d, key), order);
+}
+
+static size_t route_action(lc_cache_client *c, const lc_digest *d, size_t *order)
+{
+    uint8_t key[LC_PLACEMENT_MAX_KEY];
+    return route_key(c, key, lc_placement_action_key(c->instance, d, key, sizeof(key)), order);
+}
+
+int lc__cache_peer_failed(lc_cache_client *c, size_t i, int rc)
+{
+    if (rc != -LC_UNAVAILABLE)
+        return 0;
+    c->peers[i].down_until_ms = mono_ms() + PEER_DOWN_MS;
+    return 1;
+}
+
+/* Sends the parts of a batch of n keyed items (item i's digest at
+ * first + i * stride) to their peers: round r sends every item not yet
+ * done to its r-th choice (owners first), one call per peer. fn runs one
+ * part (the item indices idx[0..m)) at one peer; it sets *retry when the
+ * peer was unreachable and nothing of the part was kept, so the part goes
+ * to the next choice. Returns the first error of a part that was not
+ * retried (err filled), else 0. */
+typedef int (*part_fn)(lc_cache_client *peer, const size_t *idx, size_t m, void *ctx, int *retry,
+                       lc_err *err);
+
+static int split_by_owner(lc_cache_client *c, const lc_digest *first, size_t stride, size_t n,
+                          part_fn fn, void *ctx, lc_err *err)
+{
+    int rc = 0;
+    size_t np = c->n_peers, m = n;
+    size_t *order = calloc(n * np + 1, sizeof(*order));
+    size_t *todo = calloc(n + 1, sizeof(*todo)), *idx = calloc(n + 1, sizeof(*idx));
+    size_t *left = calloc(n + 1, sizeof(*left));
+    if (order == NULL || todo == NULL || idx == NULL || left == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const lc_digest *d = (const lc_digest *)((const char *)first + i * stride);
+        lc__cache_route_blob(c, d, order + i * np);
+        todo[i] = i;
+    }
+    for (size_t round = 0; round < np && m > 0; round++) {
+        size_t n_left = 0;
+        for (size_t p = 0; p < np; p++) {
+            size_t k = 0;
+            for (size_t j = 0; j < m; j++)
+                if (order[todo[j] * np + round] == p)
+                    idx[k++] = todo[j];
+            if (k == 0)
+                continue;
+            lc_err e = {0};
+            int retry = 0;
+            int r = fn(c->peers[p].client, idx, k, ctx, &retry, &e);
+            if (retry && lc__cache_peer_failed(c, p, -LC_UNAVAILABLE) && round + 1 < np) {
+                memcpy(left + n_left, idx, k * sizeof(*idx));
+                n_left += k;
+            } else if (r != 0 && rc == 0) {
+                rc = r;
+                if (err != NULL)
+                    *err = e;
+            }
+        }
+        memcpy(todo, left, n_left * sizeof(*todo));
+        m = n_left;
+    }
+out:
+    free(left);
+    free(idx);
+    free(todo);
+    free(order);
+    return rc;
 }
 
 /* ---- call helpers -------------------------------------------------------- */
@@ -475,7 +654,7 @@ int lc__cache_unary(lc_cache_client *c, int m, const ProtobufCMessage *req,
 
 /* ---- Capabilities --------------------------------------------------------- */
 
-int lc_cache_client_get_capabilities(lc_cache_client *c, lc_cache_capabilities *out, lc_err *err)
+static int get_capabilities(lc_cache_client *c, lc_cache_capabilities *out, lc_err *err)
 {
     Build__Bazel__Remote__Execution__V2__GetCapabilitiesRequest req =
         BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_CAPABILITIES_REQUEST__INIT;
@@ -509,6 +688,13 @@ int lc_cache_client_get_capabilities(lc_cache_client *c, lc_cache_capabilities *
     return 0;
 }
 
+int lc_cache_client_get_capabilities(lc_cache_client *c, lc_cache_capabilities *out, lc_err *err)
+{
+    if (c->n_peers > 0)
+        return routed_get_capabilities(c, out, err);
+    return get_capabilities(c, out, err);
+}
+
 int lc_cache_capabilities_check(const lc_cache_capabilities *caps, int need_update, lc_err *err)
 {
     if (!caps->sha256)
@@ -540,6 +726,8 @@ void lc_action_result_free(lc_action_result **r)
 int lc_cache_client_get_action_result(lc_cache_client *c, const lc_digest *key,
                                       lc_action_result **out, lc_err *err)
 {
+    if (c->n_peers > 0)
+        return routed_get_action_result(c, key, out, err);
     char hex[LC_HASH_HEX_LEN + 1];
     Build__Bazel__Remote__Execution__V2__Digest dmsg;
     lc__cache_digest_to_msg(key, hex, &dmsg);
@@ -568,8 +756,10 @@ static int lookup_error(lc_err *err, int code, const char *hex, const char *msg)
     return lc_err_set(err, code, "%s: key %.12s...: %s", name, hex, msg);
 }
 
-int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys, size_t n,
-                                       lc_cache_lookup *out, lc_err *err)
+/* The concurrent lookup of keys[0..n), key i at per_key[i] (or all at c
+ * when per_key is NULL). */
+static int lookup_many(lc_cache_client *c, lc_cache_client *const *per_key, const lc_digest *keys,
+                       size_t n, lc_cache_lookup *out, lc_err *err)
 {
     int first_rc = 0;
     for (size_t i = 0; i < n; i++) {
@@ -592,14 +782,15 @@ int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys
             lc__cache_digest_to_msg(&keys[i], hex, &dmsg);
             Build__Bazel__Remote__Execution__V2__GetActionResultRequest req =
                 BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_ACTION_RESULT_REQUEST__INIT;
-            req.instance_name = c->instance;
             req.action_digest = &dmsg;
             req.digest_function =
                 BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST_FUNCTION__VALUE__SHA256;
             lc_err e = {0};
+            lc_cache_client *ci = per_key != NULL ? per_key[i] : c;
+            req.instance_name = ci->instance;
             unary_init(&slots[i].u);
             int rc =
-                unary_start(c, LC__M_GET_ACTION_RESULT, &req.base, cq, &slots[i], &slots[i].u, &e);
+                unary_start(ci, LC__M_GET_ACTION_RESULT, &req.base, cq, &slots[i], &slots[i].u, &e);
             if (rc != 0) {
                 out[i].status = rc;
                 if (first_rc == 0)
@@ -619,7 +810,8 @@ int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys
         lookup_slot *s = ev.tag;
         size_t i = (size_t)(s - slots);
         lc_err e = {0};
-        int rc = unary_finish(c, LC__M_GET_ACTION_RESULT, &s->u, ev.success,
+        int rc = unary_finish(per_key != NULL ? per_key[i] : c, LC__M_GET_ACTION_RESULT, &s->u,
+                              ev.success,
                               &build__bazel__remote__execution__v2__action_result__descriptor,
                               (ProtobufCMessage **)&out[i].result, &e);
         out[i].status = rc;
@@ -641,9 +833,19 @@ int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys
     return first_rc;
 }
 
+int lc_cache_client_get_action_results(lc_cache_client *c, const lc_digest *keys, size_t n,
+                                       lc_cache_lookup *out, lc_err *err)
+{
+    if (c->n_peers > 0)
+        return routed_get_action_results(c, keys, n, out, err);
+    return lookup_many(c, NULL, keys, n, out, err);
+}
+
 int lc_cache_client_update_action_result(lc_cache_client *c, const lc_digest *key,
                                          const lc_action_result *result, lc_err *err)
 {
+    if (c->n_peers > 0)
+        return routed_update_action_result(c, key, result, err);
     char hex[LC_HASH_HEX_LEN + 1];
     Build__Bazel__Remote__Execution__V2__Digest dmsg;
     lc__cache_digest_to_msg(key, hex, &dmsg);
@@ -696,6 +898,8 @@ static int idx_cmp(const void *a, const void *b)
 int lc_cache_client_find_missing(lc_cache_client *c, const lc_digest *digests, size_t n,
                                  unsigned char *missing, lc_err *err)
 {
+    if (c->n_peers > 0)
+        return routed_find_missing(c, digests, n, missing, err);
     int rc = 0;
     size_t chunk = n < FIND_MISSING_CHUNK ? n : FIND_MISSING_CHUNK;
     Build__Bazel__Remote__Execution__V2__Digest *msgs = calloc(chunk + 1, sizeof(*msgs));
@@ -797,8 +1001,21 @@ static void unanswered(const char *method, lc_cache_blob *blobs, const unsigned 
     }
 }
 
+/* One batch call; a call that fails is every blob's status. */
+static int batch_call(lc_cache_client *c, int m, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+                      lc_cache_blob *blobs, size_t n, lc_err *err)
+{
+    int rc = lc__cache_unary(c, m, req, desc, resp, err);
+    for (size_t i = 0; rc != 0 && i < n; i++)
+        blobs[i].status = rc;
+    return rc;
+}
+
 int lc_cache_client_batch_update(lc_cache_client *c, lc_cache_blob *blobs, size_t n, lc_err *err)
 {
+    if (c->n_peers > 0)
+        return routed_batch(c, LC__M_BATCH_UPDATE, blobs, n, err);
     int rc = 0;
     Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request *reqs =
         calloc(n + 1, sizeof(*reqs));
@@ -827,15 +1044,11 @@ int lc_cache_client_batch_update(lc_cache_client *c, lc_cache_blob *blobs, size_
     req.n_requests = n;
     req.requests = ptrs;
     req.digest_function = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST_FUNCTION__VALUE__SHA256;
-    rc = lc__cache_unary(
-        c, LC__M_BATCH_UPDATE, &req.base,
-        &build__bazel__remote__execution__v2__batch_update_blobs_response__descriptor,
-        (ProtobufCMessage **)&resp, err);
-    if (rc != 0) {
-        for (size_t i = 0; i < n; i++)
-            blobs[i].status = rc;
+    rc = batch_call(c, LC__M_BATCH_UPDATE, &req.base,
+                    &build__bazel__remote__execution__v2__batch_update_blobs_response__descriptor,
+                    (ProtobufCMessage **)&resp, blobs, n, err);
+    if (rc != 0)
         goto out;
-    }
     size_t cursor = 0;
     for (size_t j = 0; j < resp->n_responses; j++) {
         lc_digest d;
@@ -861,6 +1074,8 @@ out:
 
 int lc_cache_client_batch_read(lc_cache_client *c, lc_cache_blob *blobs, size_t n, lc_err *err)
 {
+    if (c->n_peers > 0)
+        return routed_batch(c, LC__M_BATCH_READ, blobs, n, err);
     int rc = 0;
     Build__Bazel__Remote__Execution__V2__Digest *dmsgs = calloc(n + 1, sizeof(*dmsgs));
     Build__Bazel__Remote__Execution__V2__Digest **ptrs = calloc(n + 1, sizeof(*ptrs));
@@ -886,15 +1101,11 @@ int lc_cache_client_batch_read(lc_cache_client *c, lc_cache_blob *blobs, size_t 
     req.n_digests = n;
     req.digests = ptrs;
     req.digest_function = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST_FUNCTION__VALUE__SHA256;
-    rc =
-        lc__cache_unary(c, LC__M_BATCH_READ, &req.base,
-                        &build__bazel__remote__execution__v2__batch_read_blobs_response__descriptor,
-                        (ProtobufCMessage **)&resp, err);
-    if (rc != 0) {
-        for (size_t i = 0; i < n; i++)
-            blobs[i].status = rc;
+    rc = batch_call(c, LC__M_BATCH_READ, &req.base,
+                    &build__bazel__remote__execution__v2__batch_read_blobs_response__descriptor,
+                    (ProtobufCMessage **)&resp, blobs, n, err);
+    if (rc != 0)
         goto out;
-    }
     size_t cursor = 0;
     for (size_t j = 0; j < resp->n_responses; j++) {
         Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse__Response *r =
@@ -939,5 +1150,196 @@ out:
     free(hex);
     free(ptrs);
     free(dmsgs);
+    return rc;
+}
+
+/* ---- routed calls (opts.peers) --------------------------------------------- */
+
+static int routed_get_capabilities(lc_cache_client *c, lc_cache_capabilities *out, lc_err *err)
+{
+    /* The front target first, then any peer. */
+    int rc = get_capabilities(c, out, err);
+    for (size_t i = 0; rc == -LC_UNAVAILABLE && i < c->n_peers; i++)
+        if ((rc = lc_cache_client_get_capabilities(c->peers[i].client, out, err)) != 0)
+            lc__cache_peer_failed(c, i, rc);
+    return rc;
+}
+
+static int routed_get_action_result(lc_cache_client *c, const lc_digest *key,
+                                    lc_action_result **out, lc_err *err)
+{
+    size_t order[LC_PLACEMENT_MAX_PEERS];
+    size_t n = route_action(c, key, order);
+    int rc = -LC_UNAVAILABLE;
+    for (size_t k = 0; k < n; k++) {
+        rc = lc_cache_client_get_action_result(c->peers[order[k]].client, key, out, err);
+        if (!lc__cache_peer_failed(c, order[k], rc))
+            break;
+    }
+    return rc;
+}
+
+static int routed_update_action_result(lc_cache_client *c, const lc_digest *key,
+                                       const lc_action_result *result, lc_err *err)
+{
+    /* One owner is enough: the replica writes to every owner. */
+    size_t order[LC_PLACEMENT_MAX_PEERS];
+    size_t n = route_action(c, key, order);
+    int rc = -LC_UNAVAILABLE;
+    for (size_t k = 0; k < n; k++) {
+        rc = lc_cache_client_update_action_result(c->peers[order[k]].client, key, result, err);
+        if (!lc__cache_peer_failed(c, order[k], rc))
+            break;
+    }
+    return rc;
+}
+
+/* Rounds of concurrent lookups: every key at its r-th choice, keys whose
+ * peer was unreachable go round again. */
+static int routed_get_action_results(lc_cache_client *c, const lc_digest *keys, size_t n,
+                                     lc_cache_lookup *out, lc_err *err)
+{
+    int rc = 0;
+    size_t np = c->n_peers, m = n;
+    lc_err last = {0};
+    for (size_t i = 0; i < n; i++) {
+        out[i].result = NULL;
+        out[i].status = -LC_UNKNOWN;
+    }
+    size_t *order = calloc(n * np + 1, sizeof(*order)), *todo = calloc(n + 1, sizeof(*todo));
+    lc_cache_client **cls = calloc(n + 1, sizeof(*cls));
+    lc_digest *sub = calloc(n + 1, sizeof(*sub));
+    lc_cache_lookup *sout = calloc(n + 1, sizeof(*sout));
+    if (order == NULL || todo == NULL || cls == NULL || sub == NULL || sout == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "GetActionResult: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        route_action(c, &keys[i], order + i * np);
+        todo[i] = i;
+    }
+    for (size_t round = 0; round < np && m > 0; round++) {
+        for (size_t j = 0; j < m; j++) {
+            cls[j] = c->peers[order[todo[j] * np + round]].client;
+            sub[j] = keys[todo[j]];
+        }
+        lc_err e = {0};
+        int r = lookup_many(c, cls, sub, m, sout, &e);
+        size_t left = 0;
+        for (size_t j = 0; j < m; j++) {
+            size_t i = todo[j];
+            out[i] = sout[j];
+            if (lc__cache_peer_failed(c, order[i * np + round], sout[j].status) && round + 1 < np)
+                todo[left++] = i;
+        }
+        if (r != 0) {
+            last = e;
+            if (r != -LC_UNAVAILABLE && rc == 0) {
+                rc = r;
+                if (err != NULL)
+                    *err = e;
+            }
+        }
+        m = left;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (out[i].status != 0 && out[i].status != -LC_NOT_FOUND) {
+            rc = out[i].status;
+            if (err != NULL)
+                *err = last;
+        }
+out:
+    free(sout);
+    free(sub);
+    free(cls);
+    free(todo);
+    free(order);
+    return rc;
+}
+
+typedef struct find_part {
+    const lc_digest *digests;
+    unsigned char *missing;
+} find_part;
+
+static int find_part_fn(lc_cache_client *peer, const size_t *idx, size_t m, void *ctx, int *retry,
+                        lc_err *err)
+{
+    find_part *f = ctx;
+    lc_digest *sub = calloc(m, sizeof(*sub));
+    unsigned char *miss = calloc(m, 1);
+    int rc = 0;
+    if (sub == NULL || miss == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "FindMissingBlobs: out of memory");
+        goto out;
+    }
+    for (size_t j = 0; j < m; j++)
+        sub[j] = f->digests[idx[j]];
+    rc = lc_cache_client_find_missing(peer, sub, m, miss, err);
+    *retry = rc == -LC_UNAVAILABLE;
+    for (size_t j = 0; rc == 0 && j < m; j++)
+        f->missing[idx[j]] = miss[j];
+out:
+    free(miss);
+    free(sub);
+    return rc;
+}
+
+static int routed_find_missing(lc_cache_client *c, const lc_digest *digests, size_t n,
+                               unsigned char *missing, lc_err *err)
+{
+    find_part f = {digests, missing};
+    memset(missing, 0, n);
+    return split_by_owner(c, digests, sizeof(*digests), n, find_part_fn, &f, err);
+}
+
+typedef struct batch_part {
+    int method;
+    lc_cache_blob *blobs;
+} batch_part;
+
+static int batch_part_fn(lc_cache_client *peer, const size_t *idx, size_t m, void *ctx, int *retry,
+                         lc_err *err)
+{
+    batch_part *b = ctx;
+    lc_cache_blob *sub = calloc(m, sizeof(*sub));
+    if (sub == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "batch call: out of memory");
+    for (size_t j = 0; j < m; j++)
+        sub[j] = b->blobs[idx[j]]; /* update: data is only read */
+    int rc = b->method == LC__M_BATCH_UPDATE ? lc_cache_client_batch_update(peer, sub, m, err)
+                                             : lc_cache_client_batch_read(peer, sub, m, err);
+    /* Unreachable: every blob failed so, nothing to keep. */
+    *retry = rc == -LC_UNAVAILABLE;
+    for (size_t j = 0; *retry && j < m; j++)
+        *retry = sub[j].status == -LC_UNAVAILABLE;
+    for (size_t j = 0; !*retry && j < m; j++) {
+        b->blobs[idx[j]].status = sub[j].status;
+        if (b->method == LC__M_BATCH_READ) {
+            b->blobs[idx[j]].data = sub[j].data; /* handed over */
+            b->blobs[idx[j]].len = sub[j].len;
+        }
+    }
+    free(sub);
+    return rc;
+}
+
+static int routed_batch(lc_cache_client *c, int m, lc_cache_blob *blobs, size_t n, lc_err *err)
+{
+    batch_part b = {m, blobs};
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m == LC__M_BATCH_READ) {
+            blobs[i].data = NULL;
+            blobs[i].len = 0;
+        }
+        blobs[i].status = -LC_UNAVAILABLE; /* until a peer answers */
+    }
+    int rc = split_by_owner(c, &blobs[0].digest, sizeof(*blobs), n, batch_part_fn, &b, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (blobs[i].status != 0)
+            rc = lc_err_set(err, -blobs[i].status, "%s: a blob's replicas were unreachable",
+                            lc__cache_method_name(m));
     return rc;
 }

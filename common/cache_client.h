@@ -45,6 +45,18 @@ typedef struct lc_cache_client_options {
                             * system's roots */
     const char *cert_file; /* client certificate for mutual TLS, with key_file */
     const char *key_file;
+    /* Cluster: the replicas' peer list, "HOST:PORT,HOST:PORT,..." (client
+     * ports, spelled as the replicas' --peers names them; grpc:// or
+     * grpcs:// prefixes allowed; NULL or "" = off). Each call then goes
+     * straight to an owner of its key by the replicas' own placement
+     * (common/placement.h): action-cache calls by action key, ByteStream by
+     * blob, FindMissingBlobs and the batch calls split by owner. A peer that
+     * answers UNAVAILABLE is skipped for a while and the call goes to the
+     * next owner, then to any peer (every replica serves every call). Writes
+     * go to one owner (it copies them to the others). Capabilities, raw
+     * streams and Admin calls go to target, which may then be NULL or ""
+     * (the first peer). */
+    const char *peers;
 } lc_cache_client_options;
 
 /* Creates a client for target "grpc://host:port", "grpcs://host:port" (TLS,

@@ -24,6 +24,13 @@ enum lc__cache_method {
     LC__M_COUNT,
 };
 
+/* One replica of a routed client (opts.peers). */
+typedef struct lc__cache_peer {
+    char *id;                       /* HOST:PORT, the placement identity */
+    struct lc_cache_client *client; /* plain client of that replica */
+    _Atomic int64_t down_until_ms;  /* tried last until then (CLOCK_MONOTONIC) */
+} lc__cache_peer;
+
 struct lc_cache_client {
     grpc_channel *channel;
     void *methods[LC__M_COUNT]; /* grpc_channel_register_call handles */
@@ -34,7 +41,18 @@ struct lc_cache_client {
     int64_t deadline_ms;
     int64_t connect_timeout_ms;
     size_t max_message_size;
+    lc__cache_peer *peers; /* routed client: n_peers > 0 */
+    size_t n_peers;
 };
+
+/* ---- routing (n_peers > 0) ---- */
+/* Peers to try for a blob, best first: its owners in rank order, then the
+ * others; peers that recently failed UNAVAILABLE come last. order has room
+ * for n_peers; returns n_peers. */
+size_t lc__cache_route_blob(lc_cache_client *c, const lc_digest *d, size_t *order);
+/* After a call to peer i ended with rc: 1 when rc is UNAVAILABLE (the peer
+ * is marked down for a while and the caller tries the next one), else 0. */
+int lc__cache_peer_failed(lc_cache_client *c, size_t i, int rc);
 
 /* "GetActionResult", "Write", ... for messages. */
 const char *lc__cache_method_name(int m);

@@ -36,7 +36,6 @@ void lc_placement_rank(const char *const *peers, size_t n, const void *key, size
 size_t lc_placement_blob_key(const lc_digest *d, uint8_t *buf);
 /* The action key of (instance, d) into buf of cap bytes (cap >= 64; a
  * longer instance name is cut); returns its length. */
-size_t lc_placement_action_key(const char *instance, const lc_digest *d, uint8_t *buf,
-                               size_t cap);
+size_t lc_placement_action_key(const char *instance, const lc_digest *d, uint8_t *buf, size_t cap);
 
 #endif
