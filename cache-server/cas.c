@@ -6,9 +6,55 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cas.h"
 #include "forward.h" /* cluster mode */
 #include "google/rpc/status.pb-c.h"
 #include "services.h"
+
+int lc_cas_check_find_missing(const LC_REAPI(FindMissingBlobsRequest) * req, lc_digest *out,
+                              lc_err *err)
+{
+    char what[48];
+    int rc;
+    if ((rc = lc_svc_instance(req->instance_name, err)) < 0 ||
+        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
+        return rc;
+    for (size_t i = 0; i < req->n_blob_digests; i++) {
+        snprintf(what, sizeof(what), "blob_digests[%zu]", i);
+        if ((rc = lc_svc_digest(req->blob_digests[i], what, &out[i], err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int lc_cas_check_update(const lc_svc_env *env, const LC_REAPI(BatchUpdateBlobsRequest) * req,
+                        lc_err *err)
+{
+    uint64_t total = 0;
+    int rc;
+    if ((rc = lc_svc_instance(req->instance_name, err)) < 0 ||
+        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
+        return rc;
+    for (size_t i = 0; i < req->n_requests; i++)
+        if (req->requests[i] != NULL)
+            total += req->requests[i]->data.len;
+    if (total > (uint64_t)env->max_batch_bytes)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "BatchUpdateBlobs carries %llu bytes of data; the limit is %lld "
+                          "(max_batch_total_size_bytes): split the batch or use ByteStream.Write",
+                          (unsigned long long)total, (long long)env->max_batch_bytes);
+    return 0;
+}
+
+int lc_cas_check_read_total(const lc_svc_env *env, uint64_t total, lc_err *err)
+{
+    if (total > (uint64_t)env->max_batch_bytes)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "BatchReadBlobs asks for %llu bytes; the limit is %lld "
+                          "(max_batch_total_size_bytes): split the batch or use ByteStream.Read",
+                          (unsigned long long)total, (long long)env->max_batch_bytes);
+    return 0;
+}
 
 static int find_missing_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
                               grpc_byte_buffer **resp, lc_err *err)
@@ -19,14 +65,10 @@ static int find_missing_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
     lc_digest *ds = NULL;
     bool *missing = NULL;
     LC_REAPI(Digest) **out = NULL;
-    char what[48];
     int rc;
 
     if (lc_fwd_on(ctx)) /* cluster: split by owner (forward.c) */
         return lc_fwd_find_missing_blobs(ctx, msg, resp, err);
-    if ((rc = lc_svc_instance(req->instance_name, err)) < 0 ||
-        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
-        return rc;
     ds = calloc(n + 1, sizeof(*ds));
     missing = calloc(n + 1, sizeof(*missing));
     out = calloc(n + 1, sizeof(*out));
@@ -34,11 +76,8 @@ static int find_missing_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        snprintf(what, sizeof(what), "blob_digests[%zu]", i);
-        if ((rc = lc_svc_digest(req->blob_digests[i], what, &ds[i], err)) < 0)
-            goto out;
-    }
+    if ((rc = lc_cas_check_find_missing(req, ds, err)) < 0)
+        goto out;
     if (n > 0 && (rc = lc_store_find_missing(env->store, ds, n, missing, err)) < 0)
         goto out;
     for (size_t i = 0; i < n; i++)
@@ -67,22 +106,13 @@ static int batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
     Google__Rpc__Status *sts = NULL;
     lc_err *errs = NULL;
     LC_REAPI(Digest) empty_digest = LC_REAPI_INIT(DIGEST);
-    uint64_t total = 0, written = 0;
+    uint64_t written = 0;
     int rc;
 
     if (lc_fwd_on(ctx)) /* cluster: split by owner (forward.c) */
         return lc_fwd_batch_update_blobs(ctx, msg, resp, err);
-    if ((rc = lc_svc_instance(inst, err)) < 0 ||
-        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
+    if ((rc = lc_cas_check_update(env, req, err)) < 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        if (req->requests[i] != NULL)
-            total += req->requests[i]->data.len;
-    if (total > (uint64_t)env->max_batch_bytes)
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "BatchUpdateBlobs carries %llu bytes of data; the limit is %lld "
-                          "(max_batch_total_size_bytes): split the batch or use ByteStream.Write",
-                          (unsigned long long)total, (long long)env->max_batch_bytes);
     rs = calloc(n + 1, sizeof(*rs));
     rps = calloc(n + 1, sizeof(*rps));
     sts = calloc(n + 1, sizeof(*sts));
@@ -179,13 +209,8 @@ static int batch_read_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
         if (lc_svc_digest(req->digests[i], what, &ds[i], &errs[i]) == 0)
             total += (uint64_t)ds[i].size;
     }
-    if (total > (uint64_t)env->max_batch_bytes) {
-        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
-                        "BatchReadBlobs asks for %llu bytes; the limit is %lld "
-                        "(max_batch_total_size_bytes): split the batch or use ByteStream.Read",
-                        (unsigned long long)total, (long long)env->max_batch_bytes);
+    if ((rc = lc_cas_check_read_total(env, total, err)) < 0)
         goto out;
-    }
     for (size_t i = 0; i < n; i++) {
         LC_REAPI(BatchReadBlobsResponse__Response)
         init = LC_REAPI_INIT(BATCH_READ_BLOBS_RESPONSE__RESPONSE);

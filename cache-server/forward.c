@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cache_client_int.h" /* lc__cache_unary: forwards a request message as is */
+#include "cas.h"
 #include "cluster.h"
 #include "google/rpc/status.pb-c.h"
 #include "grpc_msg.h"
@@ -95,6 +96,52 @@ static uint64_t blob_owners(const placement *pl, const lc_digest *d)
     return mask;
 }
 
+/* A per-key fan-out over the live members, in member order: phase 0 visits
+ * each member with the keys it owns, phase 1 with those it does not own
+ * (the keys no owner settled; the caller filters by its own state):
+ *   for (fan f = fan_start(&pl); fan_next(&f);)
+ *       ... keys i with fan_wants(&f, owners of i) go to fan_peer(&f) ... */
+typedef struct fan {
+    const placement *pl;
+    int phase; /* 0, 1; -1 before the first step */
+    size_t j;  /* member index */
+} fan;
+
+static fan fan_start(const placement *pl)
+{
+    return (fan){.pl = pl, .phase = -1, .j = 0};
+}
+
+static bool fan_next(fan *f)
+{
+    for (;;) {
+        if (f->phase >= 0 && f->j + 1 < f->pl->m.n)
+            f->j++;
+        else if (++f->phase > 1)
+            return false;
+        else
+            f->j = 0;
+        if (f->j < f->pl->m.n && lc_cluster_peer_alive(f->pl->m.p[f->j]))
+            return true;
+    }
+}
+
+/* Ends the current phase (the next step starts the next one). */
+static void fan_end_phase(fan *f)
+{
+    f->j = f->pl->m.n;
+}
+
+static bool fan_wants(const fan *f, uint64_t owners)
+{
+    return (((owners >> f->j) & 1) != 0) == (f->phase == 0);
+}
+
+static lc_cluster_peer *fan_peer(const fan *f)
+{
+    return f->pl->m.p[f->j];
+}
+
 static bool digest_msg_is(const LC_REAPI(Digest) * m, const lc_digest *d)
 {
     lc_digest x;
@@ -122,43 +169,38 @@ static int cluster_missing(const lc_call_ctx *ctx, const char *inst, int digest_
         missing[i] = true;
         owners[i] = blob_owners(&pl, &ds[i]);
     }
-    for (int phase = 0; phase < 2; phase++) {
-        for (size_t j = 0; j < pl.m.n; j++) {
-            if (!lc_cluster_peer_alive(pl.m.p[j]))
-                continue;
-            size_t k = 0;
-            for (size_t i = 0; i < n; i++)
-                if (missing[i] && (((owners[i] >> j) & 1) == (phase == 0))) {
-                    idx[k] = i;
-                    sub[k++] = msgs[i];
-                }
-            if (k == 0)
-                continue;
-            LC_REAPI(FindMissingBlobsRequest) r = LC_REAPI_INIT(FIND_MISSING_BLOBS_REQUEST);
-            r.instance_name = (char *)inst;
-            r.digest_function = digest_fn;
-            r.n_blob_digests = k;
-            r.blob_digests = sub;
-            LC_REAPI(FindMissingBlobsResponse) *resp = NULL;
-            lc_err perr = {0};
-            int prc = peer_unary(ctx, pl.m.p[j], PATH_CAS "FindMissingBlobs", LC__M_FIND_MISSING,
-                                 &r.base, &LC_REAPI_DESC(find_missing_blobs_response),
-                                 (ProtobufCMessage **)&resp, &perr);
-            if (prc < 0) {
-                LC_DEBUG(MOD, "FindMissingBlobs at %s: %s", lc_cluster_peer_id(pl.m.p[j]),
-                         perr.msg);
-                continue;
+    for (fan f = fan_start(&pl); fan_next(&f);) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (missing[i] && fan_wants(&f, owners[i])) {
+                idx[k] = i;
+                sub[k++] = msgs[i];
             }
-            answered++;
-            for (size_t q = 0; q < k; q++) {
-                bool miss = false;
-                for (size_t t = 0; t < resp->n_missing_blob_digests && !miss; t++)
-                    miss = digest_msg_is(resp->missing_blob_digests[t], &ds[idx[q]]);
-                if (!miss)
-                    missing[idx[q]] = false;
-            }
-            protobuf_c_message_free_unpacked(&resp->base, NULL);
+        if (k == 0)
+            continue;
+        LC_REAPI(FindMissingBlobsRequest) r = LC_REAPI_INIT(FIND_MISSING_BLOBS_REQUEST);
+        r.instance_name = (char *)inst;
+        r.digest_function = digest_fn;
+        r.n_blob_digests = k;
+        r.blob_digests = sub;
+        LC_REAPI(FindMissingBlobsResponse) *resp = NULL;
+        lc_err perr = {0};
+        int prc = peer_unary(ctx, fan_peer(&f), PATH_CAS "FindMissingBlobs", LC__M_FIND_MISSING,
+                             &r.base, &LC_REAPI_DESC(find_missing_blobs_response),
+                             (ProtobufCMessage **)&resp, &perr);
+        if (prc < 0) {
+            LC_DEBUG(MOD, "FindMissingBlobs at %s: %s", lc_cluster_peer_id(fan_peer(&f)), perr.msg);
+            continue;
         }
+        answered++;
+        for (size_t q = 0; q < k; q++) {
+            bool miss = false;
+            for (size_t t = 0; t < resp->n_missing_blob_digests && !miss; t++)
+                miss = digest_msg_is(resp->missing_blob_digests[t], &ds[idx[q]]);
+            if (!miss)
+                missing[idx[q]] = false;
+        }
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
     }
     if (answered == 0 && n > 0)
         rc = lc_err_set(err, LC_UNAVAILABLE, "no cache replica answered FindMissingBlobs");
@@ -366,20 +408,13 @@ int lc_fwd_find_missing_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
     lc_digest *ds = calloc(n + 1, sizeof(*ds));
     bool *missing = calloc(n + 1, sizeof(*missing));
     LC_REAPI(Digest) **out = calloc(n + 1, sizeof(*out));
-    char what[48];
     int rc;
-    if ((rc = lc_svc_instance(inst, err)) < 0 ||
-        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
-        goto out;
     if (ds == NULL || missing == NULL || out == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        snprintf(what, sizeof(what), "blob_digests[%zu]", i);
-        if ((rc = lc_svc_digest(req->blob_digests[i], what, &ds[i], err)) < 0)
-            goto out;
-    }
+    if ((rc = lc_cas_check_find_missing(req, ds, err)) < 0)
+        goto out;
     if ((rc = cluster_missing(ctx, inst, req->digest_function, req->blob_digests, ds, n, missing,
                               err)) < 0)
         goto out;
@@ -422,20 +457,10 @@ int lc_fwd_batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
     const LC_REAPI(BatchUpdateBlobsRequest) *req = (const void *)msg;
     const char *inst = req->instance_name ? req->instance_name : "";
     size_t n = req->n_requests;
-    uint64_t total = 0;
     placement pl;
     int rc;
-    if ((rc = lc_svc_instance(inst, err)) < 0 ||
-        (rc = lc_svc_digest_function(req->digest_function, err)) < 0)
+    if ((rc = lc_cas_check_update(env, req, err)) < 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        if (req->requests[i] != NULL)
-            total += req->requests[i]->data.len;
-    if (total > (uint64_t)env->max_batch_bytes)
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "BatchUpdateBlobs carries %llu bytes of data; the limit is %lld "
-                          "(max_batch_total_size_bytes): split the batch or use ByteStream.Write",
-                          (unsigned long long)total, (long long)env->max_batch_bytes);
     blob_state *bs = calloc(n + 1, sizeof(*bs));
     LC_REAPI(BatchUpdateBlobsRequest__Request) **sub = calloc(n + 1, sizeof(*sub));
     size_t *idx = calloc(n + 1, sizeof(*idx));
@@ -463,52 +488,48 @@ int lc_fwd_batch_update_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *ms
         bs[i].owners = blob_owners(&pl, &bs[i].d);
     }
     /* Phase 0: every live owner; phase 1: stand-ins for blobs no owner took. */
-    for (int phase = 0; phase < 2; phase++) {
-        for (size_t j = 0; j < pl.m.n; j++) {
-            if (!lc_cluster_peer_alive(pl.m.p[j]))
-                continue;
-            size_t k = 0;
-            for (size_t i = 0; i < n; i++) {
-                bool own = (bs[i].owners >> j) & 1;
-                bool hard = bs[i].code != LC_UNAVAILABLE && bs[i].code != LC_OK;
-                if (bs[i].valid && (phase == 0 ? own : (!own && bs[i].ok == 0 && !hard))) {
-                    idx[k] = i;
-                    sub[k++] = req->requests[i];
-                }
+    for (fan f = fan_start(&pl); fan_next(&f);) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool hard = bs[i].code != LC_UNAVAILABLE && bs[i].code != LC_OK;
+            if (bs[i].valid && fan_wants(&f, bs[i].owners) &&
+                (f.phase == 0 || (bs[i].ok == 0 && !hard))) {
+                idx[k] = i;
+                sub[k++] = req->requests[i];
             }
-            if (k == 0)
-                continue;
-            LC_REAPI(BatchUpdateBlobsRequest) r = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_REQUEST);
-            r.instance_name = (char *)inst;
-            r.digest_function = req->digest_function;
-            r.n_requests = k;
-            r.requests = sub;
-            LC_REAPI(BatchUpdateBlobsResponse) *pr = NULL;
-            lc_err perr = {0};
-            if (peer_unary(ctx, pl.m.p[j], PATH_CAS "BatchUpdateBlobs", LC__M_BATCH_UPDATE, &r.base,
-                           &LC_REAPI_DESC(batch_update_blobs_response), (ProtobufCMessage **)&pr,
-                           &perr) < 0)
-                continue;
-            for (size_t q = 0; q < k; q++) {
-                blob_state *b = &bs[idx[q]];
-                for (size_t t = 0; t < pr->n_responses; t++) {
-                    const LC_REAPI(BatchUpdateBlobsResponse__Response) *x = pr->responses[t];
-                    if (x == NULL || !digest_msg_is(x->digest, &b->d))
-                        continue;
-                    if (x->status == NULL || x->status->code == 0) {
-                        b->ok++;
-                        if (b->code == LC_UNAVAILABLE)
-                            b->code = LC_OK;
-                    } else {
-                        blob_fail(b, x->status);
-                    }
-                    break;
-                }
-            }
-            protobuf_c_message_free_unpacked(&pr->base, NULL);
-            if (phase == 1)
-                break; /* one stand-in per pass is enough */
         }
+        if (k == 0)
+            continue;
+        LC_REAPI(BatchUpdateBlobsRequest) r = LC_REAPI_INIT(BATCH_UPDATE_BLOBS_REQUEST);
+        r.instance_name = (char *)inst;
+        r.digest_function = req->digest_function;
+        r.n_requests = k;
+        r.requests = sub;
+        LC_REAPI(BatchUpdateBlobsResponse) *pr = NULL;
+        lc_err perr = {0};
+        if (peer_unary(ctx, fan_peer(&f), PATH_CAS "BatchUpdateBlobs", LC__M_BATCH_UPDATE, &r.base,
+                       &LC_REAPI_DESC(batch_update_blobs_response), (ProtobufCMessage **)&pr,
+                       &perr) < 0)
+            continue;
+        for (size_t q = 0; q < k; q++) {
+            blob_state *b = &bs[idx[q]];
+            for (size_t t = 0; t < pr->n_responses; t++) {
+                const LC_REAPI(BatchUpdateBlobsResponse__Response) *x = pr->responses[t];
+                if (x == NULL || !digest_msg_is(x->digest, &b->d))
+                    continue;
+                if (x->status == NULL || x->status->code == 0) {
+                    b->ok++;
+                    if (b->code == LC_UNAVAILABLE)
+                        b->code = LC_OK;
+                } else {
+                    blob_fail(b, x->status);
+                }
+                break;
+            }
+        }
+        protobuf_c_message_free_unpacked(&pr->base, NULL);
+        if (f.phase == 1)
+            fan_end_phase(&f); /* one stand-in per pass is enough */
     }
     for (size_t i = 0; i < n; i++) {
         const LC_REAPI(BatchUpdateBlobsRequest__Request) *q = req->requests[i];
@@ -587,54 +608,44 @@ int lc_fwd_batch_read_blobs(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
         snprintf(bs[i].msg, sizeof(bs[i].msg), "blob is not in the CAS of any live replica");
         bs[i].owners = blob_owners(&pl, &bs[i].d);
     }
-    if (total > (uint64_t)env->max_batch_bytes) {
-        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
-                        "BatchReadBlobs asks for %llu bytes; the limit is %lld "
-                        "(max_batch_total_size_bytes): split the batch or use ByteStream.Read",
-                        (unsigned long long)total, (long long)env->max_batch_bytes);
+    if ((rc = lc_cas_check_read_total(env, total, err)) < 0)
         goto out;
-    }
-    for (int phase = 0; phase < 2; phase++) {
-        for (size_t j = 0; j < pl.m.n; j++) {
-            if (!lc_cluster_peer_alive(pl.m.p[j]))
-                continue;
-            size_t k = 0;
-            for (size_t i = 0; i < n; i++)
-                if (bs[i].valid && bs[i].ok == 0 &&
-                    ((((bs[i].owners >> j) & 1) != 0) == (phase == 0))) {
-                    idx[k] = i;
-                    sub[k++] = req->digests[i];
+    for (fan f = fan_start(&pl); fan_next(&f);) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (bs[i].valid && bs[i].ok == 0 && fan_wants(&f, bs[i].owners)) {
+                idx[k] = i;
+                sub[k++] = req->digests[i];
+            }
+        if (k == 0)
+            continue;
+        LC_REAPI(BatchReadBlobsRequest) r = LC_REAPI_INIT(BATCH_READ_BLOBS_REQUEST);
+        r.instance_name = (char *)inst;
+        r.digest_function = req->digest_function;
+        r.n_digests = k;
+        r.digests = sub;
+        LC_REAPI(BatchReadBlobsResponse) *pr = NULL;
+        lc_err perr = {0};
+        if (peer_unary(ctx, fan_peer(&f), PATH_CAS "BatchReadBlobs", LC__M_BATCH_READ, &r.base,
+                       &LC_REAPI_DESC(batch_read_blobs_response), (ProtobufCMessage **)&pr,
+                       &perr) < 0)
+            continue;
+        kept[n_kept++] = pr; /* data is borrowed from it */
+        for (size_t q = 0; q < k; q++) {
+            blob_state *b = &bs[idx[q]];
+            for (size_t t = 0; t < pr->n_responses; t++) {
+                const LC_REAPI(BatchReadBlobsResponse__Response) *x = pr->responses[t];
+                if (x == NULL || !digest_msg_is(x->digest, &b->d))
+                    continue;
+                if ((x->status == NULL || x->status->code == 0) &&
+                    x->data.len == (size_t)b->d.size) {
+                    b->ok = 1;
+                    b->code = LC_OK;
+                    b->data = x->data;
+                } else if (x->status != NULL && x->status->code != LC_NOT_FOUND) {
+                    blob_fail(b, x->status);
                 }
-            if (k == 0)
-                continue;
-            LC_REAPI(BatchReadBlobsRequest) r = LC_REAPI_INIT(BATCH_READ_BLOBS_REQUEST);
-            r.instance_name = (char *)inst;
-            r.digest_function = req->digest_function;
-            r.n_digests = k;
-            r.digests = sub;
-            LC_REAPI(BatchReadBlobsResponse) *pr = NULL;
-            lc_err perr = {0};
-            if (peer_unary(ctx, pl.m.p[j], PATH_CAS "BatchReadBlobs", LC__M_BATCH_READ, &r.base,
-                           &LC_REAPI_DESC(batch_read_blobs_response), (ProtobufCMessage **)&pr,
-                           &perr) < 0)
-                continue;
-            kept[n_kept++] = pr; /* data is borrowed from it */
-            for (size_t q = 0; q < k; q++) {
-                blob_state *b = &bs[idx[q]];
-                for (size_t t = 0; t < pr->n_responses; t++) {
-                    const LC_REAPI(BatchReadBlobsResponse__Response) *x = pr->responses[t];
-                    if (x == NULL || !digest_msg_is(x->digest, &b->d))
-                        continue;
-                    if ((x->status == NULL || x->status->code == 0) &&
-                        x->data.len == (size_t)b->d.size) {
-                        b->ok = 1;
-                        b->code = LC_OK;
-                        b->data = x->data;
-                    } else if (x->status != NULL && x->status->code != LC_NOT_FOUND) {
-                        blob_fail(b, x->status);
-                    }
-                    break;
-                }
+                break;
             }
         }
     }
