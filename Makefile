@@ -205,6 +205,21 @@ bench: bench-server-bins
 bench-server: all bench-server-bins
 	bench/bench-server
 
+# ---- cluster benchmark: bench-cluster (owner: h2) ---------------------------
+# bench/bench-cluster: GetActionResult hit QPS and ByteStream.Read MB/s of a
+# single node vs through one replica of a 3-replica cluster vs loadgen routing
+# straight to the owners (--peers, common/placement.h). loadgen links
+# libcommon (cache client, placement) ahead of libproto.
+$(BUILD)/bench/loadgen: $(call obj,bench/loadgen.c) $(COMMON_LIB) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+.PHONY: bench-cluster
+bench-cluster: export LC_BIN := $(abspath $(BINDIR))
+bench-cluster: export LC_BENCH_BIN := $(abspath $(BUILD)/bench)
+bench-cluster: all bench-server-bins
+	bench/bench-cluster
+
 # ---- build worker execution: layers, OCI, runc (owner: layers) -------------
 # tests/integration/<name>_main.c -> $(BUILD)/tests/helper_<name>: the C half
 # of a shell integration test (tests/integration/test_runc_step runs

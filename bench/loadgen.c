@@ -7,10 +7,12 @@
  *
  * Tests (--test):
  *   unary   calls kept in flight at each --concurrency for --duration seconds
- *           after --warmup: QPS, p50, p99. reapi: uploads one output blob,
- *           stores an ActionResult naming it, checks a GetActionResult hit,
- *           then hammers GetActionResult (every call must be OK). echo: the
- *           same GetActionResultRequest bytes to /lcbench.Echo/Unary.
+ *           after --warmup: QPS, p50, p99. reapi: for each of --keys actions
+ *           uploads one output blob, stores an ActionResult naming it and
+ *           checks a GetActionResult hit (with the cache client, common/),
+ *           then hammers GetActionResult over the keys in turn (every call
+ *           must be OK). echo: the same GetActionResultRequest bytes to
+ *           /lcbench.Echo/Unary.
  *   stream  one ByteStream Write of --size random bytes in --chunk messages
  *           with its real SHA-256 (echo: Upload, same messages), then a Read
  *           of it (echo: Download of --size in --chunk messages): MB/s each.
@@ -19,6 +21,11 @@
  *           (for profiling the read path alone).
  * Blob i of a run is a shared random prefix plus 64 bytes of its own, so
  * many distinct blobs cost one buffer and one prefix hash.
+ *
+ * Cluster (--peers HOST:PORT,...: the replicas' peer list): every call goes
+ * straight to the first owner of its key by the replicas' placement
+ * (common/placement.h), one channel per replica, as a worker given the
+ * peer list does; without it every call goes to --target.
  *
  * Output: one "RESULT key=value ..." line per measurement on stdout.
  * MB = 10^6 bytes. Exit status 0 only if every call succeeded.
@@ -38,13 +45,14 @@
 #include <time.h>
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
+#include "cache_client.h"
+#include "cache_client_int.h"
 #include "google/bytestream/bytestream.pb-c.h"
+#include "placement.h"
 
 #define TAIL 64 /* bytes unique to each blob of a blobset */
 
 static const char *const M_GET_AR = "/build.bazel.remote.execution.v2.ActionCache/GetActionResult";
-static const char *const M_UPDATE_AR =
-    "/build.bazel.remote.execution.v2.ActionCache/UpdateActionResult";
 static const char *const M_BS_WRITE = "/google.bytestream.ByteStream/Write";
 static const char *const M_BS_READ = "/google.bytestream.ByteStream/Read";
 static const char *const M_ECHO_UNARY = "/lcbench.Echo/Unary";
@@ -62,13 +70,24 @@ typedef struct opts {
     int streams, channels;
     bool verify;
     uint64_t seed;
+    const char *peers; /* cluster: route to owners */
+    int keys;          /* unary: distinct action keys */
 } opts;
 
-static opts g_o = {
-    .duration = 5, .warmup = 1, .size = 256u << 20, .chunk = 1u << 20, .streams = 1, .channels = 1};
+static opts g_o = {.duration = 5,
+                   .warmup = 1,
+                   .size = 256u << 20,
+                   .chunk = 1u << 20,
+                   .streams = 1,
+                   .channels = 1,
+                   .keys = 1};
 static grpc_completion_queue *g_cq;
 static grpc_channel **g_ch;
 static unsigned g_next_ch;
+/* --peers: one channel per replica, ids as the peer list names them. */
+static grpc_channel *g_peer_ch[LC_PLACEMENT_MAX_PEERS];
+static char *g_peer_id[LC_PLACEMENT_MAX_PEERS];
+static size_t g_np;
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -137,11 +156,26 @@ static grpc_channel *next_channel(void)
     return g_ch[g_next_ch++ % (unsigned)g_o.channels];
 }
 
-static grpc_call *new_call(const char *method, int timeout_s)
+/* The channel of a call about key: its first owner's with --peers. */
+static grpc_channel *channel_for(const uint8_t *key, size_t keylen)
+{
+    if (g_np == 0)
+        return next_channel();
+    size_t order[LC_PLACEMENT_MAX_PEERS];
+    lc_placement_rank((const char *const *)g_peer_id, g_np, key, keylen, order);
+    return g_peer_ch[order[0]];
+}
+
+static grpc_channel *channel_for_blob(const uint8_t hash[32])
+{
+    return channel_for(hash, 32);
+}
+
+static grpc_call *new_call(grpc_channel *ch, const char *method, int timeout_s)
 {
     grpc_slice m = grpc_slice_from_static_string(method);
-    grpc_call *c = grpc_channel_create_call(next_channel(), NULL, GRPC_PROPAGATE_DEFAULTS, g_cq, m,
-                                            NULL, deadline_in(timeout_s), NULL);
+    grpc_call *c = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, g_cq, m, NULL,
+                                            deadline_in(timeout_s), NULL);
     if (!c)
         die("cannot create a call to %s", method);
     return c;
@@ -429,7 +463,8 @@ static void wstream_start(wstream *w, wrun *run, int idx)
              (unsigned long long)run->blobs->size);
     grpc_metadata_array_init(&w->init_md);
     grpc_metadata_array_init(&w->trail_md);
-    w->call = new_call(g_o.reapi ? M_BS_WRITE : M_ECHO_UPLOAD, 1800);
+    w->call = new_call(g_o.reapi ? channel_for_blob(h) : next_channel(),
+                       g_o.reapi ? M_BS_WRITE : M_ECHO_UPLOAD, 1800);
     run->live++;
 
     grpc_op ops[3];
@@ -589,7 +624,8 @@ static double run_read(const blobset *blobs, int idx, uint64_t chunk)
             die("SHA-256 init failed");
     }
     double t0 = now_s();
-    r.call = new_call(g_o.reapi ? M_BS_READ : M_ECHO_DOWNLOAD, 1800);
+    r.call = new_call(g_o.reapi ? channel_for_blob(want) : next_channel(),
+                      g_o.reapi ? M_BS_READ : M_ECHO_DOWNLOAD, 1800);
     r.live = 1;
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
@@ -641,53 +677,19 @@ static double run_read(const blobset *blobs, int idx, uint64_t chunk)
     return t;
 }
 
-/* ---- synchronous unary call (setup only) -------------------------------- */
-
-static grpc_status_code sync_unary(const char *method, grpc_byte_buffer *req,
-                                   grpc_byte_buffer **resp, char **details)
-{
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *c = grpc_channel_create_call(g_ch[0], NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                            grpc_slice_from_static_string(method), NULL,
-                                            deadline_in(30), NULL);
-    grpc_metadata_array init_md, trail_md;
-    grpc_metadata_array_init(&init_md);
-    grpc_metadata_array_init(&trail_md);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice det = grpc_empty_slice();
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = req;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = resp;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trail_md;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &det;
-    if (grpc_call_start_batch(c, ops, 6, c, NULL) != GRPC_CALL_OK)
-        die("cannot start %s", method);
-    grpc_completion_queue_pluck(cq, c, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    *details = slice_str(det);
-    grpc_slice_unref(det);
-    grpc_metadata_array_destroy(&init_md);
-    grpc_metadata_array_destroy(&trail_md);
-    grpc_call_unref(c);
-    grpc_completion_queue_shutdown(cq);
-    grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    grpc_completion_queue_destroy(cq);
-    return status;
-}
-
 /* ---- unary load ------------------------------------------------------------ */
+
+/* The requests of the unary test: one per key, with its channel. */
+typedef struct ureqs {
+    grpc_slice *req;
+    grpc_channel **ch;
+    int n;
+} ureqs;
 
 typedef struct urun {
     const char *method;
-    grpc_slice req;
+    const ureqs *reqs;
+    unsigned next;
     double t_measure, t_end;
     int live;
     uint64_t errors, calls;
@@ -708,26 +710,17 @@ typedef struct ucall {
 
 static void ucall_start(ucall *u)
 {
+    const ureqs *rq = u->run->reqs;
+    unsigned k = u->run->next++ % (unsigned)rq->n;
     u->start = now_s();
     grpc_metadata_array_init(&u->init_md);
     grpc_metadata_array_init(&u->trail_md);
-    u->req = grpc_raw_byte_buffer_create(&u->run->req, 1);
+    u->req = grpc_raw_byte_buffer_create(&rq->req[k], 1);
     u->resp = NULL;
-    u->call = new_call(u->run->method, 30);
+    u->call = new_call(rq->ch[k] != NULL ? rq->ch[k] : next_channel(), u->run->method, 30);
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = u->req;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &u->resp;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &u->trail_md;
-    ops[5].data.recv_status_on_client.status = &u->status;
-    ops[5].data.recv_status_on_client.status_details = &u->details;
+    lc__cache_unary_ops(ops, NULL, 0, u->req, &u->resp, &u->init_md, &u->trail_md, &u->status,
+                        &u->details);
     if (grpc_call_start_batch(u->call, ops, 6, &u->t, NULL) != GRPC_CALL_OK)
         die("unary: cannot start a call");
 }
@@ -772,9 +765,9 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void run_unary(const char *method, grpc_slice req, int conc)
+static void run_unary(const char *method, const ureqs *reqs, int conc)
 {
-    urun run = {.method = method, .req = req};
+    urun run = {.method = method, .reqs = reqs};
     ucall *us = xcalloc((size_t)conc, sizeof *us);
     double t0 = now_s();
     run.t_measure = t0 + g_o.warmup;
@@ -800,84 +793,83 @@ static void run_unary(const char *method, grpc_slice req, int conc)
     free(us);
 }
 
-/* reapi: one output blob, one ActionResult naming it, checked to be a hit.
- * Returns the packed GetActionResultRequest (both kinds send these bytes). */
-static grpc_slice unary_setup(void)
+/* reapi: per key, one output blob and an ActionResult naming it, stored and
+ * checked to be a hit with the cache client (routed with --peers). Fills
+ * the packed GetActionResultRequest of each key (both kinds send these
+ * bytes) and its channel (the key's first owner with --peers, else NULL:
+ * the next channel). */
+static void unary_setup(ureqs *rq)
 {
-    blobset out;
-    blobset_init(&out, 4096, g_o.seed ^ 0x77);
-    uint8_t oh[32], ah[32];
-    char ohx[65], ahx[65];
-    blob_hash(&out, 0, oh);
-    hex(oh, ohx);
-    char action[64];
-    snprintf(action, sizeof action, "lcbench action %llu", (unsigned long long)g_o.seed);
-    EVP_Digest(action, strlen(action), ah, NULL, EVP_sha256(), NULL);
-    hex(ah, ahx);
-
-    Build__Bazel__Remote__Execution__V2__Digest adig =
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
-    adig.hash = ahx;
-    adig.size_bytes = (int64_t)strlen(action);
-    Build__Bazel__Remote__Execution__V2__GetActionResultRequest get =
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_ACTION_RESULT_REQUEST__INIT;
-    get.instance_name = "";
-    get.action_digest = &adig;
-    size_t len = protobuf_c_message_get_packed_size(&get.base);
-    grpc_slice req = grpc_slice_malloc(len);
-    protobuf_c_message_pack(&get.base, GRPC_SLICE_START_PTR(req));
-    if (!g_o.reapi) {
-        blobset_free(&out);
-        return req;
+    rq->n = g_o.keys;
+    rq->req = xcalloc((size_t)rq->n, sizeof *rq->req);
+    rq->ch = xcalloc((size_t)rq->n, sizeof *rq->ch);
+    lc_cache_client *cl = NULL;
+    lc_err err = {0};
+    if (g_o.reapi) {
+        char target[300];
+        snprintf(target, sizeof target, "grpc://%s", g_o.target);
+        lc_cache_client_options co = {.peers = g_o.peers, .deadline_ms = 60000};
+        if (lc_cache_client_open(g_o.peers ? NULL : target, &co, &cl, &err) < 0)
+            die("%s", err.msg);
     }
+    for (int k = 0; k < rq->n; k++) {
+        char action[96], ahx[65];
+        snprintf(action, sizeof action, "lcbench action %llu %d", (unsigned long long)g_o.seed, k);
+        lc_digest ad;
+        lc_digest_of(action, strlen(action), &ad);
+        lc_digest_hex(&ad, ahx);
+        Build__Bazel__Remote__Execution__V2__Digest adig =
+            BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+        adig.hash = ahx;
+        adig.size_bytes = ad.size;
+        Build__Bazel__Remote__Execution__V2__GetActionResultRequest get =
+            BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_ACTION_RESULT_REQUEST__INIT;
+        get.instance_name = "";
+        get.action_digest = &adig;
+        size_t len = protobuf_c_message_get_packed_size(&get.base);
+        rq->req[k] = grpc_slice_malloc(len);
+        protobuf_c_message_pack(&get.base, GRPC_SLICE_START_PTR(rq->req[k]));
+        if (!g_o.reapi)
+            continue;
+        uint8_t akey[LC_PLACEMENT_MAX_KEY];
+        rq->ch[k] =
+            g_np ? channel_for(akey, lc_placement_action_key("", &ad, akey, sizeof akey)) : NULL;
 
-    run_writes(&out, 1, 1u << 20);
-    Build__Bazel__Remote__Execution__V2__Digest odig =
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
-    odig.hash = ohx;
-    odig.size_bytes = (int64_t)out.size;
-    Build__Bazel__Remote__Execution__V2__OutputFile of =
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__OUTPUT_FILE__INIT;
-    of.path = "out/result.bin";
-    of.digest = &odig;
-    Build__Bazel__Remote__Execution__V2__OutputFile *ofs[1] = {&of};
-    Build__Bazel__Remote__Execution__V2__ActionResult ar =
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION_RESULT__INIT;
-    ar.n_output_files = 1;
-    ar.output_files = ofs;
-    Build__Bazel__Remote__Execution__V2__UpdateActionResultRequest up =
-        BUILD__BAZEL__REMOTE__EXECUTION__V2__UPDATE_ACTION_RESULT_REQUEST__INIT;
-    up.instance_name = "";
-    up.action_digest = &adig;
-    up.action_result = &ar;
-
-    grpc_byte_buffer *rq = bb_pack(&up.base), *resp = NULL;
-    char *det = NULL;
-    grpc_status_code st = sync_unary(M_UPDATE_AR, rq, &resp, &det);
-    grpc_byte_buffer_destroy(rq);
-    if (st != GRPC_STATUS_OK)
-        die("UpdateActionResult: status %d: %s", (int)st, det);
-    free(det);
-    if (resp)
-        grpc_byte_buffer_destroy(resp);
-
-    rq = grpc_raw_byte_buffer_create(&req, 1);
-    resp = NULL;
-    st = sync_unary(M_GET_AR, rq, &resp, &det);
-    grpc_byte_buffer_destroy(rq);
-    if (st != GRPC_STATUS_OK)
-        die("GetActionResult after update: status %d: %s (expected a hit)", (int)st, det);
-    free(det);
-    Build__Bazel__Remote__Execution__V2__ActionResult *got =
-        (Build__Bazel__Remote__Execution__V2__ActionResult *)bb_unpack(
-            &build__bazel__remote__execution__v2__action_result__descriptor, resp);
-    if (!got || got->n_output_files != 1 || !got->output_files[0]->digest ||
-        strcmp(got->output_files[0]->digest->hash, ohx) != 0)
-        die("GetActionResult returned a different ActionResult than was stored");
-    protobuf_c_message_free_unpacked(&got->base, NULL);
-    grpc_byte_buffer_destroy(resp);
-    blobset_free(&out);
-    return req;
+        uint8_t out[4096];
+        uint64_t s = g_o.seed ^ (0x77ull + (uint64_t)k);
+        for (size_t i = 0; i < sizeof out; i += 8) {
+            uint64_t v = splitmix(&s);
+            memcpy(out + i, &v, 8);
+        }
+        lc_digest od;
+        lc_digest_of(out, sizeof out, &od);
+        char ohx[65];
+        lc_digest_hex(&od, ohx);
+        if (lc_cache_client_write_buffer(cl, &od, out, &err) < 0)
+            die("output blob: %s", err.msg);
+        Build__Bazel__Remote__Execution__V2__Digest odig =
+            BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+        odig.hash = ohx;
+        odig.size_bytes = od.size;
+        Build__Bazel__Remote__Execution__V2__OutputFile of =
+            BUILD__BAZEL__REMOTE__EXECUTION__V2__OUTPUT_FILE__INIT;
+        of.path = "out/result.bin";
+        of.digest = &odig;
+        Build__Bazel__Remote__Execution__V2__OutputFile *ofs[1] = {&of};
+        lc_action_result ar = BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION_RESULT__INIT;
+        ar.n_output_files = 1;
+        ar.output_files = ofs;
+        if (lc_cache_client_update_action_result(cl, &ad, &ar, &err) < 0)
+            die("%s", err.msg);
+        lc_action_result *got = NULL;
+        if (lc_cache_client_get_action_result(cl, &ad, &got, &err) < 0)
+            die("%s (expected a hit after the update)", err.msg);
+        if (got->n_output_files != 1 || !got->output_files[0]->digest ||
+            strcmp(got->output_files[0]->digest->hash, ohx) != 0)
+            die("GetActionResult returned a different ActionResult than was stored");
+        lc_action_result_free(&got);
+    }
+    lc_cache_client_close(&cl);
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -915,7 +907,8 @@ static void usage(FILE *f)
             "usage: loadgen --target HOST:PORT --kind echo|reapi --test unary|stream|write|read\n"
             "  [--concurrency 1,16,64] [--duration 5] [--warmup 1]      unary\n"
             "  [--size 256M] [--chunk 1M] [--streams 1] [--verify]     stream, write, read\n"
-            "  [--channels 1] [--seed N]\n");
+            "  [--channels 1] [--seed N] [--keys 1]                     --keys: unary\n"
+            "  [--peers HOST:PORT,...]   cluster: each call to its key's first owner\n");
 }
 
 int main(int argc, char **argv)
@@ -959,12 +952,21 @@ int main(int argc, char **argv)
             g_o.streams = atoi(v);
         } else if (strcmp(a, "--channels") == 0) {
             g_o.channels = atoi(v);
+        } else if (strcmp(a, "--peers") == 0) {
+            g_o.peers = v;
+        } else if (strcmp(a, "--keys") == 0) {
+            g_o.keys = atoi(v);
         } else if (strcmp(a, "--seed") == 0) {
             g_o.seed = strtoull(v, NULL, 0);
         } else {
             usage(stderr);
             return 2;
         }
+    }
+    if (!g_o.target && g_o.peers) { /* the first peer serves what has no key */
+        static char first[300];
+        snprintf(first, sizeof first, "%.*s", (int)strcspn(g_o.peers, ","), g_o.peers);
+        g_o.target = first;
     }
     if (!g_o.target || !kind || !g_o.test) {
         usage(stderr);
@@ -975,8 +977,8 @@ int main(int argc, char **argv)
     g_o.reapi = strcmp(kind, "reapi") == 0;
     if (g_o.nconc == 0)
         g_o.conc[g_o.nconc++] = 64;
-    if (g_o.channels < 1 || g_o.streams < 1 || g_o.chunk == 0 || g_o.duration <= 0)
-        die("--channels, --streams, --chunk and --duration must be positive");
+    if (g_o.channels < 1 || g_o.streams < 1 || g_o.chunk == 0 || g_o.duration <= 0 || g_o.keys < 1)
+        die("--channels, --streams, --chunk, --duration and --keys must be positive");
 
     grpc_init();
     g_cq = grpc_completion_queue_create_for_next(NULL);
@@ -992,14 +994,27 @@ int main(int argc, char **argv)
     g_ch = xcalloc((size_t)g_o.channels, sizeof *g_ch);
     for (int i = 0; i < g_o.channels; i++)
         g_ch[i] = grpc_channel_create(g_o.target, creds, &chargs);
+    if (g_o.peers) {
+        char *copy = strdup(g_o.peers), *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t && g_np < LC_PLACEMENT_MAX_PEERS;
+             t = strtok_r(NULL, ",", &save)) {
+            g_peer_id[g_np] = strdup(t);
+            g_peer_ch[g_np++] = grpc_channel_create(t, creds, &chargs);
+        }
+        free(copy);
+    }
     grpc_channel_credentials_release(creds);
 
     const char *k = g_o.reapi ? "reapi" : "echo";
     if (strcmp(g_o.test, "unary") == 0) {
-        grpc_slice req = unary_setup();
+        ureqs rq;
+        unary_setup(&rq);
         for (int i = 0; i < g_o.nconc; i++)
-            run_unary(g_o.reapi ? M_GET_AR : M_ECHO_UNARY, req, g_o.conc[i]);
-        grpc_slice_unref(req);
+            run_unary(g_o.reapi ? M_GET_AR : M_ECHO_UNARY, &rq, g_o.conc[i]);
+        for (int i = 0; i < rq.n; i++)
+            grpc_slice_unref(rq.req[i]);
+        free(rq.req);
+        free(rq.ch);
     } else if (strcmp(g_o.test, "stream") == 0 || strcmp(g_o.test, "write") == 0 ||
                strcmp(g_o.test, "read") == 0) {
         bool with_write = strcmp(g_o.test, "read") != 0;
@@ -1010,10 +1025,14 @@ int main(int argc, char **argv)
         if (with_write) {
             t = run_writes(&b, g_o.streams, g_o.chunk);
             double total = (double)g_o.size * g_o.streams;
+            uint8_t h0[32];
+            char h0x[65];
+            blob_hash(&b, 0, h0);
+            hex(h0, h0x);
             printf("RESULT kind=%s test=write streams=%d size=%llu chunk=%llu secs=%.3f "
-                   "mbps=%.1f\n",
+                   "mbps=%.1f hash0=%s\n",
                    k, g_o.streams, (unsigned long long)g_o.size, (unsigned long long)g_o.chunk, t,
-                   total / t / 1e6);
+                   total / t / 1e6, h0x);
             fflush(stdout);
         }
         if (with_read) {
@@ -1031,6 +1050,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < g_o.channels; i++)
         grpc_channel_destroy(g_ch[i]);
     free(g_ch);
+    for (size_t i = 0; i < g_np; i++) {
+        grpc_channel_destroy(g_peer_ch[i]);
+        free(g_peer_id[i]);
+    }
     grpc_completion_queue_shutdown(g_cq);
     while (grpc_completion_queue_next(g_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
            GRPC_QUEUE_SHUTDOWN)

@@ -548,6 +548,28 @@ int lc__cache_digest_from_msg(const Build__Bazel__Remote__Execution__V2__Digest 
     return lc_digest_parse(msg->hash, strlen(msg->hash), msg->size_bytes, out, err);
 }
 
+void lc__cache_unary_ops(grpc_op ops[6], grpc_metadata *md, size_t n_md, grpc_byte_buffer *req,
+                         grpc_byte_buffer **resp, grpc_metadata_array *init_md,
+                         grpc_metadata_array *trail_md, grpc_status_code *status,
+                         grpc_slice *details)
+{
+    memset(ops, 0, 6 * sizeof(*ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = n_md;
+    ops[0].data.send_initial_metadata.metadata = md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = req;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = resp;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = trail_md;
+    ops[5].data.recv_status_on_client.status = status;
+    ops[5].data.recv_status_on_client.status_details = details;
+}
+
 /* One unary call: everything its single batch needs. */
 typedef struct unary {
     grpc_call *call;
@@ -593,21 +615,8 @@ static int unary_start(lc_cache_client *c, int m, const ProtobufCMessage *req,
     if (u->call == NULL)
         return lc_err_set(err, LC_INTERNAL, "%s: cannot create the call", methods[m].name);
     grpc_op ops[6];
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = lc__cache_metadata(c, u->md);
-    ops[0].data.send_initial_metadata.metadata = u->md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = u->req;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &u->resp;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &u->trail_md;
-    ops[5].data.recv_status_on_client.status = &u->status;
-    ops[5].data.recv_status_on_client.status_details = &u->details;
+    lc__cache_unary_ops(ops, u->md, lc__cache_metadata(c, u->md), u->req, &u->resp, &u->init_md,
+                        &u->trail_md, &u->status, &u->details);
     grpc_call_error ce = grpc_call_start_batch(u->call, ops, 6, tag, NULL);
     if (ce != GRPC_CALL_OK)
         return lc_err_set(err, LC_INTERNAL, "%s: cannot start the call (grpc_call_error %d)",

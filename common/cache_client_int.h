@@ -1,5 +1,5 @@
 /* cache_client_int.h - internals shared by cache_client.c and
- * bytestream_client.c; not for other modules. */
+ * bytestream_client.c; not for other modules (bench/loadgen.c excepted). */
 #ifndef LC_CACHE_CLIENT_INT_H
 #define LC_CACHE_CLIENT_INT_H
 
@@ -53,6 +53,14 @@ size_t lc__cache_route_blob(lc_cache_client *c, const lc_digest *d, size_t *orde
 /* After a call to peer i ended with rc: 1 when rc is UNAVAILABLE (the peer
  * is marked down for a while and the caller tries the next one), else 0. */
 int lc__cache_peer_failed(lc_cache_client *c, size_t i, int rc);
+
+/* The six ops of a unary call's one batch: send md[0..n_md) and req,
+ * half-close, receive the initial metadata, the response and the status.
+ * Also used by bench/loadgen.c, which drives such calls asynchronously. */
+void lc__cache_unary_ops(grpc_op ops[6], grpc_metadata *md, size_t n_md, grpc_byte_buffer *req,
+                         grpc_byte_buffer **resp, grpc_metadata_array *init_md,
+                         grpc_metadata_array *trail_md, grpc_status_code *status,
+                         grpc_slice *details);
 
 /* "GetActionResult", "Write", ... for messages. */
 const char *lc__cache_method_name(int m);
