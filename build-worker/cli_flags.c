@@ -24,6 +24,9 @@ const lc_flag_group lc_cli_build_group = LC_FLAG_GROUP(build_flags);
 static const lc_flag cache_flags[] = {
     {"cache", 0, LC_FLAG_STRING, &lc_cli_cache_opts.target, NULL, "grpc[s]://HOST:PORT",
      "cache server (grpcs:// for TLS)"},
+    {"cache-peers", 0, LC_FLAG_STRING, &lc_cli_cache_opts.peers, NULL, "HOST:PORT,...",
+     "cache cluster: the replicas' --peers list; each call goes straight to an owner of its key "
+     "(replaces --cache; grpcs:// on each entry for TLS)"},
     {"token", 0, LC_FLAG_STRING, &lc_cli_cache_opts.token, NULL, "TOKEN",
      "bearer token for the cache server (prefer the environment variable)"},
     {"cacert", 0, LC_FLAG_STRING, &lc_cli_cache_opts.cacert, NULL, "FILE",
@@ -41,9 +44,17 @@ static const lc_flag instance_flags[] = {
 };
 const lc_flag_group lc_cli_instance_group = LC_FLAG_GROUP(instance_flags);
 
+const char *lc_cli_cache_target(void)
+{
+    /* A peer list is a target too (cache_client.h). */
+    if (lc_cli_cache_opts.peers != NULL && lc_cli_cache_opts.peers[0] != '\0')
+        return lc_cli_cache_opts.peers;
+    return lc_cli_cache_opts.target;
+}
+
 void lc_cli_remote_opts(lc_remote_opts *o)
 {
-    o->target = lc_cli_cache_opts.target;
+    o->target = lc_cli_cache_target();
     o->instance = lc_cli_cache_opts.instance;
     o->token = lc_cli_cache_opts.token;
     o->cacert = lc_cli_cache_opts.cacert;
@@ -58,6 +69,7 @@ void lc_cli_cache_client_options(lc_cache_client_options *o)
     o->ca_file = lc_cli_cache_opts.cacert;
     o->cert_file = lc_cli_cache_opts.tls_cert;
     o->key_file = lc_cli_cache_opts.tls_key;
+    o->peers = lc_cli_cache_opts.peers;
 }
 
 static const lc_flag registry_flags[] = {

@@ -30,15 +30,19 @@ typedef struct lc_cli_cache {
     char *cacert;   /* --cacert */
     char *tls_cert; /* --tls-cert */
     char *tls_key;  /* --tls-key */
+    char *peers;    /* --cache-peers HOST:PORT,...: route to owners */
 } lc_cli_cache;
 
 extern lc_cli_cache lc_cli_cache_opts;
-/* --cache, --token, --cacert, --tls-cert, --tls-key */
+/* --cache, --cache-peers, --token, --cacert, --tls-cert, --tls-key */
 extern const lc_flag_group lc_cli_cache_group;
 /* --cache-instance NAME (default ""), for commands that read and write one
  * instance; `stats` has its own, a filter. */
 extern const lc_flag_group lc_cli_instance_group;
 
+/* The cache address of a worker's remote cache: --cache-peers (a peer
+ * list, cache_client.h) if given, else --cache; borrowed, may be NULL. */
+const char *lc_cli_cache_target(void);
 /* Copies the connection options into o (strings borrowed from the flags). */
 void lc_cli_remote_opts(lc_remote_opts *o);
 void lc_cli_cache_client_options(lc_cache_client_options *o);

@@ -141,7 +141,7 @@ int lc_cmd_build(int argc, char **argv)
                        .nbuild_args = lc_cli_build_opts.build_args.len,
                        .target = lc_cli_build_opts.target,
                        .platform = lc_cli_build_opts.platform,
-                       .cache = lc_cli_cache_opts.target,
+                       .cache = lc_cli_cache_target(),
                        .instance = lc_cli_cache_opts.instance,
                        .token = lc_cli_cache_opts.token,
                        .cacert = lc_cli_cache_opts.cacert,

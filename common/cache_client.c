@@ -188,6 +188,15 @@ int lc_cache_client_open(const char *target, const lc_cache_client_options *opts
     *out = NULL;
     if (opts == NULL)
         opts = &defaults;
+    lc_cache_client_options list_opts;
+    if (target != NULL && strchr(target, ',') != NULL &&
+        (opts->peers == NULL || opts->peers[0] == '\0')) {
+        /* A comma list as the target: the peer list itself. */
+        list_opts = *opts;
+        list_opts.peers = target;
+        opts = &list_opts;
+        target = NULL;
+    }
     bool routed = opts->peers != NULL && opts->peers[0] != '\0';
     if (routed && (target == NULL || target[0] == '\0')) {
         /* No front address: unrouted calls go to the first peer. */

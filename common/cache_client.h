@@ -61,7 +61,8 @@ typedef struct lc_cache_client_options {
 
 /* Creates a client for target "grpc://host:port", "grpcs://host:port" (TLS,
  * the server's certificate must name host) or "host:port" (IPv6 as
- * "[::1]:port"). opts may be NULL (defaults); its strings are copied and
+ * "[::1]:port"); a comma list of those is a peer list (opts.peers) with no
+ * other front address. opts may be NULL (defaults); its strings are copied and
  * its files read now (INVALID_ARGUMENT naming the file if one is unusable,
  * or if TLS files are given for a grpc:// target). Does not connect yet:
  * the first call does; a TLS handshake that fails (unknown CA, wrong host
