@@ -13,6 +13,7 @@
 #include "log.h"
 #include "resource.h"
 #include "services.h"
+#include "write_request.h"
 
 #define MOD "bytestream"
 
@@ -146,10 +147,9 @@ static grpc_byte_buffer *write_response(int64_t committed)
     return lc_svc_pack(&r);
 }
 
-static int write_start(const lc_call_ctx *ctx, const Google__Bytestream__WriteRequest *req,
-                       write_state **out, bool *done, lc_err *err)
+static int write_start(const lc_call_ctx *ctx, const char *name, write_state **out, bool *done,
+                       lc_err *err)
 {
-    const char *name = req->resource_name ? req->resource_name : "";
     if (name[0] == '\0')
         return lc_err_set(err, LC_INVALID_ARGUMENT,
                           "the first WriteRequest must carry resource_name "
@@ -178,7 +178,8 @@ fail:
     return rc;
 }
 
-static int write_message(const lc_call_ctx *ctx, void **state, grpc_byte_buffer *bb,
+/* cluster: the whole stream goes through forward.c, which wants the message. */
+static int write_forward(const lc_call_ctx *ctx, void **state, grpc_byte_buffer *bb,
                          grpc_byte_buffer **resp, lc_err *err)
 {
     write_state *st = *state;
@@ -186,22 +187,34 @@ static int write_message(const lc_call_ctx *ctx, void **state, grpc_byte_buffer 
         &google__bytestream__write_request__descriptor, bb, err);
     if (req == NULL)
         return -LC_INVALID_ARGUMENT;
-    int rc = 0;
-    if (lc_fwd_on(ctx)) { /* cluster: the whole stream goes through forward.c */
-        if (st == NULL && (st = calloc(1, sizeof(*st))) == NULL) {
-            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        st->env = ctx->env;
-        st->finish_tried = true; /* no local upload to keep */
-        *state = st;
-        rc = lc_fwd_write(ctx, &st->fwd, req, resp, err);
-        st->received = lc_fwd_stream_bytes(st->fwd);
+    int rc;
+    if (st == NULL && (st = calloc(1, sizeof(*st))) == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    st->env = ctx->env;
+    st->finish_tried = true; /* no local upload to keep */
+    *state = st;
+    rc = lc_fwd_write(ctx, &st->fwd, req, resp, err);
+    st->received = lc_fwd_stream_bytes(st->fwd);
+out:
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return rc;
+}
+
+static int write_message(const lc_call_ctx *ctx, void **state, grpc_byte_buffer *bb,
+                         grpc_byte_buffer **resp, lc_err *err)
+{
+    if (lc_fwd_on(ctx))
+        return write_forward(ctx, state, bb, resp, err);
+    write_state *st = *state;
+    lc_write_request req;
+    int rc = lc_write_request_decode(bb, &req, err);
+    if (rc < 0)
+        goto out;
     if (st == NULL) {
         bool done = false;
-        if ((rc = write_start(ctx, req, &st, &done, err)) < 0)
+        if ((rc = write_start(ctx, req.resource_name, &st, &done, err)) < 0)
             goto out;
         *state = st;
         if (done) { /* the blob exists: REAPI lets us complete at once */
@@ -210,28 +223,27 @@ static int write_message(const lc_call_ctx *ctx, void **state, grpc_byte_buffer 
             rc = 1;
             goto out;
         }
-    } else if (req->resource_name != NULL && req->resource_name[0] != '\0' &&
-               strcmp(req->resource_name, st->name) != 0) {
+    } else if (req.resource_name[0] != '\0' && strcmp(req.resource_name, st->name) != 0) {
         rc = lc_err_set(err, LC_INVALID_ARGUMENT,
                         "resource_name changed within one Write stream (from '%s'); send it "
                         "once, in the first message",
                         st->name);
         goto out;
     }
-    if (req->write_offset != st->offset) {
+    if (req.write_offset != st->offset) {
         rc = lc_err_set(err, LC_INVALID_ARGUMENT,
                         "write_offset %lld for '%s' does not continue the upload: the next byte "
                         "expected is %lld (QueryWriteStatus tells where to resume)",
-                        (long long)req->write_offset, st->name, (long long)st->offset);
+                        (long long)req.write_offset, st->name, (long long)st->offset);
         goto out;
     }
-    if (req->data.len > 0) {
-        if ((rc = lc_upload_append(st->upload, req->data.data, req->data.len, err)) < 0)
+    if (req.data_len > 0) {
+        if ((rc = lc_upload_appendv(st->upload, req.data, req.n_data, err)) < 0)
             goto out;
-        st->offset += (int64_t)req->data.len;
-        st->received += req->data.len;
+        st->offset += (int64_t)req.data_len;
+        st->received += req.data_len;
     }
-    if (req->finish_write) {
+    if (req.finish_write) {
         st->finish_tried = true;
         if ((rc = lc_upload_finish(st->upload, err)) < 0)
             goto out;
@@ -239,7 +251,7 @@ static int write_message(const lc_call_ctx *ctx, void **state, grpc_byte_buffer 
         rc = 1;
     }
 out:
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+    lc_write_request_clear(&req);
     return rc;
 }
 

@@ -353,6 +353,12 @@ static void *run(void *arg)
         double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         if (rc != 0)
             LC_WARN(MOD, "eviction pass failed (will retry): %s", err.msg);
+        lc_err rerr = {0};
+        bool reclaimed = false;
+        if (lc_store_reclaim(e->store, false, &reclaimed, &rerr) != 0)
+            LC_WARN(MOD, "reclaiming deleted blobs' space failed: %s", rerr.msg);
+        else if (reclaimed)
+            LC_INFO(MOD, "compacted blob files to reclaim deleted blobs' space");
         if (rep.blobs > 0 || rep.ac_entries > 0) {
             lc_store_totals t;
             lc_store_get_totals(e->store, &t);

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "digest.h"
 #include "err.h"
@@ -92,6 +93,12 @@ void lc_blob_reader_free(lc_blob_reader **r);
 /* Removes a blob (admin purge, eviction). 0 even if it was absent. */
 int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err);
 
+/* Gives the disk space of deleted blobs back: once enough was deleted (or
+ * with force), a compaction of the chunk column family with blob garbage
+ * collection on. Can take seconds; run it off the serving threads. ran
+ * (optional) says whether it compacted. */
+int lc_store_reclaim(lc_store *s, bool force, bool *ran, lc_err *err);
+
 /* Sets the access time of each stored blob among d[0..n) to when (Unix
  * seconds) if that is later, in one atomic batch; absent blobs are skipped.
  * For LRU eviction: collect hits and touch them in batches, not per read.
@@ -107,8 +114,7 @@ uint64_t lc_store_access_dropped(lc_store *s);
 
 /* Access times of d[0..n) without recording an access: atime[i] = -1 if
  * absent, INT64_MAX for the empty blob (always present). */
-int lc_store_blob_atimes(lc_store *s, const lc_digest *d, size_t n, int64_t *atime,
-                         lc_err *err);
+int lc_store_blob_atimes(lc_store *s, const lc_digest *d, size_t n, int64_t *atime, lc_err *err);
 
 /* Deletes blob d only if its access time is before idle_before and no read
  * of it is waiting to be flushed (so a blob read since the caller chose it
@@ -147,6 +153,9 @@ int64_t lc_upload_committed(const lc_upload *u);
  * writes a chunk and advances the committed size in one batch.
  * INVALID_ARGUMENT if the data would exceed the declared size. */
 int lc_upload_append(lc_upload *u, const void *data, size_t len, lc_err *err);
+/* The same for data in n pieces (e.g. a message's gRPC slices): whole
+ * chunks go to RocksDB straight from the pieces. */
+int lc_upload_appendv(lc_upload *u, const struct iovec *iov, size_t n, lc_err *err);
 
 /* Writes any buffered bytes (on a stream that ends without finish_write, so
  * a later resume can continue from there). */

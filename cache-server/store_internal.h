@@ -36,6 +36,23 @@
 #define LC_STORE__SLACK_SMALL (1u << 20)
 #define LC_STORE__SLACK_BIG (4u << 20)
 #define LC_STORE__BIG_WRITE (64u << 10)
+/* Uploads of at least this size write their chunks without the WAL (its
+ * CRC32C and second copy of every byte were a third of the write path's CPU)
+ * and flush the chunk column family before the commit batch, which keeps the
+ * WAL: an acknowledged blob's chunks are in table files by then. Only while
+ * at most LC_STORE__NOWAL_STREAMS such uploads are open: a flush pays off when
+ * the memtable holds mostly the finishing upload's chunks; with 64 streams
+ * finishing one by one it was 64 one-chunk flushes and 2x slower than the WAL.
+ * Smaller uploads keep the WAL too (a flush per small blob costs more). */
+#define LC_STORE__NOWAL_MIN (4 << 20)
+#define LC_STORE__NOWAL_STREAMS 2
+#define LC_STORE__BLOCK_CACHE (8u << 20)
+/* lc_store_reclaim compacts once deleted blob bytes reach this and 1/8 of
+ * the live bytes. */
+#define LC_STORE__RECLAIM_MIN (64u << 20)
+/* Write batches kept for reuse by chunk writes: a fresh ~1 MiB batch per chunk
+ * was a fresh mmap and 256 page faults. */
+#define LC_STORE__BATCH_POOL 4
 
 enum { CF_DEFAULT, CF_AC, CF_BLOB_META, CF_BLOB_CHUNKS, CF_UPLOADS, CF_COUNT };
 
@@ -61,6 +78,8 @@ struct lc_store {
     rocksdb_t *db;
     rocksdb_options_t *db_opts;
     rocksdb_options_t *cf_opts[CF_COUNT];
+    rocksdb_block_based_table_options_t *table_opts;
+    rocksdb_cache_t *block_cache;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
     /* Column families found on disk that we do not use; opened because RocksDB
      * requires it, closed with the rest. */
@@ -68,6 +87,16 @@ struct lc_store {
     rocksdb_options_t *extra_opts;
     size_t n_extra;
     rocksdb_writeoptions_t *wopts;
+    rocksdb_writeoptions_t *wopts_nowal; /* chunks of large uploads (LC_STORE__NOWAL_MIN) */
+    /* Group flush (lc_store__flush_chunks): a write that completed while
+     * flush_epoch was e is durable once durable_epoch > e. */
+    pthread_mutex_t flush_lock;
+    _Atomic uint64_t flush_epoch;
+    _Atomic int nowal_open; /* open uploads writing without the WAL */
+    uint64_t durable_epoch; /* under flush_lock */
+    pthread_mutex_t pool_lock;
+    rocksdb_writebatch_t *batch_pool[LC_STORE__BATCH_POOL];
+    int n_pooled;
     rocksdb_readoptions_t *ropts;
     /* Striped by hash: serializes "is it there? then write" on one digest or AC key
      * so counters stay exact and two writers never both commit a blob record. */
@@ -75,6 +104,7 @@ struct lc_store {
     pthread_mutex_t active_lock;
     lc_store__active *active;
     _Atomic uint64_t blobs, blob_bytes, ac_entries;
+    _Atomic uint64_t garbage_bytes; /* blob bytes deleted since the last reclaim */
     lc_store__acc acc;
     _Atomic int64_t last_space_flush; /* when the disk guard last asked for a flush */
 };
@@ -104,8 +134,20 @@ int64_t lc_store__now(void);
 
 /* Turns a RocksDB errptr into an lc error (and frees it); returns the negative code. */
 int lc_store__rdb_err(lc_err *err, char *errptr, const char *what);
-/* Writes a batch with the store's write options. */
+/* Writes a batch with the store's write options (lc_store__write_opts: with wo). */
 int lc_store__write(lc_store *s, rocksdb_writebatch_t *b, lc_err *err, const char *what);
+int lc_store__write_opts(lc_store *s, const rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *b,
+                         lc_err *err, const char *what);
+/* An empty write batch, from the pool if it has one; give it back with
+ * lc_store__batch_release (which clears it, or destroys it if the pool is full). */
+rocksdb_writebatch_t *lc_store__batch_take(lc_store *s);
+void lc_store__batch_release(lc_store *s, rocksdb_writebatch_t *b);
+/* Makes chunks written with wopts_nowal durable: flushes the chunk column
+ * family's memtables to table files and waits, unless a flush that started
+ * after the caller's last write (epoch: lc_store__flush_epoch read after that
+ * write returned) already did. Concurrent finishing uploads share one flush. */
+uint64_t lc_store__flush_epoch(lc_store *s);
+int lc_store__flush_chunks(lc_store *s, uint64_t epoch, lc_err *err);
 /* Adds a delete of every chunk of storage id to the batch (one range tombstone). */
 void lc_store__batch_drop_chunks(lc_store *s, rocksdb_writebatch_t *b, const uint8_t *id);
 /* Reads the blob record of d (latest state). 1 found, 0 absent, <0 error. */

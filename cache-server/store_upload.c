@@ -32,6 +32,9 @@ struct lc_upload {
     size_t buflen;
     int64_t received; /* UP_COMPLETE: bytes the client sent anyway */
     int state;
+    bool nowal;     /* large: chunks skip the WAL (LC_STORE__NOWAL_MIN) */
+    bool unsynced;  /* chunks may sit in memtables only: flush before commit */
+    uint64_t epoch; /* lc_store__flush_epoch after the last chunk write */
 };
 
 /* ---- the registry of keys with an open handle ---------------------------- */
@@ -180,6 +183,8 @@ void lc_upload_free(lc_upload **up)
         return;
     if (u->key != NULL)
         active_remove(u->s, u->key);
+    if (u->nowal)
+        atomic_fetch_sub(&u->s->nowal_open, 1);
     lc_hasher_free(&u->h);
     free(u->buf);
     free(u->key);
@@ -202,6 +207,14 @@ int lc_upload_open(lc_store *s, const char *key, const lc_digest *d, lc_upload *
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     u->s = s;
     u->d = *d;
+    if (d->size >= LC_STORE__NOWAL_MIN) {
+        if (atomic_fetch_add(&s->nowal_open, 1) < LC_STORE__NOWAL_STREAMS)
+            u->nowal = true;
+        else
+            atomic_fetch_sub(&s->nowal_open, 1);
+    }
+    u->unsynced = u->nowal; /* a resumed upload's earlier chunks may be in memtables */
+    u->epoch = lc_store__flush_epoch(s);
     u->keylen = strlen(key);
     u->h = lc_hasher_new();
     char *k = malloc(u->keylen + 1);
@@ -265,30 +278,85 @@ static int usable(const lc_upload *u, lc_err *err)
     return 0;
 }
 
+/* Pieces of one chunk to write (RocksDB concatenates them into the batch). */
+#define MAX_PARTS 512 /* a 1 MiB message arrives in ~80 slices */
+typedef struct chunk_parts {
+    const char *p[MAX_PARTS];
+    size_t len[MAX_PARTS];
+    int n;
+    size_t total;
+} chunk_parts;
+
 /* Writes one chunk at the committed offset and advances the record, atomically. */
-static int write_chunk(lc_upload *u, const void *p, size_t n, lc_err *err)
+static int write_chunk(lc_upload *u, const chunk_parts *c, lc_err *err)
 {
     uint8_t key[LC_STORE__CHUNK_KEY_LEN];
+    const char *kp = (const char *)key;
+    size_t klen = sizeof(key);
     lc_store__chunk_key(u->rec.storage_id, (uint64_t)u->rec.committed, key);
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    rocksdb_writebatch_put_cf(b, u->s->cf[CF_BLOB_CHUNKS], (const char *)key, sizeof(key), p, n);
-    u->rec.committed += (int64_t)n;
+    rocksdb_writebatch_t *b = lc_store__batch_take(u->s);
+    rocksdb_writebatch_putv_cf(b, u->s->cf[CF_BLOB_CHUNKS], 1, &kp, &klen, c->n, c->p, c->len);
+    u->rec.committed += (int64_t)c->total;
     u->rec.updated = lc_store__now();
+    /* Without the WAL a crash can lose the record, the chunks or both; the
+     * chunks are checked against the record (rehash) before a resume. */
     batch_put_uprec(u, b);
-    int rc = lc_store__write(u->s, b, err, "writing upload chunk");
-    rocksdb_writebatch_destroy(b);
+    int rc = lc_store__write_opts(u->s, u->nowal ? u->s->wopts_nowal : u->s->wopts, b, err,
+                                  "writing upload chunk");
+    lc_store__batch_release(u->s, b);
+    u->epoch = lc_store__flush_epoch(u->s);
     if (rc != 0) {
-        u->rec.committed -= (int64_t)n;
+        u->rec.committed -= (int64_t)c->total;
         u->state = UP_BROKEN;
     }
     return rc;
 }
 
-int lc_upload_append(lc_upload *u, const void *data, size_t len, lc_err *err)
+static int write_buffered(lc_upload *u, lc_err *err)
+{
+    chunk_parts c = {.p = {(const char *)u->buf}, .len = {u->buflen}, .n = 1, .total = u->buflen};
+    int rc = write_chunk(u, &c, err);
+    if (rc == 0)
+        u->buflen = 0;
+    return rc;
+}
+
+/* Collects the next LC_STORE_CHUNK bytes from iov at (*i, *off) without
+ * copying; false (position unchanged) if they span more than MAX_PARTS. */
+static bool gather_chunk(const struct iovec *iov, size_t *i, size_t *off, chunk_parts *c)
+{
+    size_t j = *i, o = *off;
+    c->n = 0;
+    c->total = 0;
+    while (c->total < LC_STORE_CHUNK) {
+        if (o == iov[j].iov_len) {
+            j++;
+            o = 0;
+            continue;
+        }
+        if (c->n == MAX_PARTS)
+            return false;
+        size_t k = iov[j].iov_len - o;
+        if (k > LC_STORE_CHUNK - c->total)
+            k = LC_STORE_CHUNK - c->total;
+        c->p[c->n] = (const char *)iov[j].iov_base + o;
+        c->len[c->n++] = k;
+        c->total += k;
+        o += k;
+    }
+    *i = j;
+    *off = o;
+    return true;
+}
+
+int lc_upload_appendv(lc_upload *u, const struct iovec *iov, size_t n, lc_err *err)
 {
     int rc = usable(u, err);
     if (rc != 0)
         return rc;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += iov[i].iov_len;
     int64_t have = u->state == UP_COMPLETE ? u->received : u->rec.committed + (int64_t)u->buflen;
     if ((uint64_t)len > (uint64_t)(u->d.size - have))
         return lc_err_set(err, LC_INVALID_ARGUMENT,
@@ -299,32 +367,43 @@ int lc_upload_append(lc_upload *u, const void *data, size_t len, lc_err *err)
         u->received += (int64_t)len;
         return 0;
     }
-    lc_hasher_update(u->h, data, len);
-    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++)
+        lc_hasher_update(u->h, iov[i].iov_base, iov[i].iov_len);
+    size_t i = 0, off = 0;
     while (len > 0) {
-        if (u->buflen == 0 && len >= LC_STORE_CHUNK) { /* whole chunk: no copy */
-            if ((rc = write_chunk(u, p, LC_STORE_CHUNK, err)) != 0)
+        chunk_parts c;
+        if (u->buflen == 0 && len >= LC_STORE_CHUNK && gather_chunk(iov, &i, &off, &c)) {
+            if ((rc = write_chunk(u, &c, err)) != 0) /* whole chunk: no copy */
                 return rc;
-            p += LC_STORE_CHUNK;
             len -= LC_STORE_CHUNK;
+            continue;
+        }
+        if (off == iov[i].iov_len) {
+            i++;
+            off = 0;
             continue;
         }
         if (u->buf == NULL && (u->buf = malloc(LC_STORE_CHUNK)) == NULL) {
             u->state = UP_BROKEN;
             return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         }
-        size_t n = LC_STORE_CHUNK - u->buflen < len ? LC_STORE_CHUNK - u->buflen : len;
-        memcpy(u->buf + u->buflen, p, n);
-        u->buflen += n;
-        p += n;
-        len -= n;
-        if (u->buflen == LC_STORE_CHUNK) {
-            if ((rc = write_chunk(u, u->buf, u->buflen, err)) != 0)
-                return rc;
-            u->buflen = 0;
-        }
+        size_t k = iov[i].iov_len - off;
+        if (k > LC_STORE_CHUNK - u->buflen)
+            k = LC_STORE_CHUNK - u->buflen;
+        memcpy(u->buf + u->buflen, (const uint8_t *)iov[i].iov_base + off, k);
+        u->buflen += k;
+        off += k;
+        len -= k;
+        if (u->buflen == LC_STORE_CHUNK && (rc = write_buffered(u, err)) != 0)
+            return rc;
     }
     return 0;
+}
+
+int lc_upload_append(lc_upload *u, const void *data, size_t len, lc_err *err)
+{
+    struct iovec one = {(void *)data, len};
+    return lc_upload_appendv(u, &one, 1, err);
 }
 
 int lc_upload_flush(lc_upload *u, lc_err *err)
@@ -332,10 +411,7 @@ int lc_upload_flush(lc_upload *u, lc_err *err)
     int rc = usable(u, err);
     if (rc != 0 || u->state != UP_OPEN || u->buflen == 0)
         return rc;
-    if ((rc = write_chunk(u, u->buf, u->buflen, err)) != 0)
-        return rc;
-    u->buflen = 0;
-    return 0;
+    return write_buffered(u, err);
 }
 
 int lc_upload_finish(lc_upload *u, lc_err *err)
@@ -364,6 +440,13 @@ int lc_upload_finish(lc_upload *u, lc_err *err)
         return lc_err_set(err, LC_INVALID_ARGUMENT,
                           "digest mismatch: expected %s/%" PRId64 ", received %s/%" PRId64,
                           want_hex, u->d.size, got_hex, got.size);
+    }
+    if (u->unsynced) { /* the commit below must not outlive its chunks */
+        if ((rc = lc_store__flush_chunks(s, u->epoch, err)) != 0) {
+            u->state = UP_BROKEN;
+            return rc;
+        }
+        u->unsynced = false;
     }
     pthread_mutex_t *lock = lc_store__lock_for(s, u->d.hash);
     pthread_mutex_lock(lock);

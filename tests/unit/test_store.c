@@ -1,5 +1,6 @@
 /* test_store.c - the RocksDB store: CAS, streaming reads, resumable uploads,
  * action cache, totals, and what survives closing and reopening. */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -923,9 +924,11 @@ static void test_blob_touch_and_scan(void **state)
 
 #define CRASH_BLOBS 40
 
+/* Every fifth is large enough to skip the WAL (LC_STORE__NOWAL_MIN): its
+ * acknowledgement must survive the kill all the same. */
 static size_t crash_blob_size(int i)
 {
-    return 200000 + (size_t)i * 37199;
+    return (i % 5 == 4 ? 4 * MiB : 200000) + (size_t)i * 37199;
 }
 
 /* Child mode (re-executed binary): uploads blobs one after another in odd
@@ -1035,6 +1038,116 @@ static void test_crash_keeps_acknowledged_blobs(void **state)
     assert_int_equal(lc_store_blob_exists(f->s, &d, &err), 1);
 }
 
+/* Blobs of LC_STORE__NOWAL_MIN and more skip the WAL and flush before their
+ * commit; fed as many small pieces (as gRPC slices arrive) and resumed. */
+static void test_large_upload_in_pieces(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    size_t size = 9 * MiB + 123;
+    uint8_t *a = make_data(size, 77);
+    lc_digest d;
+    lc_digest_of(a, size, &d);
+    const char *key = "big/uploads/1/blobs/h/s";
+    lc_upload *u = NULL;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, NULL, &err), 0);
+    /* the first 5 MiB + 17 as 13 KiB pieces, three vectors at a time */
+    size_t piece = 13 * 1024, off = 0, first = 5 * MiB + 17;
+    while (off < first) {
+        struct iovec iov[3];
+        size_t n = 0;
+        for (; n < 3 && off < first; n++) {
+            size_t k = first - off < piece ? first - off : piece;
+            iov[n].iov_base = a + off;
+            iov[n].iov_len = k;
+            off += k;
+        }
+        if (lc_upload_appendv(u, iov, n, &err) != 0)
+            fail_msg("appendv: %s", err.msg);
+    }
+    assert_int_equal(lc_upload_flush(u, &err), 0);
+    lc_upload_free(&u); /* the stream broke */
+
+    bool complete = true;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, &complete, &err), 0);
+    assert_false(complete);
+    assert_int_equal(lc_upload_committed(u), first);
+    struct iovec rest[2] = {{a + first, MiB}, {a + first + MiB, size - first - MiB}};
+    assert_int_equal(lc_upload_appendv(u, rest, 2, &err), 0);
+    assert_int_equal(lc_upload_finish(u, &err), 0);
+    lc_upload_free(&u);
+
+    for (int round = 0; round < 2; round++) {
+        uint8_t *got;
+        size_t n;
+        read_all(f->s, &d, 0, 0, &got, &n);
+        assert_int_equal(n, size);
+        assert_memory_equal(got, a, size);
+        free(got);
+        reopen(f);
+    }
+    free(a);
+}
+
+static uint64_t blob_file_bytes(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    assert_non_null(dp);
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(dp)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 5, ".blob") != 0)
+            continue;
+        struct stat st;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (stat(path, &st) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    closedir(dp);
+    return total;
+}
+
+/* Deleted blobs' bytes stay in blob files until lc_store_reclaim. */
+static void test_reclaim_gives_space_back(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    enum { N = 6 };
+    size_t size = 3 * MiB + 5;
+    lc_digest d[N];
+    for (int i = 0; i < N; i++) {
+        uint8_t *a = make_data(size, 300 + (uint32_t)i);
+        lc_digest_of(a, size, &d[i]);
+        assert_int_equal(lc_store_blob_put(f->s, &d[i], a, size, &err), 0);
+        free(a);
+        reopen(f); /* flushes: one blob file each, as a long-running server has */
+    }
+    bool ran = true;
+    assert_int_equal(lc_store_reclaim(f->s, false, &ran, &err), 0);
+    assert_false(ran); /* nothing deleted yet */
+    uint64_t before = blob_file_bytes(f->dir);
+    if (before < (uint64_t)N * size)
+        fail_msg("blob files hold %llu bytes", (unsigned long long)before);
+    for (int i = 0; i < N - 1; i++)
+        assert_int_equal(lc_store_blob_delete(f->s, &d[i], &err), 0);
+    assert_int_equal(lc_store_reclaim(f->s, true, &ran, &err), 0);
+    assert_true(ran);
+    uint64_t after = blob_file_bytes(f->dir);
+    if (after >= before / 2)
+        fail_msg("blob files hold %llu bytes after deleting %d of %d blobs (%llu before)",
+                 (unsigned long long)after, N - 1, N, (unsigned long long)before);
+    uint8_t *got;
+    size_t n;
+    read_all(f->s, &d[N - 1], 0, 0, &got, &n); /* the live one survived */
+    uint8_t *want = make_data(size, 300 + N - 1);
+    assert_int_equal(n, size);
+    assert_memory_equal(got, want, size);
+    free(got);
+    free(want);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--crash-child") == 0)
@@ -1059,6 +1172,8 @@ int main(int argc, char **argv)
         T(test_sync_writes_option),
         T(test_blob_touch_and_scan),
         T(test_crash_keeps_acknowledged_blobs),
+        T(test_large_upload_in_pieces),
+        T(test_reclaim_gives_space_back),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
