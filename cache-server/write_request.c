@@ -44,19 +44,25 @@ static void cur_take(cursor *c, void *dst, size_t n)
     }
 }
 
-static int cur_varint(cursor *c, uint64_t *v)
+/* A varint of at most max bytes; any collects the low bits of its bytes. */
+static int cur_varint_max(cursor *c, int max, uint64_t *v, uint8_t *any)
 {
     *v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (c->left == 0)
-            return -1;
+    for (int i = 0; i < max && c->left > 0; i++) {
         uint8_t b;
         cur_take(c, &b, 1);
-        *v |= (uint64_t)(b & 0x7f) << shift;
+        *any |= b & 0x7f;
+        *v |= (uint64_t)(b & 0x7f) << (7 * i);
         if ((b & 0x80) == 0)
             return 0;
     }
-    return -1; /* more than 10 bytes */
+    return -1; /* truncated or too long */
+}
+
+static int cur_varint(cursor *c, uint64_t *v)
+{
+    uint8_t any = 0;
+    return cur_varint_max(c, 10, v, &any);
 }
 
 /* A field key, read exactly as protobuf-c reads it: at most 5 bytes, the
@@ -81,21 +87,11 @@ static int cur_tag(cursor *c, uint32_t *field, int *wt)
 }
 
 /* Reads a length prefix (at most 5 bytes and INT_MAX, as protobuf-c
- * reads it) and checks the bytes are there; any: OR of its bytes' low bits. */
+ * reads it) and checks the bytes are there. */
 static int cur_prefix(cursor *c, size_t *len, uint8_t *any)
 {
-    uint64_t v = 0;
-    uint8_t b;
-    for (int i = 0;; i++) {
-        if (i == 5 || c->left == 0)
-            return -1;
-        cur_take(c, &b, 1);
-        *any |= b & 0x7f;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0)
-            break;
-    }
-    if (v > INT_MAX || v > c->left)
+    uint64_t v;
+    if (cur_varint_max(c, 5, &v, any) != 0 || v > INT_MAX || v > c->left)
         return -1;
     *len = (size_t)v;
     return 0;
@@ -107,13 +103,16 @@ static int cur_len(cursor *c, size_t *len)
     return cur_prefix(c, len, &any);
 }
 
-static int skip_field(cursor *c, int wt)
+/* Skips a field's value; any collects the low seven bits of every byte
+ * after the key (length prefix included): protobuf-c reads a bool that way,
+ * whatever its wire type. */
+static int skip_field(cursor *c, int wt, uint8_t *any)
 {
     uint64_t v;
-    size_t n;
+    size_t n = 0;
     switch (wt) {
     case WT_VARINT:
-        return cur_varint(c, &v);
+        return cur_varint_max(c, 10, &v, any);
     case WT_64BIT:
         n = 8;
         break;
@@ -121,7 +120,7 @@ static int skip_field(cursor *c, int wt)
         n = 4;
         break;
     case WT_LEN:
-        if (cur_len(c, &n) != 0)
+        if (cur_prefix(c, &n, any) != 0)
             return -1;
         break;
     default: /* groups (3, 4) and undefined types: protobuf-c rejects them too */
@@ -129,7 +128,11 @@ static int skip_field(cursor *c, int wt)
     }
     if (n > c->left)
         return -1;
-    cur_take(c, NULL, n);
+    for (; n > 0; n--) {
+        uint8_t b;
+        cur_take(c, &b, 1);
+        *any |= b & 0x7f;
+    }
     return 0;
 }
 
@@ -148,47 +151,6 @@ static void set_data(lc_write_request *req, size_t i, size_t off, size_t len)
         req->data[req->n_data++].iov_len = k;
         len -= k;
     }
-}
-
-/* finish_write as protobuf-c reads a bool: with any wire type, true if
- * any of the field's bytes after the key (length prefix included) has one
- * of its low seven bits set. */
-static int cur_bool(cursor *c, int wt, bool *out)
-{
-    size_t n = 0;
-    uint8_t b, any = 0;
-    switch (wt) {
-    case WT_VARINT:
-        for (int i = 0;; i++) {
-            if (i == 10 || c->left == 0)
-                return -1;
-            cur_take(c, &b, 1);
-            any |= b & 0x7f;
-            if ((b & 0x80) == 0)
-                break;
-        }
-        break;
-    case WT_64BIT:
-        n = 8;
-        break;
-    case WT_32BIT:
-        n = 4;
-        break;
-    case WT_LEN:
-        if (cur_prefix(c, &n, &any) != 0)
-            return -1;
-        break;
-    default:
-        return -1;
-    }
-    if (n > c->left)
-        return -1;
-    for (; n > 0; n--) {
-        cur_take(c, &b, 1);
-        any |= b & 0x7f;
-    }
-    *out = any != 0;
-    return 0;
 }
 
 static int collect_slices(grpc_byte_buffer *bb, lc_write_request *req)
@@ -245,10 +207,13 @@ int lc_write_request_decode(grpc_byte_buffer *bb, lc_write_request *req, lc_err 
                 goto bad;
             req->write_offset = (int64_t)v;
             break;
-        case F_FINISH_WRITE:
-            if (cur_bool(&c, wt, &req->finish_write) != 0)
+        case F_FINISH_WRITE: {
+            uint8_t any = 0;
+            if (skip_field(&c, wt, &any) != 0)
                 goto bad;
+            req->finish_write = any != 0;
             break;
+        }
         case F_DATA:
             if (wt != WT_LEN || cur_len(&c, &len) != 0)
                 goto bad;
@@ -257,9 +222,11 @@ int lc_write_request_decode(grpc_byte_buffer *bb, lc_write_request *req, lc_err 
             set_data(req, c.i, c.off, len);
             cur_take(&c, NULL, len);
             break;
-        default:
-            if (skip_field(&c, wt) != 0)
+        default: {
+            uint8_t ignored = 0;
+            if (skip_field(&c, wt, &ignored) != 0)
                 goto bad;
+        }
         }
     }
     return 0;
