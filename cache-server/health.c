@@ -1,6 +1,7 @@
 /* health.c - grpc.health.v1.Health (health.h). */
 #include "health.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,23 +138,60 @@ out:
     return rc;
 }
 
-static int watch_open(const lc_call_ctx *ctx, const ProtobufCMessage *req, void **state,
+/* Serving until lc_health_set_serving(false) (shutdown). */
+static atomic_bool not_serving;
+
+void lc_health_set_serving(bool serving)
+{
+    atomic_store(&not_serving, !serving);
+}
+
+typedef struct watch_state {
+    bool known;
+    int sent; /* the status last sent, -1 before the first */
+} watch_state;
+
+static int watch_open(const lc_call_ctx *ctx, const ProtobufCMessage *msg, void **state,
                       lc_err *err)
 {
     (void)ctx;
-    (void)req;
-    *state = NULL;
-    return lc_err_set(err, LC_UNIMPLEMENTED,
-                      "Watch is not supported by layercache-server: use Check (clients treat "
-                      "UNIMPLEMENTED as healthy)");
+    const Grpc__Health__V1__HealthCheckRequest *req = (const void *)msg;
+    watch_state *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    w->known = lc_health_known(req->service) != 0;
+    w->sent = -1;
+    *state = w;
+    return 0;
 }
 
+static void watch_free(void *state, bool finished)
+{
+    (void)finished;
+    free(state);
+}
+
+/* The current status at once, then a message on each change; the stream
+ * ends (OK) once NOT_SERVING for a shutdown has gone out. An unknown name
+ * gets SERVICE_UNKNOWN and stays open, as the protocol asks. */
 static int watch_next(void *state, grpc_byte_buffer **msg, lc_err *err)
 {
-    (void)state;
-    (void)err;
-    *msg = NULL; /* never reached: watch_open fails */
-    return 0;
+    watch_state *w = state;
+    bool stopping = atomic_load(&not_serving);
+    int status = !w->known
+                     ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
+                 : stopping ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+                            : SERVING;
+    *msg = NULL;
+    if (status != w->sent) {
+        Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+        r.status = status;
+        if ((*msg = lc_grpc_pack(&r.base)) == NULL)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        w->sent = status;
+        return 0;
+    }
+    return stopping ? 0 : LC_STREAM_WAIT;
 }
 
 const lc_method lc_health_methods[] = {
@@ -169,6 +207,7 @@ const lc_method lc_health_methods[] = {
      .kind = LC_METHOD_SERVER_STREAM,
      .request = &grpc__health__v1__health_check_request__descriptor,
      .open = watch_open,
-     .next = watch_next},
+     .next = watch_next,
+     .free_state = watch_free},
 };
 const size_t lc_health_n_methods = sizeof(lc_health_methods) / sizeof(lc_health_methods[0]);

@@ -6,16 +6,15 @@
  * this server registers (the tables in services.h plus Health itself), and
  * NOT_FOUND for any other name, as the protocol asks. A server that answers
  * at all is serving: the store is opened before the port is bound and the
- * port is closed before the store, so there is no NOT_SERVING window to
- * report.
+ * port is closed before the store.
  *
  * List returns the same statuses for every known service.
  *
- * Watch answers UNIMPLEMENTED: the protocol wants the stream kept open
- * until the status changes, and server.c's streams have no way to park a
- * call without holding a worker thread. UNIMPLEMENTED is the answer the
- * protocol defines for that case: clients assume the server is healthy and
- * do not retry (ending the stream with OK would make them flap).
+ * Watch sends the status at once (SERVICE_UNKNOWN for an unknown name) and
+ * keeps the stream open without holding a thread (server.c's
+ * LC_STREAM_WAIT); on shutdown main.c sets NOT_SERVING and wakes the
+ * streams, so watchers get NOT_SERVING and their stream ends with OK
+ * instead of being cut at the end of the grace period.
  *
  * Access control: auth.c classifies these paths as needing no role, so
  * probes work without a token when --tokens is set (they reveal only that
@@ -24,6 +23,7 @@
 #ifndef LC_HEALTH_H
 #define LC_HEALTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "server.h"
@@ -37,5 +37,9 @@ extern const size_t lc_health_n_methods;
 /* 1 when service ("" or "package.Service") is served by this server, else
  * 0. Exposed for tests. */
 int lc_health_known(const char *service);
+
+/* Sets the status Watch reports (Check answers while the port is open).
+ * Call lc_srv_wake_streams afterwards so open Watch streams see it. */
+void lc_health_set_serving(bool serving);
 
 #endif

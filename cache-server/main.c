@@ -325,9 +325,11 @@ int main(int argc, char **argv)
     }
 
     /* http: its own libuv thread; up before gRPC so no call goes unobserved. */
-    lc_http_ctx hctx = {
-        .store = store, .stats = stats, .max_bytes = opt_max_size, .max_age = opt_max_age,
-        .describe = lc_admin_describe};
+    lc_http_ctx hctx = {.store = store,
+                        .stats = stats,
+                        .max_bytes = opt_max_size,
+                        .max_age = opt_max_age,
+                        .describe = lc_admin_describe};
     char http_addr[300];
     if (lc_http_start(opt_http_listen, &hctx, &http, http_addr, sizeof(http_addr), &err) < 0) {
         fprintf(stderr, "layercache-server: %s\n", err.msg);
@@ -402,6 +404,10 @@ int main(int argc, char **argv)
                 (long long)opt_grace);
         break;
     }
+    /* health.h: open Watch streams get NOT_SERVING and end, so they do not
+     * hold the shutdown for the whole grace period. */
+    lc_health_set_serving(false);
+    lc_srv_wake_streams(srv);
     lc_srv_shutdown(srv, opt_grace);
     if (peer_srv != NULL) /* cluster.h */
         lc_srv_shutdown(peer_srv, opt_grace);

@@ -56,7 +56,9 @@ struct call {
     int status;          /* the status sent (for stats) */
     void *state;         /* handler state of streams */
     lc_auth_id id;       /* who the caller authenticated as */
-    bool forwarded;      /* cluster: a peer's call (lc_srv_options.peer_auth) */
+    bool waiting;        /* in its worker's waiting list (LC_STREAM_WAIT), holding a pending */
+    call *next_waiting;
+    bool forwarded; /* cluster: a peer's call (lc_srv_options.peer_auth) */
     struct tag t_new, t_recv, t_send, t_close;
 };
 
@@ -65,6 +67,10 @@ struct worker {
     grpc_completion_queue *cq;
     pthread_t thread;
     bool started;
+    /* Streams whose next said LC_STREAM_WAIT. Only this worker's thread
+     * touches the list (every event of a call arrives on its worker's CQ). */
+    call *waiting;
+    unsigned wake_seen;
 };
 
 struct lc_srv {
@@ -80,6 +86,7 @@ struct lc_srv {
     struct reg_method generic;
     atomic_bool stopping;
     atomic_int live_calls;
+    atomic_uint wake_gen; /* lc_srv_wake_streams */
     bool started, shut_down;
 };
 
@@ -230,6 +237,21 @@ static void stream_next(call *c)
     int rc = c->rm->m->next(c->state, &msg, &err);
     if (rc < 0) {
         send_error(c, &err, rc);
+        return;
+    }
+    if (rc == LC_STREAM_WAIT && msg == NULL) {
+        if (!c->sent_metadata) { /* so the client sees the stream open */
+            grpc_op op;
+            memset(&op, 0, sizeof(op));
+            op.op = GRPC_OP_SEND_INITIAL_METADATA;
+            c->sent_metadata = true;
+            start_batch(c, &op, 1, &c->t_send);
+            return; /* on_send asks next again, which waits then */
+        }
+        c->waiting = true;
+        c->pending++; /* the list's reference */
+        c->next_waiting = c->w->waiting;
+        c->w->waiting = c;
         return;
     }
     if (msg == NULL) {
@@ -409,23 +431,71 @@ out:
         call_free(c);
 }
 
+/* Takes c off its worker's waiting list and drops the list's reference
+ * (the caller holds another). */
+static void unwait(call *c)
+{
+    for (call **p = &c->w->waiting; *p != NULL; p = &(*p)->next_waiting) {
+        if (*p == c) {
+            *p = c->next_waiting;
+            break;
+        }
+    }
+    c->waiting = false;
+    c->next_waiting = NULL;
+    c->pending--;
+}
+
 static void on_close(call *c, bool ok)
 {
     (void)ok;
     /* A cancelled stream stops at its next completion. */
     if (c->close_cancelled && !c->final_sent)
         c->failed = true;
+    if (c->waiting) /* nothing else will complete for it */
+        unwait(c);
     call_release(c);
+}
+
+/* After lc_srv_wake_streams: every waiting stream asks next again. */
+static void wake_waiting(worker *w)
+{
+    call *list = w->waiting;
+    w->waiting = NULL;
+    while (list != NULL) {
+        call *c = list;
+        list = c->next_waiting;
+        c->waiting = false;
+        c->next_waiting = NULL;
+        stream_next(c);  /* may wait again, taking a new reference */
+        call_release(c); /* the list's reference */
+    }
+}
+
+void lc_srv_wake_streams(lc_srv *s)
+{
+    if (s != NULL)
+        atomic_fetch_add(&s->wake_gen, 1);
 }
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        /* Waiting streams need a periodic look; an idle worker without any
+         * sleeps until the next event. */
+        gpr_timespec until = w->waiting != NULL
+                                 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                gpr_time_from_millis(LC_SRV_WAKE_MS, GPR_TIMESPAN))
+                                 : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+        grpc_event ev = grpc_completion_queue_next(w->cq, until, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
+        unsigned gen = atomic_load(&w->s->wake_gen);
+        if (gen != w->wake_seen) {
+            w->wake_seen = gen;
+            wake_waiting(w);
+        }
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         struct tag *t = ev.tag;

@@ -61,7 +61,10 @@ typedef int (*lc_unary_fn)(const lc_call_ctx *ctx, const ProtobufCMessage *req,
                            grpc_byte_buffer **resp, lc_err *err);
 /* Server stream: open validates req and creates *state; next is called
  * whenever the previous message has been sent and yields the next one in
- * *msg, or *msg = NULL at the end (status OK). */
+ * *msg, or *msg = NULL at the end (status OK). next may also return
+ * LC_STREAM_WAIT with *msg = NULL: nothing to send yet; the call waits,
+ * holding no thread, and next is called again after lc_srv_wake_streams. */
+#define LC_STREAM_WAIT 2
 typedef int (*lc_open_fn)(const lc_call_ctx *ctx, const ProtobufCMessage *req, void **state,
                           lc_err *err);
 typedef int (*lc_next_fn)(void *state, grpc_byte_buffer **msg, lc_err *err);
@@ -120,6 +123,11 @@ int lc_srv_add_methods(lc_srv *s, const lc_method *methods, size_t n, lc_err *er
 /* Binds, starts the worker threads and posts the requests. *port gets the
  * bound port. */
 int lc_srv_start(lc_srv *s, int *port, lc_err *err);
+
+/* Calls next again on every waiting server stream (LC_STREAM_WAIT), within
+ * LC_SRV_WAKE_MS. Thread-safe. */
+#define LC_SRV_WAKE_MS 200
+void lc_srv_wake_streams(lc_srv *s);
 
 /* Stops accepting calls, lets calls in flight finish for up to grace_seconds,
  * cancels the rest, then stops and joins the workers. Blocks. */
