@@ -290,6 +290,36 @@ static void write_free(void *state, bool finished)
 
 /* ---- QueryWriteStatus --------------------------------------------------- */
 
+/* cluster: 1 if some replica holds the blob of res, 0 if none, <0 error.
+ * An upload through a replica that is not an owner leaves nothing here. */
+static int cluster_has_blob(const lc_call_ctx *ctx, const lc_resource *res)
+{
+    char hex[LC_HASH_HEX_LEN + 1];
+    lc_digest_hex(&res->digest, hex);
+    LC_REAPI(Digest) d = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    d.hash = hex;
+    d.size_bytes = res->digest.size;
+    LC_REAPI(Digest) * ds[1] = {&d};
+    LC_REAPI(FindMissingBlobsRequest)
+    q = BUILD__BAZEL__REMOTE__EXECUTION__V2__FIND_MISSING_BLOBS_REQUEST__INIT;
+    q.instance_name = (char *)res->instance;
+    q.n_blob_digests = 1;
+    q.blob_digests = ds;
+    grpc_byte_buffer *bb = NULL;
+    lc_err ferr = {0};
+    int rc = lc_fwd_find_missing_blobs(ctx, &q.base, &bb, &ferr);
+    if (rc < 0)
+        return rc;
+    LC_REAPI(FindMissingBlobsResponse) *r = (LC_REAPI(FindMissingBlobsResponse) *)lc_grpc_unpack(
+        &build__bazel__remote__execution__v2__find_missing_blobs_response__descriptor, bb, &ferr);
+    grpc_byte_buffer_destroy(bb);
+    if (r == NULL)
+        return -LC_INTERNAL;
+    rc = r->n_missing_blob_digests == 0;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
 static int query_write_status(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
                               grpc_byte_buffer **resp, lc_err *err)
 {
@@ -306,6 +336,12 @@ static int query_write_status(const lc_call_ctx *ctx, const ProtobufCMessage *ms
     int64_t committed = 0;
     bool complete = false;
     rc = lc_store_upload_status(env->store, key, &res.digest, &committed, &complete, err);
+    if (rc == -LC_NOT_FOUND && lc_fwd_on(ctx)) { /* cluster: finished through another replica? */
+        rc = cluster_has_blob(ctx, &res);
+        if (rc > 0)
+            complete = true;
+        rc = rc > 0 ? 0 : -LC_NOT_FOUND;
+    }
     if (rc == -LC_NOT_FOUND)
         return lc_err_set(err, LC_NOT_FOUND,
                           "no upload '%s' and no such blob: start the Write at offset 0", name);
