@@ -296,12 +296,13 @@ static int cluster_has_blob(const lc_call_ctx *ctx, const lc_resource *res)
 {
     char hex[LC_HASH_HEX_LEN + 1];
     lc_digest_hex(&res->digest, hex);
-    LC_REAPI(Digest) d = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    Build__Bazel__Remote__Execution__V2__Digest d =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
     d.hash = hex;
     d.size_bytes = res->digest.size;
-    LC_REAPI(Digest) * ds[1] = {&d};
-    LC_REAPI(FindMissingBlobsRequest)
-    q = BUILD__BAZEL__REMOTE__EXECUTION__V2__FIND_MISSING_BLOBS_REQUEST__INIT;
+    Build__Bazel__Remote__Execution__V2__Digest *ds[1] = {&d};
+    Build__Bazel__Remote__Execution__V2__FindMissingBlobsRequest q =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__FIND_MISSING_BLOBS_REQUEST__INIT;
     q.instance_name = (char *)res->instance;
     q.n_blob_digests = 1;
     q.blob_digests = ds;
