@@ -25,13 +25,8 @@
 
 static lc_unary_fn local_unary(const char *path)
 {
-    const lc_method *tables[] = {lc_action_cache_methods, lc_cas_methods, lc_admin_methods};
-    size_t ns[] = {lc_action_cache_n_methods, lc_cas_n_methods, lc_admin_n_methods};
-    for (size_t t = 0; t < 3; t++)
-        for (size_t i = 0; i < ns[t]; i++)
-            if (strcmp(tables[t][i].path, path) == 0)
-                return tables[t][i].unary;
-    return NULL;
+    const lc_method *m = lc_svc_find(path);
+    return m != NULL ? m->unary : NULL;
 }
 
 static bool is_down(int rc)

@@ -12,19 +12,8 @@
 #define HEALTH_SERVICE "grpc.health.v1.Health"
 #define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 
-/* The services are read off the method tables, so a method added to a
- * table is covered without touching this file; a new table goes here. */
-static const struct {
-    const lc_method *m;
-    const size_t *n;
-} tables[] = {
-    {lc_capabilities_methods, &lc_capabilities_n_methods},
-    {lc_action_cache_methods, &lc_action_cache_n_methods},
-    {lc_cas_methods, &lc_cas_n_methods},
-    {lc_bytestream_methods, &lc_bytestream_n_methods},
-    {lc_admin_methods, &lc_admin_n_methods},
-};
-#define N_TABLES (sizeof(tables) / sizeof(tables[0]))
+/* The services are read off the method tables (services.h), so a method
+ * added to a table is covered without touching this file. */
 
 /* The service part of "/pkg.Service/Method": start and length. */
 static size_t service_of(const char *path, const char **start)
@@ -39,10 +28,10 @@ int lc_health_known(const char *service)
     if (service == NULL || service[0] == '\0' || strcmp(service, HEALTH_SERVICE) == 0)
         return 1;
     size_t len = strlen(service);
-    for (size_t t = 0; t < N_TABLES; t++) {
-        for (size_t i = 0; i < *tables[t].n; i++) {
+    for (size_t t = 0; t < lc_svc_n_tables; t++) {
+        for (size_t i = 0; i < *lc_svc_tables[t].n; i++) {
             const char *s;
-            size_t slen = service_of(tables[t].m[i].path, &s);
+            size_t slen = service_of(lc_svc_tables[t].m[i].path, &s);
             if (slen == len && memcmp(s, service, len) == 0)
                 return 1;
         }
@@ -85,8 +74,8 @@ static int list(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_b
     (void)ctx;
     (void)msg;
     size_t max = 2;
-    for (size_t t = 0; t < N_TABLES; t++)
-        max += *tables[t].n;
+    for (size_t t = 0; t < lc_svc_n_tables; t++)
+        max += *lc_svc_tables[t].n;
     int rc = 0;
     const char **names = calloc(max, sizeof(*names));
     size_t *lens = calloc(max, sizeof(*lens));
@@ -102,10 +91,10 @@ static int list(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_b
     }
     add_name(names, lens, &n, "", 0);
     add_name(names, lens, &n, HEALTH_SERVICE, strlen(HEALTH_SERVICE));
-    for (size_t t = 0; t < N_TABLES; t++) {
-        for (size_t i = 0; i < *tables[t].n; i++) {
+    for (size_t t = 0; t < lc_svc_n_tables; t++) {
+        for (size_t i = 0; i < *lc_svc_tables[t].n; i++) {
             const char *s;
-            size_t slen = service_of(tables[t].m[i].path, &s);
+            size_t slen = service_of(lc_svc_tables[t].m[i].path, &s);
             add_name(names, lens, &n, s, slen);
         }
     }

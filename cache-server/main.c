@@ -139,28 +139,21 @@ static void listen_host(const char *addr, char *out, size_t outlen)
 }
 
 /* http: each table is wrapped so its calls are counted and timed. */
+static int add_table(lc_srv *srv, lc_http *http, const lc_method *table, size_t n, lc_err *err)
+{
+    /* cluster.h: the peer port registers the tables unobserved (http NULL). */
+    const lc_method *m = http != NULL ? lc_http_observe(http, table, n) : table;
+    return lc_srv_add_methods(srv, m, n, err);
+}
+
 static int register_tables(lc_srv *srv, lc_http *http, lc_err *err)
 {
-    struct {
-        const lc_method *m;
-        size_t n;
-    } tables[] = {
-        {lc_capabilities_methods, lc_capabilities_n_methods},
-        {lc_action_cache_methods, lc_action_cache_n_methods},
-        {lc_cas_methods, lc_cas_n_methods},
-        {lc_bytestream_methods, lc_bytestream_n_methods},
-        {lc_admin_methods, lc_admin_n_methods},
-        {lc_health_methods, lc_health_n_methods}, /* health.h (owner: helm) */
-    };
-    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-        /* cluster.h: the peer port registers the tables unobserved (http NULL). */
-        const lc_method *m =
-            http != NULL ? lc_http_observe(http, tables[i].m, tables[i].n) : tables[i].m;
-        int rc = lc_srv_add_methods(srv, m, tables[i].n, err);
+    for (size_t i = 0; i < lc_svc_n_tables; i++) {
+        int rc = add_table(srv, http, lc_svc_tables[i].m, *lc_svc_tables[i].n, err);
         if (rc < 0)
             return rc;
     }
-    return 0;
+    return add_table(srv, http, lc_health_methods, lc_health_n_methods, err); /* health.h */
 }
 
 int main(int argc, char **argv)

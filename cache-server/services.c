@@ -7,6 +7,24 @@
 #include "grpc_msg.h"
 #include "resource.h"
 
+const lc_svc_table lc_svc_tables[] = {
+    {lc_capabilities_methods, &lc_capabilities_n_methods},
+    {lc_action_cache_methods, &lc_action_cache_n_methods},
+    {lc_cas_methods, &lc_cas_n_methods},
+    {lc_bytestream_methods, &lc_bytestream_n_methods},
+    {lc_admin_methods, &lc_admin_n_methods},
+};
+const size_t lc_svc_n_tables = sizeof(lc_svc_tables) / sizeof(lc_svc_tables[0]);
+
+const lc_method *lc_svc_find(const char *path)
+{
+    for (size_t t = 0; t < lc_svc_n_tables; t++)
+        for (size_t i = 0; i < *lc_svc_tables[t].n; i++)
+            if (strcmp(lc_svc_tables[t].m[i].path, path) == 0)
+                return &lc_svc_tables[t].m[i];
+    return NULL;
+}
+
 int lc_svc_digest(const LC_REAPI(Digest) * d, const char *what, lc_digest *out, lc_err *err)
 {
     if (d == NULL)

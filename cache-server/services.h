@@ -27,9 +27,9 @@
 typedef struct lc_svc_env {
     lc_store *store;
     lc_stats *stats;
-    int64_t max_batch_bytes; /* what BatchUpdateBlobs/BatchReadBlobs accept */
-    int64_t max_bytes;       /* --max-size for GetStats, 0 = unlimited */
-    lc_hits *hits;           /* admin: batched hit counts and entry locks (NULL = none) */
+    int64_t max_batch_bytes;    /* what BatchUpdateBlobs/BatchReadBlobs accept */
+    int64_t max_bytes;          /* --max-size for GetStats, 0 = unlimited */
+    lc_hits *hits;              /* admin: batched hit counts and entry locks (NULL = none) */
     struct lc_cluster *cluster; /* cluster.h: NULL = single node (forward.c otherwise) */
 } lc_svc_env;
 
@@ -43,6 +43,18 @@ extern const lc_method lc_bytestream_methods[];
 extern const size_t lc_bytestream_n_methods;
 extern const lc_method lc_admin_methods[];
 extern const size_t lc_admin_n_methods;
+
+/* Every table above, in registration order: the one list main.c registers,
+ * health.c reports and the request fuzzer dispatches through (the health
+ * service adds its own table, health.h). n points at the table's length. */
+typedef struct lc_svc_table {
+    const lc_method *m;
+    const size_t *n;
+} lc_svc_table;
+extern const lc_svc_table lc_svc_tables[];
+extern const size_t lc_svc_n_tables;
+/* The method of lc_svc_tables with this path, or NULL. */
+const lc_method *lc_svc_find(const char *path);
 
 /* Validates a REAPI Digest message (NULL = missing) named what ("action_digest")
  * and converts it. INVALID_ARGUMENT naming the field and the problem. */

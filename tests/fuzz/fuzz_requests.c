@@ -274,25 +274,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static const lc_method *find_method(const char *path)
-{
-    static const struct {
-        const lc_method *m;
-        const size_t *n;
-    } tables[] = {
-        {lc_capabilities_methods, &lc_capabilities_n_methods},
-        {lc_action_cache_methods, &lc_action_cache_n_methods},
-        {lc_cas_methods, &lc_cas_n_methods},
-        {lc_bytestream_methods, &lc_bytestream_n_methods},
-        {lc_admin_methods, &lc_admin_n_methods},
-    };
-    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
-        for (size_t i = 0; i < *tables[t].n; i++)
-            if (strcmp(tables[t].m[i].path, path) == 0)
-                return &tables[t].m[i];
-    return NULL;
-}
-
 static void handler_result(int rc, const lc_err *err)
 {
     if (rc >= 0)
@@ -313,7 +294,7 @@ static void drop(grpc_byte_buffer **bb)
 static void call_handler(const char *path, const ProtobufCMessage *req, const uint8_t *raw,
                          size_t rawlen)
 {
-    const lc_method *m = find_method(path);
+    const lc_method *m = lc_svc_find(path);
     CHECK(m != NULL); /* every request type has its method */
     lc_call_ctx ctx = {.env = &env,
                        .metadata = &no_metadata,
