@@ -11,14 +11,13 @@
 
 #include "build-worker/dockerfile/dockerfile.h"
 #include "build-worker/keys/keys.h"
+#include "build-worker/layer/fsutil.h"
 
 static char ctxdir[64];
 
 static void cleanup(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ctxdir);
-    if (system(cmd) != 0)
+    if (lc_fs_rm_rf(ctxdir) != 0)
         fprintf(stderr, "fuzz_keys: could not remove %s\n", ctxdir);
 }
 

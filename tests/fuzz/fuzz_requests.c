@@ -19,7 +19,6 @@
  *      must be lc codes with a message; the handler must not crash or leak.
  * Byte 0 = 0xff feeds the rest straight to the resource parser instead.
  */
-#include <ftw.h>
 #include <stdbool.h>
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
@@ -43,6 +42,7 @@
 #include "cache-server/store.h"
 #include "cache-server/write_request.h"
 #include "cache-server/hits.h"
+#include "build-worker/layer/fsutil.h"
 
 static const ProtobufCMessageDescriptor *const messages[] = {
     /* requests of every served method */
@@ -236,19 +236,13 @@ static char store_dir[64];
 static lc_svc_env env;
 static grpc_metadata_array no_metadata;
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void teardown(void)
 {
     lc_hits_free(&env.hits);
     lc_stats_free(&env.stats);
     lc_store_close(&env.store);
     if (store_dir[0])
-        nftw(store_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        lc_fs_rm_rf(store_dir);
     grpc_shutdown();
 }
 

@@ -17,6 +17,7 @@
 #include "build-worker/context/statcache.h"
 #include "build-worker/context/walk.h"
 #include "digest.h"
+#include "build-worker/layer/fsutil.h"
 
 typedef struct fixture {
     char dir[64];
@@ -29,9 +30,7 @@ static void put(const char *dir, const char *name, const char *text)
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     char *slash = strrchr(path, '/');
     *slash = '\0';
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(lc_fs_mkdir_p(path), 0);
     *slash = '/';
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -77,9 +76,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", fx->dir, fx->state);
-    int rc = system(cmd);
+    int rc = lc_fs_rm_rf(fx->dir) | lc_fs_rm_rf(fx->state);
     free(fx);
     return rc == 0 ? 0 : -1;
 }

@@ -12,6 +12,7 @@
 
 #include "build-worker/context/dockerignore.h"
 #include "build-worker/context/path.h"
+#include "build-worker/layer/fsutil.h"
 
 static lc_ignore *parse(const char *text)
 {
@@ -239,9 +240,7 @@ static void test_load_prefers_dockerfile_ignore(void **state)
     assert_int_equal(lc_ignore_load(dir, NULL, &ig, NULL, &err), -LC_INVALID_ARGUMENT);
     assert_non_null(strstr(err.msg, ".dockerignore:1"));
 
-    char cmd[4200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(lc_fs_rm_rf(dir), 0);
 }
 
 int main(void)

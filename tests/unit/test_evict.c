@@ -10,7 +10,6 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include "cache-server/evict.h"
 #include "cache-server/store.h"
 #include "layercache/v1/admin.pb-c.h"
+#include "build-worker/layer/fsutil.h"
 
 #define KiB 1024u
 #define BLOB (64 * KiB)
@@ -35,18 +35,12 @@ typedef struct fixture {
     lc_digest d[N];
 } fixture;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
     lc_store_close(&f->s);
     lc_stats_free(&f->stats);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    lc_fs_rm_rf(f->dir);
     free(f);
     return 0;
 }

@@ -11,13 +11,13 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 
 #include "cache-server/hits.h"
 #include "cache-server/store.h"
 #include "layercache/v1/admin.pb-c.h"
+#include "build-worker/layer/fsutil.h"
 
 typedef struct fixture {
     char dir[64];
@@ -25,18 +25,12 @@ typedef struct fixture {
     lc_hits *h;
 } fixture;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
     lc_hits_free(&f->h);
     lc_store_close(&f->s);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    lc_fs_rm_rf(f->dir);
     free(f);
     return 0;
 }

@@ -13,6 +13,7 @@
 
 #include "build-worker/keys/encode.h"
 #include "build-worker/keys/keys.h"
+#include "build-worker/layer/fsutil.h"
 
 static char ctxdir[64];
 
@@ -40,9 +41,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ctxdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return lc_fs_rm_rf(ctxdir) == 0 ? 0 : -1;
 }
 
 typedef struct resolver_log {

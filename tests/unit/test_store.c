@@ -7,10 +7,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cache-server/store.h"
+#include "build-worker/layer/fsutil.h"
 
 #define MiB (1u << 20)
 
@@ -28,12 +29,6 @@ typedef struct fixture {
     char dir[64];
     lc_store *s;
 } fixture;
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static void reopen(fixture *f)
 {
@@ -51,7 +46,7 @@ static int teardown(void **state)
     lc_store_close(&f->s);
     char *slash = strrchr(f->dir, '/');
     *slash = '\0';
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    lc_fs_rm_rf(f->dir);
     free(f);
     return 0;
 }

@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "build-worker/layer/fsutil.h"
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -60,14 +60,6 @@ static inline double itest_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static inline int itest_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* Stops the server (SIGTERM, then SIGKILL after 20 s); returns its wait
  * status, or -1 if none ran. */
 static inline int itest_server_stop(void)
@@ -90,7 +82,7 @@ static inline int itest_server_stop(void)
         itest_srv.pid = -1;
     }
     if (itest_srv.dir[0] != '\0') {
-        nftw(itest_srv.dir, itest_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        lc_fs_rm_rf(itest_srv.dir);
         itest_srv.dir[0] = '\0';
     }
     return status;

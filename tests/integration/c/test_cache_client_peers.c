@@ -20,6 +20,7 @@
 #include "cache_client.h"
 #include "itest.h"
 #include "placement.h"
+#include "build-worker/layer/fsutil.h"
 
 #define N_REP 3
 #define K 24
@@ -41,7 +42,7 @@ static void kill_all(void)
             rep[i].pid = -1;
         }
         if (rep[i].dir[0] != '\0') {
-            nftw(rep[i].dir, itest_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+            lc_fs_rm_rf(rep[i].dir);
             rep[i].dir[0] = '\0';
         }
     }
