@@ -154,6 +154,26 @@ static uint64_t memtable_bytes(lc_store *s)
     return total;
 }
 
+/* Flushes the memtables of column families [from, to), waiting for the
+ * table files if wait. Every family is tried; returns RocksDB's first error
+ * (free it with rocksdb_free) or NULL. */
+static char *flush_cfs(lc_store *s, int from, int to, bool wait)
+{
+    char *first = NULL;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, wait);
+    for (int i = from; i < to; i++) {
+        char *e = NULL;
+        rocksdb_flush_cf(s->db, fo, s->cf[i], &e);
+        if (first == NULL)
+            first = e;
+        else
+            rocksdb_free(e);
+    }
+    rocksdb_flushoptions_destroy(fo);
+    return first;
+}
+
 /* Asks RocksDB (without waiting) to flush every memtable: the WAL files
  * holding the same bytes can then go, and the memtable reserve shrinks. At
  * most once a second. */
@@ -162,14 +182,7 @@ static void request_flush(lc_store *s)
     int64_t now = lc_store__now(), last = atomic_load(&s->last_space_flush);
     if (now == last || !atomic_compare_exchange_strong(&s->last_space_flush, &last, now))
         return;
-    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
-    rocksdb_flushoptions_set_wait(fo, 0);
-    for (int i = 0; i < CF_COUNT; i++) {
-        char *e = NULL;
-        rocksdb_flush_cf(s->db, fo, s->cf[i], &e);
-        rocksdb_free(e);
-    }
-    rocksdb_flushoptions_destroy(fo);
+    rocksdb_free(flush_cfs(s, 0, CF_COUNT, false));
 }
 
 int lc_store__space_check(lc_store *s, size_t incoming, lc_err *err)
@@ -206,7 +219,7 @@ int lc_store__write_opts(lc_store *s, const rocksdb_writeoptions_t *wo, rocksdb_
     if (rc != 0)
         return rc;
     char *e = NULL;
-    rocksdb_write(s->db, (rocksdb_writeoptions_t *)wo, b, &e);
+    rocksdb_write(s->db, wo, b, &e);
     return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
 }
 
@@ -251,11 +264,7 @@ int lc_store__flush_chunks(lc_store *s, uint64_t epoch, lc_err *err)
         /* Writes that returned before this increment are in the memtables
          * the flush below switches out. */
         uint64_t e = atomic_fetch_add(&s->flush_epoch, 1) + 1;
-        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
-        rocksdb_flushoptions_set_wait(fo, 1);
-        char *msg = NULL;
-        rocksdb_flush_cf(s->db, fo, s->cf[CF_BLOB_CHUNKS], &msg);
-        rocksdb_flushoptions_destroy(fo);
+        char *msg = flush_cfs(s, CF_BLOB_CHUNKS, CF_BLOB_CHUNKS + 1, true);
         if (msg != NULL)
             rc = lc_store__rdb_err(err, msg, "flushing blob chunks");
         else
@@ -815,14 +824,7 @@ void lc_store_close(lc_store **sp)
     if (s->db != NULL) {
         /* Flushing makes the next open skip WAL replay; the WAL alone is
          * already enough for durability, so errors here only cost time. */
-        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
-        rocksdb_flushoptions_set_wait(fo, 1);
-        for (int i = 0; i < CF_COUNT; i++) {
-            char *e = NULL;
-            rocksdb_flush_cf(s->db, fo, s->cf[i], &e);
-            rocksdb_free(e);
-        }
-        rocksdb_flushoptions_destroy(fo);
+        rocksdb_free(flush_cfs(s, 0, CF_COUNT, true));
         rocksdb_cancel_all_background_work(s->db, 1);
     }
     for (size_t i = 0; i < s->n_extra; i++)
