@@ -33,7 +33,7 @@ struct lc_upload {
     int64_t received; /* UP_COMPLETE: bytes the client sent anyway */
     int state;
     bool nowal;     /* large: chunks skip the WAL (LC_STORE__NOWAL_MIN) */
-    bool unsynced;  /* chunks may sit in memtables only: flush before commit */
+    bool unsynced;  /* chunks of this upload may sit in memtables only: flush before commit */
     uint64_t epoch; /* lc_store__flush_epoch after the last chunk write */
 };
 
@@ -213,7 +213,6 @@ int lc_upload_open(lc_store *s, const char *key, const lc_digest *d, lc_upload *
         else
             atomic_fetch_sub(&s->nowal_open, 1);
     }
-    u->unsynced = u->nowal; /* a resumed upload's earlier chunks may be in memtables */
     u->epoch = lc_store__flush_epoch(s);
     u->keylen = strlen(key);
     u->h = lc_hasher_new();
@@ -254,6 +253,9 @@ int lc_upload_open(lc_store *s, const char *key, const lc_digest *d, lc_upload *
     } else if ((rc = start_fresh(u, have_old ? &old : NULL, err)) != 0) {
         goto fail;
     }
+    /* A resumed large upload's earlier chunks may have skipped the WAL
+     * (another handle wrote them), whether or not this handle does. */
+    u->unsynced = u->nowal || (d->size >= LC_STORE__NOWAL_MIN && u->rec.committed > 0);
     if (already_complete != NULL)
         *already_complete = u->state == UP_COMPLETE;
     *out = u;

@@ -1143,10 +1143,91 @@ static void test_reclaim_gives_space_back(void **state)
     free(want);
 }
 
+/* Child mode: a large upload A starts without the WAL and its stream
+ * breaks; two other large uploads take the WAL-less slots, so A resumes
+ * with the WAL and finishes. Writes one byte once A is acknowledged, then
+ * waits for the kill. A's first chunks skipped the WAL: its commit must
+ * have flushed them. */
+static int resume_child(const char *dir, int fd)
+{
+    lc_err err = {0};
+    lc_store *s = NULL;
+    if (lc_store_open(dir, NULL, &s, &err) != 0)
+        return 1;
+    size_t n = 6 * MiB + 7;
+    uint8_t *a = make_data(n, 4242);
+    lc_digest d, other[2];
+    lc_digest_of(a, n, &d);
+    lc_upload *u = NULL, *busy[2] = {NULL, NULL};
+    if (lc_upload_open(s, "resume/uploads/a/blobs/h/s", &d, &u, NULL, &err) != 0 ||
+        lc_upload_append(u, a, 5 * MiB, &err) != 0)
+        return 2;
+    lc_upload_free(&u);
+    for (int i = 0; i < 2; i++) {
+        other[i] = d;
+        other[i].hash[0] ^= (uint8_t)(i + 1);
+        char key[64];
+        snprintf(key, sizeof(key), "resume/uploads/busy%d/blobs/h/s", i);
+        if (lc_upload_open(s, key, &other[i], &busy[i], NULL, &err) != 0)
+            return 3;
+    }
+    if (lc_upload_open(s, "resume/uploads/a/blobs/h/s", &d, &u, NULL, &err) != 0 ||
+        lc_upload_committed(u) != 5 * MiB ||
+        lc_upload_append(u, a + 5 * MiB, n - 5 * MiB, &err) != 0 || lc_upload_finish(u, &err) != 0)
+        return 4;
+    unsigned char b = 1;
+    if (write(fd, &b, 1) != 1)
+        return 5;
+    pause(); /* wait for the kill */
+    return 0;
+}
+
+static void test_resumed_large_upload_survives_kill(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    lc_store_close(&f->s);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        char fdbuf[16];
+        snprintf(fdbuf, sizeof(fdbuf), "%d", p[1]);
+        execl("/proc/self/exe", "test_store", "--resume-child", f->dir, fdbuf, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    unsigned char b = 0;
+    ssize_t got = read(p[0], &b, 1);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    close(p[0]);
+    if (got != 1)
+        fail_msg("child failed before the acknowledgement (status %d)", status);
+    reopen(f);
+    size_t n = 6 * MiB + 7;
+    uint8_t *a = make_data(n, 4242);
+    lc_digest d;
+    lc_digest_of(a, n, &d);
+    uint8_t *data;
+    size_t len;
+    if (lc_store_blob_get(f->s, &d, &data, &len, &err) != 0)
+        fail_msg("acknowledged blob unreadable after the kill: %s", err.msg);
+    assert_int_equal(len, n);
+    assert_memory_equal(data, a, n);
+    free(data);
+    free(a);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--crash-child") == 0)
         return crash_child(argv[2], atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--resume-child") == 0)
+        return resume_child(argv[2], atoi(argv[3]));
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_put_get_exists_find_missing),
@@ -1168,6 +1249,7 @@ int main(int argc, char **argv)
         T(test_blob_touch_and_scan),
         T(test_crash_keeps_acknowledged_blobs),
         T(test_large_upload_in_pieces),
+        T(test_resumed_large_upload_survives_kill),
         T(test_reclaim_gives_space_back),
 #undef T
     };
