@@ -963,10 +963,10 @@ static int crash_child(const char *dir, int fd)
     return 0;
 }
 
-static void test_crash_keeps_acknowledged_blobs(void **state)
+/* Closes f's store and re-executes this binary in a child mode on f->dir;
+ * the child writes acknowledgements to the pipe whose read end is *rfd. */
+static pid_t spawn_child(fixture *f, const char *mode, int *rfd)
 {
-    fixture *f = *state;
-    lc_err err = {0};
     lc_store_close(&f->s);
     int p[2];
     assert_int_equal(pipe(p), 0);
@@ -976,14 +976,24 @@ static void test_crash_keeps_acknowledged_blobs(void **state)
         close(p[0]);
         char fdbuf[16];
         snprintf(fdbuf, sizeof(fdbuf), "%d", p[1]);
-        execl("/proc/self/exe", "test_store", "--crash-child", f->dir, fdbuf, (char *)NULL);
+        execl("/proc/self/exe", "test_store", mode, f->dir, fdbuf, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
+    *rfd = p[0];
+    return pid;
+}
+
+static void test_crash_keeps_acknowledged_blobs(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    int rfd;
+    pid_t pid = spawn_child(f, "--crash-child", &rfd);
     bool acked[CRASH_BLOBS] = {false};
     int n_acked = 0;
     unsigned char b;
-    while (n_acked < CRASH_BLOBS / 3 && read(p[0], &b, 1) == 1) {
+    while (n_acked < CRASH_BLOBS / 3 && read(rfd, &b, 1) == 1) {
         acked[b] = true;
         n_acked++;
     }
@@ -991,11 +1001,11 @@ static void test_crash_keeps_acknowledged_blobs(void **state)
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    while (read(p[0], &b, 1) == 1) { /* acks sent before the kill landed */
+    while (read(rfd, &b, 1) == 1) { /* acks sent before the kill landed */
         acked[b] = true;
         n_acked++;
     }
-    close(p[0]);
+    close(rfd);
     assert_true(WIFSIGNALED(status));
     assert_true(n_acked >= CRASH_BLOBS / 3 && n_acked < CRASH_BLOBS);
 
@@ -1186,25 +1196,14 @@ static void test_resumed_large_upload_survives_kill(void **state)
 {
     fixture *f = *state;
     lc_err err = {0};
-    lc_store_close(&f->s);
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(p[0]);
-        char fdbuf[16];
-        snprintf(fdbuf, sizeof(fdbuf), "%d", p[1]);
-        execl("/proc/self/exe", "test_store", "--resume-child", f->dir, fdbuf, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
+    int rfd;
+    pid_t pid = spawn_child(f, "--resume-child", &rfd);
     unsigned char b = 0;
-    ssize_t got = read(p[0], &b, 1);
+    ssize_t got = read(rfd, &b, 1);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    close(p[0]);
+    close(rfd);
     if (got != 1)
         fail_msg("child failed before the acknowledgement (status %d)", status);
     reopen(f);
