@@ -377,6 +377,13 @@ out:
 static void on_recv(call *c, bool ok)
 {
     c->pending--;
+    if (c->final_sent) { /* answered early: what still arrives is dropped */
+        if (c->recv_bb != NULL) {
+            grpc_byte_buffer_destroy(c->recv_bb);
+            c->recv_bb = NULL;
+        }
+        goto out;
+    }
     if (!ok || c->failed) {
         c->failed = true;
         grpc_call_cancel(c->call, NULL);
@@ -389,13 +396,17 @@ static void on_recv(call *c, bool ok)
     if (c->recv_bb == NULL) { /* the client half-closed */
         rc = c->rm->m->end(c->state, &resp, &err);
     } else {
-        rc = c->rm->m->message(&ctx, &c->state, c->recv_bb, &resp, &err);
-        grpc_byte_buffer_destroy(c->recv_bb);
+        /* Ask for the next message before handling this one: the transport
+         * reads it on another thread while the handler hashes and stores.
+         * Handled one after the other all the same: every event of a call
+         * arrives on this worker's queue. */
+        grpc_byte_buffer *msg = c->recv_bb;
         c->recv_bb = NULL;
-        if (rc == 0) {
-            start_recv(c);
+        start_recv(c);
+        rc = c->rm->m->message(&ctx, &c->state, msg, &resp, &err);
+        grpc_byte_buffer_destroy(msg);
+        if (rc == 0)
             goto out;
-        }
     }
     if (rc >= 0 && resp == NULL)
         rc = lc_err_set(&err, LC_RESOURCE_EXHAUSTED, "out of memory building the response");

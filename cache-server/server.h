@@ -8,7 +8,9 @@
  * Calls: each call is a small state machine driven by four tags (NEW, RECV,
  * SEND, CLOSE) with a count of tags in flight; the call is freed when the
  * count drops to zero. At most one receive and one send are in flight per
- * call, so a stream holds at most one message in memory each way.
+ * call. A client stream's next receive starts before its handler sees the
+ * current message, so it holds at most two received messages: one being
+ * handled, one arriving.
  *
  * Handlers run on the worker thread that received the completion and may
  * block (the store is synchronous); they never see gRPC calls, only

@@ -489,6 +489,11 @@ static void set_options(lc_store *s)
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_set_create_missing_column_families(o, 1);
     rocksdb_options_increase_parallelism(o, 2);
+    /* Flushes of the chunk memtables run side by side (their CRC32C is the
+     * costly part): one flush thread fell behind a single 256 MiB upload and
+     * left its tail to flush after the last byte (150-190 ms of 500). */
+    rocksdb_options_set_max_background_jobs(o, 4);
+    rocksdb_options_set_max_background_flushes(o, 3);
     /* Tiny CFs (uploads, ac) would otherwise pin old WAL files while blob
      * chunks stream through; this makes RocksDB flush them. */
     rocksdb_options_set_max_total_wal_size(o, 256u << 20);
@@ -516,7 +521,11 @@ static void set_options(lc_store *s)
      * nothing (64 concurrent uploads: 137 -> 259 MB/s without it). It runs
      * only in lc_store_reclaim, after deletions made garbage. */
     rocksdb_options_set_enable_blob_gc(c, 0);
-    rocksdb_options_set_write_buffer_size(c, 32u << 20);
+    /* Many small memtables rather than two big ones: parallel flushes keep
+     * up, and a finishing upload waits for at most a few MiB (same 64 MiB
+     * bound in all). */
+    rocksdb_options_set_write_buffer_size(c, 8u << 20);
+    rocksdb_options_set_max_write_buffer_number(c, 8);
 }
 
 static int open_db(lc_store *s, const char *dir, lc_err *err)
