@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cache-server/store.h"
+#include "cache-server/store_internal.h" /* LC_STORE__NOWAL_STREAMS */
 #include "build-worker/layer/fsutil.h"
 
 #define MiB (1u << 20)
@@ -1154,7 +1155,7 @@ static void test_reclaim_gives_space_back(void **state)
 }
 
 /* Child mode: a large upload A starts without the WAL and its stream
- * breaks; two other large uploads take the WAL-less slots, so A resumes
+ * breaks; other large uploads take every WAL-less slot, so A resumes
  * with the WAL and finishes. Writes one byte once A is acknowledged, then
  * waits for the kill. A's first chunks skipped the WAL: its commit must
  * have flushed them. */
@@ -1166,19 +1167,20 @@ static int resume_child(const char *dir, int fd)
         return 1;
     size_t n = 6 * MiB + 7;
     uint8_t *a = make_data(n, 4242);
-    lc_digest d, other[2];
+    lc_digest d, other;
     lc_digest_of(a, n, &d);
-    lc_upload *u = NULL, *busy[2] = {NULL, NULL};
+    lc_upload *u = NULL, *busy[LC_STORE__NOWAL_STREAMS] = {NULL};
     if (lc_upload_open(s, "resume/uploads/a/blobs/h/s", &d, &u, NULL, &err) != 0 ||
         lc_upload_append(u, a, 5 * MiB, &err) != 0)
         return 2;
     lc_upload_free(&u);
-    for (int i = 0; i < 2; i++) {
-        other[i] = d;
-        other[i].hash[0] ^= (uint8_t)(i + 1);
+    for (int i = 0; i < LC_STORE__NOWAL_STREAMS; i++) {
+        other = d;
+        other.hash[0] ^= (uint8_t)(i + 1);
+        other.hash[1] ^= (uint8_t)((i + 1) >> 8);
         char key[64];
         snprintf(key, sizeof(key), "resume/uploads/busy%d/blobs/h/s", i);
-        if (lc_upload_open(s, key, &other[i], &busy[i], NULL, &err) != 0)
+        if (lc_upload_open(s, key, &other, &busy[i], NULL, &err) != 0)
             return 3;
     }
     if (lc_upload_open(s, "resume/uploads/a/blobs/h/s", &d, &u, NULL, &err) != 0 ||
