@@ -250,8 +250,11 @@ CHANNEL_OPTIONS = [
 
 
 class Client:
-    def __init__(self, addr, instance=""):
-        self.channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+    def __init__(self, addr, instance="", creds=None, options=()):
+        """creds: grpc.ssl_channel_credentials(...) for a TLS server."""
+        opts = CHANNEL_OPTIONS + list(options)
+        self.channel = (grpc.insecure_channel(addr, options=opts) if creds is None
+                        else grpc.secure_channel(addr, creds, options=opts))
         self.instance = instance
         self.caps = re_grpc.CapabilitiesStub(self.channel)
         self.ac = re_grpc.ActionCacheStub(self.channel)
