@@ -33,6 +33,8 @@ struct lc_cluster_peer {
 
 struct lc_cluster {
     char *peers, *self, *token;
+    bool tls;                            /* peer ports serve TLS (lc_cluster_options) */
+    char *tls_ca_file, *tls_server_name; /* NULL = system roots / the dialled host */
     char auth_value[512];
     int replication;
     int64_t health_ms, dns_ms, deadline_ms;
@@ -248,15 +250,18 @@ static lc_cache_client *open_client(lc_cluster *c, lc_cluster_peer *p, const cha
     lc_cache_client_options o = {.instance_name = instance,
                                  .token = c->token,
                                  .deadline_ms = deadline_ms,
-                                 .connect_timeout_ms = 1000};
+                                 .connect_timeout_ms = 1000,
+                                 .ca_file = c->tls_ca_file,
+                                 .tls_server_name = c->tls_server_name};
     lc_cache_client *cl = NULL;
-    char host[256], port[16], target[ID_MAX + 8];
+    char host[256], port[16], target[ID_MAX + 16];
     if (split_hostport(p->id, host, sizeof(host), port, sizeof(port)) < 0) {
         lc_err_set(err, LC_INVALID_ARGUMENT, "peer '%s' is not HOST:PORT", p->id);
         return NULL;
     }
     int pp = atoi(port) + c->port_offset; /* the peer port */
-    snprintf(target, sizeof(target), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, pp);
+    snprintf(target, sizeof(target), strchr(host, ':') ? "%s[%s]:%d" : "%s%s:%d",
+             c->tls ? "grpcs://" : "", host, pp);
     if (lc_cache_client_open(target, &o, &cl, err) < 0)
         return NULL;
     return cl;
@@ -358,6 +363,13 @@ static void *health_main(void *arg)
 
 /* ---- lifetime ----------------------------------------------------------- */
 
+/* *out = a copy of s, or NULL for NULL or ""; false when out of memory. */
+static bool dup_optional(const char *s, char **out)
+{
+    *out = s != NULL && s[0] != '\0' ? strdup(s) : NULL;
+    return *out != NULL || s == NULL || s[0] == '\0';
+}
+
 int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
 {
     int rc = 0;
@@ -384,7 +396,10 @@ int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
     c->self = strdup(o->self);
     c->token =
         strdup(o->token != NULL && o->token[0] != '\0' ? o->token : LC_CLUSTER_DEFAULT_TOKEN);
-    if (c->peers == NULL || c->self == NULL || c->token == NULL) {
+    c->tls = o->tls;
+    bool tls_ok = dup_optional(o->tls_ca_file, &c->tls_ca_file);
+    tls_ok = dup_optional(o->tls_server_name, &c->tls_server_name) && tls_ok;
+    if (c->peers == NULL || c->self == NULL || c->token == NULL || !tls_ok) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;
     }
@@ -471,6 +486,8 @@ void lc_cluster_free(lc_cluster **pc)
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c->token);
+    free(c->tls_ca_file);
+    free(c->tls_server_name);
     free(c->self);
     free(c->peers);
     free(c);

@@ -50,6 +50,13 @@ typedef struct lc_cluster_options {
     int64_t dns_refresh_ms;   /* DNS re-resolution period; 0 = 10000 */
     int64_t call_deadline_ms; /* deadline of forwarded calls; 0 = 60000 */
     int peer_port_offset;     /* peers are called at their listed port + this */
+    /* Peer ports serve TLS: peers are dialled with grpcs://, their
+     * certificate checked against tls_ca_file (PEM; NULL = the system's
+     * roots) and, if set, tls_server_name instead of the dialled host (a
+     * DNS peer list dials addresses). Strings copied. */
+    bool tls;
+    const char *tls_ca_file;
+    const char *tls_server_name;
 } lc_cluster_options;
 
 /* Parses the peer list, resolves it (a DNS name that does not resolve yet

@@ -38,6 +38,7 @@ static char *opt_tokens, *opt_tls_cert, *opt_tls_key, *opt_tls_client_ca; /* aut
 static bool opt_anon_read;
 static char *opt_http_listen;                          /* http.h */
 static char *opt_peers, *opt_self, *opt_cluster_token; /* cluster.h */
+static char *opt_cluster_ca, *opt_cluster_tls_name;    /* cluster.h, with --tls-cert */
 static int64_t opt_replication, opt_peer_port_offset;
 
 static const lc_flag flags[] = {
@@ -99,7 +100,15 @@ static const lc_flag flags[] = {
     {"peer-port-offset", 0, LC_FLAG_INT, &opt_peer_port_offset, "1", "N",
      "with --peers: replicas call each other on a second port, the gRPC port + N (served "
      "by its own threads, so forwarding replicas never wait on each other's busy threads; "
-     "plaintext, cluster token only)"},
+     "cluster token only; TLS with --tls-cert's certificate when that is given)"},
+    {"cluster-ca", 0, LC_FLAG_STRING, &opt_cluster_ca, NULL, "FILE",
+     "with --peers and --tls-cert: PEM CA certificates that signed the replicas' "
+     "certificates, checked when a replica calls another's peer port (default: the "
+     "system's roots)"},
+    {"cluster-tls-name", 0, LC_FLAG_STRING, &opt_cluster_tls_name, NULL, "NAME",
+     "with --peers and --tls-cert: the name every replica's certificate carries, checked "
+     "instead of the address a replica is called at (needed when --peers is a DNS name, "
+     "whose replicas are called by IP address; e.g. the headless Service's name)"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -293,11 +302,34 @@ int main(int argc, char **argv)
             status = 2;
             goto out;
         }
+        if (tls_cert == NULL &&
+            ((opt_cluster_ca != NULL && opt_cluster_ca[0] != '\0') ||
+             (opt_cluster_tls_name != NULL && opt_cluster_tls_name[0] != '\0'))) {
+            fprintf(stderr, "layercache-server: --cluster-ca and --cluster-tls-name need "
+                            "--tls-cert and --tls-key (the peer port serves TLS with them)\n");
+            status = 2;
+            goto out;
+        }
+        if (opt_cluster_ca != NULL && opt_cluster_ca[0] != '\0') {
+            char *pem = NULL; /* read now only to report a bad file at start */
+            int crc = lc_tls_read_pem(opt_cluster_ca, "--cluster-ca", &pem, &err);
+            if (crc == 0)
+                crc = lc_tls_check_certs(pem, "--cluster-ca", &err);
+            lc_tls_pem_free(&pem);
+            if (crc < 0) {
+                fprintf(stderr, "layercache-server: %s\n", err.msg);
+                status = 2;
+                goto out;
+            }
+        }
         lc_cluster_options co = {.peers = opt_peers,
                                  .self = opt_self,
                                  .replication = (int)opt_replication,
                                  .token = opt_cluster_token,
-                                 .peer_port_offset = (int)opt_peer_port_offset};
+                                 .peer_port_offset = (int)opt_peer_port_offset,
+                                 .tls = tls_cert != NULL,
+                                 .tls_ca_file = opt_cluster_ca,
+                                 .tls_server_name = opt_cluster_tls_name};
         if (opt_replication < 1 || opt_replication > LC_CLUSTER_MAX_PEERS ||
             opt_peer_port_offset < 1 || opt_peer_port_offset > 1000 ||
             lc_cluster_new(&co, &cluster, &err) < 0) {
@@ -354,14 +386,18 @@ int main(int argc, char **argv)
                              .threads = (int)opt_threads,
                              .env = &env,
                              .peer_auth = lc_cluster_auth_value(cluster),
-                             .peers_only = true};
+                             .peers_only = true,
+                             /* the client port's certificate; peers present no
+                              * client certificate, the cluster token admits them */
+                             .tls_cert_pem = tls_cert,
+                             .tls_key_pem = tls_key};
         int pport = 0;
         if (lc_srv_new(&po, &peer_srv, &err) < 0 || register_tables(peer_srv, NULL, &err) < 0 ||
             lc_srv_start(peer_srv, &pport, &err) < 0) {
             fprintf(stderr, "layercache-server: peer port %s: %s\n", peer_listen, err.msg);
             goto out;
         }
-        LC_INFO(MOD, "cluster peer port %s", peer_listen);
+        LC_INFO(MOD, "cluster peer port %s%s", peer_listen, tls_cert != NULL ? " (TLS)" : "");
     }
     printf("layercache-server listening grpc=%s:%d http=%s\n", host, port, http_addr);
     fflush(stdout);

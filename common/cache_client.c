@@ -251,8 +251,12 @@ int lc_cache_client_open(const char *target, const lc_cache_client_options *opts
          {.integer = (int)c->connect_timeout_ms}},
         {GRPC_ARG_INTEGER, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, {.integer = 500}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 5000}},
+        {GRPC_ARG_STRING, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = NULL}},
     };
-    grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
+    size_t n_args = sizeof(args) / sizeof(args[0]) - 1;
+    if (tls && opts->tls_server_name != NULL && opts->tls_server_name[0] != '\0')
+        args[n_args++].value.string = (char *)opts->tls_server_name; /* gRPC copies it */
+    grpc_channel_args chargs = {n_args, args};
     grpc_channel_credentials *creds = NULL;
     if (tls) {
         rc = tls_credentials(opts, &creds, err);

@@ -45,6 +45,10 @@ typedef struct lc_cache_client_options {
                             * system's roots */
     const char *cert_file; /* client certificate for mutual TLS, with key_file */
     const char *key_file;
+    /* The name the server's certificate must carry, when it is not the
+     * target's host (cluster peers dialled by resolved address); NULL = the
+     * host. */
+    const char *tls_server_name;
     /* Cluster: the replicas' peer list, "HOST:PORT,HOST:PORT,..." (client
      * ports, spelled as the replicas' --peers names them; grpc:// or
      * grpcs:// prefixes allowed; NULL or "" = off). Each call then goes
