@@ -252,7 +252,8 @@ static lc_cache_client *open_client(lc_cluster *c, lc_cluster_peer *p, const cha
                                  .deadline_ms = deadline_ms,
                                  .connect_timeout_ms = 1000,
                                  .ca_file = c->tls_ca_file,
-                                 .tls_server_name = c->tls_server_name};
+                                 .tls_server_name = c->tls_server_name,
+                                 .ca_flag = "--cluster-ca"};
     lc_cache_client *cl = NULL;
     char host[256], port[16], target[ID_MAX + 16];
     if (split_hostport(p->id, host, sizeof(host), port, sizeof(port)) < 0) {

@@ -162,8 +162,8 @@ static int tls_credentials(const lc_cache_client_options *opts, grpc_channel_cre
 {
     char *ca = NULL, *cert = NULL, *key = NULL;
     *out = NULL;
-    int rc = lc_tls_load(opts->ca_file, "--cacert", opts->cert_file, "--tls-cert", opts->key_file,
-                         "--tls-key", &ca, &cert, &key, err);
+    int rc = lc_tls_load(opts->ca_file, opts->ca_flag ? opts->ca_flag : "--cacert", opts->cert_file,
+                         "--tls-cert", opts->key_file, "--tls-key", &ca, &cert, &key, err);
     if (rc < 0)
         return rc;
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
@@ -222,6 +222,7 @@ int lc_cache_client_open(const char *target, const lc_cache_client_options *opts
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     c->target = strdup(hostport);
     c->tls = tls;
+    snprintf(c->ca_flag, sizeof(c->ca_flag), "%s", opts->ca_flag ? opts->ca_flag : "--cacert");
     c->instance = strdup(opts->instance_name != NULL ? opts->instance_name : "");
     if (opts->token != NULL && opts->token[0] != '\0') {
         size_t n = strlen(opts->token) + 8;
@@ -507,17 +508,21 @@ int lc__cache_status(lc_cache_client *c, int m, grpc_status_code status, grpc_sl
         grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_READY) {
         /* gRPC reports a refused certificate as a connection failure: say
          * what to check, so it does not read as "server down". */
-        const char *hint = "";
+        char hint[300] = "";
         if (c->tls && (strstr(msg, "andshake") != NULL || strstr(msg, "SSL") != NULL ||
                        strstr(msg, "ssl") != NULL || strstr(msg, "certificate") != NULL))
-            hint = "; TLS handshake failed: check that --cacert holds the CA that signed the "
-                   "server's certificate, that the certificate names this host, and (mutual "
-                   "TLS) --tls-cert/--tls-key";
+            snprintf(hint, sizeof(hint),
+                     "; TLS handshake failed: check that %s holds the CA that signed the "
+                     "server's certificate, that the certificate names this host, and (mutual "
+                     "TLS) --tls-cert/--tls-key",
+                     c->ca_flag);
         else if (c->tls)
-            hint = "; with TLS (grpcs://): is the server serving TLS, and does --cacert hold "
-                   "the CA of its certificate?";
+            snprintf(hint, sizeof(hint),
+                     "; with TLS (grpcs://): is the server serving TLS, and does %s hold "
+                     "the CA of its certificate?",
+                     c->ca_flag);
         else if (strstr(msg, "Socket closed") != NULL)
-            hint = "; if the server serves TLS, use grpcs://";
+            snprintf(hint, sizeof(hint), "; if the server serves TLS, use grpcs://");
         return lc_err_set(err, LC_UNAVAILABLE, "%s: cache server %s unreachable (%s)%s",
                           methods[m].name, c->target, n > 0 ? msg : lc_code_name(status), hint);
     }

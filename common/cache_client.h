@@ -49,6 +49,9 @@ typedef struct lc_cache_client_options {
      * target's host (cluster peers dialled by resolved address); NULL = the
      * host. */
     const char *tls_server_name;
+    /* How messages about ca_file name it to the user; NULL = "--cacert"
+     * (the worker's flag; the server's peer clients say "--cluster-ca"). */
+    const char *ca_flag;
     /* Cluster: the replicas' peer list, "HOST:PORT,HOST:PORT,..." (client
      * ports, spelled as the replicas' --peers names them; grpc:// or
      * grpcs:// prefixes allowed; NULL or "" = off). Each call then goes

@@ -38,6 +38,7 @@ struct lc_cache_client {
     char *instance;             /* "" for the default instance */
     char *auth_value;           /* "Bearer <token>" or NULL */
     int tls;                    /* grpcs:// */
+    char ca_flag[32];           /* the CA option as messages name it (opts.ca_flag) */
     int64_t deadline_ms;
     int64_t connect_timeout_ms;
     size_t max_message_size;
