@@ -1,21 +1,19 @@
 /* cluster.c - see cluster.h. */
 #include "cluster.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
+#include "peers.h"
 
 #define MOD "cluster"
 #define MAX_INSTANCES 8 /* clients per peer, one per instance name seen */
-#define ID_MAX 300
+#define ID_MAX LC_PEERS_ID_MAX
 
 struct lc_cluster_peer {
     char id[ID_MAX];    /* HOST:PORT, the placement identity */
@@ -84,62 +82,6 @@ void lc_cluster_peer_failed(lc_cluster_peer *p, int rc)
         LC_WARN(MOD, "peer %s is down (a forwarded call failed); skipping it", p->id);
 }
 
-/* Splits HOST:PORT ([v6]:PORT) into host and port. */
-static int split_hostport(const char *s, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon[1] == '\0')
-        return -1;
-    const char *h = s;
-    size_t hl = (size_t)(colon - s);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= hcap || strlen(colon + 1) >= pcap)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    snprintf(port, pcap, "%s", colon + 1);
-    return 0;
-}
-
-static bool is_numeric_host(const char *h)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    return inet_pton(AF_INET, h, &a4) == 1 || inet_pton(AF_INET6, h, &a6) == 1;
-}
-
-/* Numeric HOST:PORT strings of the addresses of host. */
-static size_t resolve(const char *host, const char *port, char out[][ID_MAX], size_t cap)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    size_t n = 0;
-    if (getaddrinfo(host, port, &hints, &res) != 0)
-        return 0;
-    for (struct addrinfo *a = res; a != NULL && n < cap; a = a->ai_next) {
-        char ip[INET6_ADDRSTRLEN];
-        const void *src = a->ai_family == AF_INET
-                              ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
-                              : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
-        if (inet_ntop(a->ai_family, src, ip, sizeof(ip)) == NULL)
-            continue;
-        char id[ID_MAX];
-        if (a->ai_family == AF_INET6)
-            snprintf(id, sizeof(id), "[%s]:%s", ip, port);
-        else
-            snprintf(id, sizeof(id), "%s:%s", ip, port);
-        bool dup = false;
-        for (size_t i = 0; i < n; i++)
-            dup |= strcmp(out[i], id) == 0;
-        if (!dup)
-            snprintf(out[n++], ID_MAX, "%s", id);
-    }
-    freeaddrinfo(res);
-    return n;
-}
-
 static bool id_is_self(lc_cluster *c, const char *id, char self_ids[][ID_MAX], size_t n_self)
 {
     if (strcmp(id, c->self) == 0)
@@ -157,8 +99,8 @@ static void set_members(lc_cluster *c, char ids[][ID_MAX], size_t n)
     char self_ids[16][ID_MAX];
     size_t n_self = 0;
     char sh[256], sp[16];
-    if (split_hostport(c->self, sh, sizeof(sh), sp, sizeof(sp)) == 0)
-        n_self = resolve(sh, sp, self_ids, 16);
+    if (lc_peers_split_hostport(c->self, sh, sizeof(sh), sp, sizeof(sp)) == 0)
+        n_self = lc_peers_resolve(sh, sp, self_ids, 16);
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->n_peers; i++) {
         bool in = false;
@@ -194,7 +136,7 @@ static void set_members(lc_cluster *c, char ids[][ID_MAX], size_t n)
 static void refresh_dns(lc_cluster *c)
 {
     char ids[LC_CLUSTER_MAX_PEERS][ID_MAX];
-    size_t n = resolve(c->dns_host, c->dns_port, ids, LC_CLUSTER_MAX_PEERS);
+    size_t n = lc_peers_resolve(c->dns_host, c->dns_port, ids, LC_CLUSTER_MAX_PEERS);
     if (n == 0) {
         LC_WARN(MOD, "peers name %s resolves to no address yet; keeping the previous peers",
                 c->dns_host);
@@ -256,7 +198,7 @@ static lc_cache_client *open_client(lc_cluster *c, lc_cluster_peer *p, const cha
                                  .ca_flag = "--cluster-ca"};
     lc_cache_client *cl = NULL;
     char host[256], port[16], target[ID_MAX + 16];
-    if (split_hostport(p->id, host, sizeof(host), port, sizeof(port)) < 0) {
+    if (lc_peers_split_hostport(p->id, host, sizeof(host), port, sizeof(port)) < 0) {
         lc_err_set(err, LC_INVALID_ARGUMENT, "peer '%s' is not HOST:PORT", p->id);
         return NULL;
     }
@@ -406,7 +348,7 @@ int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
     }
     snprintf(c->auth_value, sizeof(c->auth_value), "Bearer %s", c->token);
     char sh[256], sp[16];
-    if (split_hostport(c->self, sh, sizeof(sh), sp, sizeof(sp)) < 0) {
+    if (lc_peers_split_hostport(c->self, sh, sizeof(sh), sp, sizeof(sp)) < 0) {
         rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--self '%s' is not HOST:PORT", c->self);
         goto fail;
     }
@@ -422,7 +364,7 @@ int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
         goto fail;
     }
     for (char *tok = strtok_r(list, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
-        if (split_hostport(tok, host, sizeof(host), port, sizeof(port)) < 0) {
+        if (lc_peers_split_hostport(tok, host, sizeof(host), port, sizeof(port)) < 0) {
             rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--peers entry '%s' is not HOST:PORT", tok);
             free(list);
             goto fail;
@@ -440,7 +382,7 @@ int lc_cluster_new(const lc_cluster_options *o, lc_cluster **out, lc_err *err)
         rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--peers '%s' names no peer", c->peers);
         goto fail;
     }
-    if (single && !is_numeric_host(host) && strcmp(ids[0], c->self) != 0) {
+    if (single && !lc_peers_is_numeric_host(host) && strcmp(ids[0], c->self) != 0) {
         c->dns = true;
         snprintf(c->dns_host, sizeof(c->dns_host), "%s", host);
         snprintf(c->dns_port, sizeof(c->dns_port), "%s", port);
