@@ -24,8 +24,9 @@ const lc_flag_group lc_cli_build_group = LC_FLAG_GROUP(build_flags);
 static const lc_flag cache_flags[] = {
     {"cache", 0, LC_FLAG_STRING, &lc_cli_cache_opts.target, NULL, "grpc[s]://HOST:PORT",
      "cache server (grpcs:// for TLS)"},
-    {"cache-peers", 0, LC_FLAG_STRING, &lc_cli_cache_opts.peers, NULL, "HOST:PORT,...",
-     "cache cluster: the replicas' --peers list; each call goes straight to an owner of its key "
+    {"cache-peers", 0, LC_FLAG_STRING, &lc_cli_cache_opts.peers, NULL, "HOST:PORT,...|NAME:PORT",
+     "cache cluster: the replicas' --peers list, or the one DNS name whose addresses are the "
+     "replicas (a Kubernetes headless Service); each call goes straight to an owner of its key "
      "(replaces --cache; grpcs:// on each entry for TLS)"},
     {"token", 0, LC_FLAG_STRING, &lc_cli_cache_opts.token, NULL, "TOKEN",
      "bearer token for the cache server (prefer the environment variable)"},
@@ -55,6 +56,7 @@ const char *lc_cli_cache_target(void)
 void lc_cli_remote_opts(lc_remote_opts *o)
 {
     o->target = lc_cli_cache_target();
+    o->peers = lc_cli_cache_opts.peers;
     o->instance = lc_cli_cache_opts.instance;
     o->token = lc_cli_cache_opts.token;
     o->cacert = lc_cli_cache_opts.cacert;

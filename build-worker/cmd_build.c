@@ -142,6 +142,7 @@ int lc_cmd_build(int argc, char **argv)
                        .target = lc_cli_build_opts.target,
                        .platform = lc_cli_build_opts.platform,
                        .cache = lc_cli_cache_target(),
+                       .cache_peers = lc_cli_cache_opts.peers,
                        .instance = lc_cli_cache_opts.instance,
                        .token = lc_cli_cache_opts.token,
                        .cacert = lc_cli_cache_opts.cacert,

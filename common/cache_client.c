@@ -17,6 +17,7 @@
 #include "cache_client_int.h"
 #include "resource.h"
 #include "grpc_msg.h"
+#include "peers.h"
 #include "placement.h"
 #include "tls.h"
 
@@ -317,8 +318,47 @@ const char *lc_cache_client_target(const lc_cache_client *c)
 
 /* ---- cluster routing ------------------------------------------------------ */
 
+/* Adds a peer with placement identity id, called at target. */
+static int add_peer(lc_cache_client *c, const char *id, const char *target,
+                    const lc_cache_client_options *po, lc_err *err)
+{
+    if (c->n_peers == LC_PLACEMENT_MAX_PEERS)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "cache peers: more than %d",
+                          LC_PLACEMENT_MAX_PEERS);
+    lc__cache_peer *p = &c->peers[c->n_peers];
+    p->id = strdup(id);
+    if (p->id == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    c->n_peers++; /* freed by close from here on */
+    return lc_cache_client_open(target, po, &p->client, err);
+}
+
+/* The DNS form, one name whose addresses are the replicas: peers get the
+ * ids the replicas give each other (common/peers.h), and with TLS the
+ * certificate is checked for the name, not for the addresses. */
+static int open_dns_peers(lc_cache_client *c, const char *hostport, const char *scheme,
+                          lc_cache_client_options *po, lc_err *err)
+{
+    char host[256], port[16], ids[LC_PLACEMENT_MAX_PEERS][LC_PEERS_ID_MAX];
+    if (lc_peers_split_hostport(hostport, host, sizeof(host), port, sizeof(port)) < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "cache peers '%s' is not HOST:PORT", hostport);
+    size_t n = lc_peers_resolve(host, port, ids, LC_PLACEMENT_MAX_PEERS);
+    if (n == 0)
+        return lc_err_set(err, LC_UNAVAILABLE, "cache peers name %s resolves to no address", host);
+    if (po->tls_server_name == NULL || po->tls_server_name[0] == '\0')
+        po->tls_server_name = host;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char target[LC_PEERS_ID_MAX + 16];
+        snprintf(target, sizeof(target), "%s%.*s", scheme, LC_PEERS_ID_MAX - 1, ids[i]);
+        rc = add_peer(c, ids[i], target, po, err);
+    }
+    return rc;
+}
+
 /* Opens one plain client per entry of list (same options; the scheme of
- * the front target applies to entries without one). */
+ * the front target applies to entries without one). A list of one name
+ * (not an address) is the DNS form, as the replicas' --peers reads it. */
 static int open_peers(lc_cache_client *c, const char *list, const lc_cache_client_options *opts,
                       lc_err *err)
 {
@@ -331,25 +371,22 @@ static int open_peers(lc_cache_client *c, const char *list, const lc_cache_clien
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    bool single = strpbrk(list, ", ") == NULL;
     for (char *tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
-        char id[512], target[600];
+        char id[512], host[256], port[16];
         if ((rc = lc_cache_parse_target(tok, id, sizeof(id), err)) < 0)
             goto out;
-        if (c->n_peers == LC_PLACEMENT_MAX_PEERS) {
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "cache peers: more than %d",
-                            LC_PLACEMENT_MAX_PEERS);
+        const char *scheme = strstr(tok, "://") != NULL
+                                 ? (lc_cache_target_is_tls(tok) ? "grpcs://" : "grpc://")
+                                 : (c->tls ? "grpcs://" : "");
+        if (single && lc_peers_split_hostport(id, host, sizeof(host), port, sizeof(port)) == 0 &&
+            !lc_peers_is_numeric_host(host)) {
+            rc = open_dns_peers(c, id, scheme, &po, err);
             goto out;
         }
-        bool has_scheme = strstr(tok, "://") != NULL;
-        snprintf(target, sizeof(target), "%s%s", has_scheme ? "" : c->tls ? "grpcs://" : "", tok);
-        lc__cache_peer *p = &c->peers[c->n_peers];
-        p->id = strdup(id);
-        if (p->id == NULL) {
-            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        c->n_peers++; /* freed by close from here on */
-        if ((rc = lc_cache_client_open(target, &po, &p->client, err)) < 0)
+        char target[600];
+        snprintf(target, sizeof(target), "%s%s", scheme, id);
+        if ((rc = add_peer(c, id, target, &po, err)) < 0)
             goto out;
     }
     if (c->n_peers == 0)

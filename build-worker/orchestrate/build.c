@@ -881,6 +881,7 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
         goto out;
     }
     lc_remote_opts ro = {.target = o->cache,
+                         .peers = o->cache_peers,
                          .instance = o->instance,
                          .token = o->token,
                          .cacert = o->cacert,

@@ -32,6 +32,7 @@ typedef struct lc_build_opts {
     const char *target;       /* --target stage, NULL = last */
     const char *platform;     /* NULL = host */
     const char *cache;        /* grpc://host:port or NULL */
+    const char *cache_peers;  /* cluster peer list or NULL (lc_remote_opts.peers) */
     const char *instance;     /* --cache-instance */
     const char *token;        /* bearer token or NULL */
     const char *cacert;       /* grpcs://: CA PEM file, NULL = system roots */

@@ -172,13 +172,17 @@ int lc_remote_open(const lc_remote_opts *opts, lc_progress *progress, lc_remote 
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     atomic_init(&r->off, true);
-    if (opts->target != NULL && *opts->target != '\0' && opts->mode != LC_CACHE_OFF) {
+    bool routed = opts->peers != NULL && *opts->peers != '\0';
+    if ((routed || (opts->target != NULL && *opts->target != '\0')) &&
+        opts->mode != LC_CACHE_OFF) {
         lc_cache_client_options co = {.instance_name = opts->instance,
                                       .token = opts->token,
                                       .ca_file = opts->cacert,
                                       .cert_file = opts->tls_cert,
-                                      .key_file = opts->tls_key};
-        int rc = lc_cache_client_open(opts->target, &co, &r->client, err);
+                                      .key_file = opts->tls_key,
+                                      .peers = opts->peers};
+        /* A one-entry peer list would read as a plain address as the target. */
+        int rc = lc_cache_client_open(routed ? NULL : opts->target, &co, &r->client, err);
         if (rc < 0) {
             lc_remote_close(&r);
             return rc;

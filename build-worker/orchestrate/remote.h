@@ -25,6 +25,8 @@ typedef struct lc_remote lc_remote;
 
 typedef struct lc_remote_opts {
     const char *target;   /* "grpc[s]://host:port"; NULL or "" = no remote cache */
+    const char *peers;    /* cluster peer list (cache_client.h: routes calls to owners);
+                           * when set it is the remote cache and target is ignored */
     const char *instance; /* REAPI instance name */
     const char *token;    /* bearer token or NULL */
     const char *cacert;   /* grpcs://: CA PEM file or NULL (system roots) */
