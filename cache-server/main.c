@@ -310,17 +310,15 @@ int main(int argc, char **argv)
             status = 2;
             goto out;
         }
-        if (opt_cluster_ca != NULL && opt_cluster_ca[0] != '\0') {
-            char *pem = NULL; /* read now only to report a bad file at start */
-            int crc = lc_tls_read_pem(opt_cluster_ca, "--cluster-ca", &pem, &err);
-            if (crc == 0)
-                crc = lc_tls_check_certs(pem, "--cluster-ca", &err);
-            lc_tls_pem_free(&pem);
-            if (crc < 0) {
-                fprintf(stderr, "layercache-server: %s\n", err.msg);
-                status = 2;
-                goto out;
-            }
+        /* Read now only to report a bad file at start (peers read it when they dial). */
+        char *cluster_ca = NULL, *no_cert = NULL, *no_key = NULL;
+        int ca_rc = lc_tls_load(opt_cluster_ca, "--cluster-ca", NULL, NULL, NULL, NULL, &cluster_ca,
+                                &no_cert, &no_key, &err);
+        lc_tls_pem_free(&cluster_ca);
+        if (ca_rc < 0) {
+            fprintf(stderr, "layercache-server: %s\n", err.msg);
+            status = 2;
+            goto out;
         }
         lc_cluster_options co = {.peers = opt_peers,
                                  .self = opt_self,

@@ -158,13 +158,13 @@ int lc_cache_target_is_tls(const char *target)
 
 /* TLS credentials from the option files (read and checked here, so a bad
  * file is named now rather than showing up as a failed handshake). */
-static int tls_credentials(const lc_cache_client_options *opts, grpc_channel_credentials **out,
-                           lc_err *err)
+static int tls_credentials(const lc_cache_client_options *opts, const char *ca_flag,
+                           grpc_channel_credentials **out, lc_err *err)
 {
     char *ca = NULL, *cert = NULL, *key = NULL;
     *out = NULL;
-    int rc = lc_tls_load(opts->ca_file, opts->ca_flag ? opts->ca_flag : "--cacert", opts->cert_file,
-                         "--tls-cert", opts->key_file, "--tls-key", &ca, &cert, &key, err);
+    int rc = lc_tls_load(opts->ca_file, ca_flag, opts->cert_file, "--tls-cert", opts->key_file,
+                         "--tls-key", &ca, &cert, &key, err);
     if (rc < 0)
         return rc;
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
@@ -261,7 +261,7 @@ int lc_cache_client_open(const char *target, const lc_cache_client_options *opts
     grpc_channel_args chargs = {n_args, args};
     grpc_channel_credentials *creds = NULL;
     if (tls) {
-        rc = tls_credentials(opts, &creds, err);
+        rc = tls_credentials(opts, c->ca_flag, &creds, err);
         if (rc < 0)
             goto fail_channel;
     } else {
