@@ -263,7 +263,11 @@ bench-build: all
 # helm and the schemas come from npm into .tools/ via scripts/install-helm).
 # server-image: the dogfood image of layercache-server, built by `layercache
 # build` from the repository's Dockerfile into $(O)/image/layercache-server.oci.
-.PHONY: helm-check server-image
+.PHONY: helm-check server-image debian-base
+# debian-base: a real Debian 12 minbase root filesystem tar (debootstrap from
+# apt's own mirror), cached outside the repository; prints its path.
+debian-base:
+	scripts/debian-base
 helm-check:
 	scripts/helm-check
 server-image: all
