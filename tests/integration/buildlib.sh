@@ -20,7 +20,7 @@ lcs=$LC_BIN/layercache-server
 work=
 addr=
 server_pid=
-bl_pids=() # other processes a test started (killed on exit, by PID)
+bl_pids=() # other processes a test started (stopped on exit, by PID)
 
 fail() {
   echo "FAIL: $*" >&2
@@ -29,8 +29,15 @@ fail() {
 
 # Undo every mount under $work (deepest first), stop the server, remove $work.
 bl_cleanup() {
-  local rc=$? p
-  for p in "${bl_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  local rc=$? p i
+  # SIGTERM first (a registry or server may want to flush), SIGKILL after 5 s.
+  for p in "${bl_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${bl_pids[@]}"; do
+    for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  bl_pids=()
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true

@@ -9,24 +9,11 @@
 #   rl_blob_gets                      # blob GETs answered so far (from its log)
 #   rl_base_layout DIR                # the demo base image as an OCI layout, tag "1"
 #
-# Registries are stopped by PID on exit (before buildlib's own cleanup).
+# Registries join buildlib's bl_pids, so bl_init's one EXIT trap stops them
+# by PID whatever happens (a trap of our own would be replaced by bl_init's).
 
 reg=
 reg_log=
-reg_pids=()
-
-rl_cleanup() {
-  local rc=$? p
-  set +e
-  for p in "${reg_pids[@]}"; do
-    kill -TERM "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  reg_pids=()
-  (exit $rc)
-  bl_cleanup
-}
-trap rl_cleanup EXIT
 
 rl_free_port() {
   /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -59,7 +46,7 @@ $tls
 $auth
 EOF
   docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  reg_pids+=($!)
+  bl_pids+=($!)
   for i in $(seq 200); do
     grep -q 'listening on' "$dir/log" 2>/dev/null && break
     sleep 0.05
