@@ -51,6 +51,8 @@ typedef struct lc_keys_opts {
     lc_keys_resolve_fn resolve; /* may be NULL */
     void *resolve_ctx;
     lc_statcache *statcache; /* may be NULL (everything is read) */
+    lc_hash_progress_fn hash_progress; /* context bytes hashed so far; may be NULL */
+    void *hash_progress_ctx;
 } lc_keys_opts;
 
 typedef struct lc_key_step {
