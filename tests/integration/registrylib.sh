@@ -26,6 +26,8 @@ rl_cleanup() {
   (exit $rc)
   bl_cleanup
 }
+# bl_init (often called after this file is sourced) sets its own EXIT trap:
+# rl_registry_start installs this one again, so a registry is always stopped.
 trap rl_cleanup EXIT
 
 rl_free_port() {
@@ -60,6 +62,7 @@ $auth
 EOF
   docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
   reg_pids+=($!)
+  trap rl_cleanup EXIT
   for i in $(seq 200); do
     grep -q 'listening on' "$dir/log" 2>/dev/null && break
     sleep 0.05
