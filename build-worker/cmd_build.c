@@ -245,7 +245,11 @@ static bool looks_like_archive(const unsigned char *p, size_t n)
     return (n >= 262 && memcmp(p + 257, "ustar", 5) == 0) ||
            (n >= 2 && p[0] == 0x1f && p[1] == 0x8b) ||
            (n >= 4 && memcmp(p, "\x28\xb5\x2f\xfd", 4) == 0) ||
-           (n >= 6 && memcmp(p, "\xfd" "7zXZ", 5) == 0) || (n >= 3 && memcmp(p, "BZh", 3) == 0);
+           (n >= 6 && memcmp(p,
+                             "\xfd"
+                             "7zXZ",
+                             5) == 0) ||
+           (n >= 3 && memcmp(p, "BZh", 3) == 0);
 }
 
 /* CONTEXT -: stdin is the context as a tar, extracted into dir (made
@@ -399,9 +403,8 @@ int lc_cmd_build(int argc, char **argv)
         if (lc_output_check(&outputs[i], platforms.len ? platforms.len : 1, &err) < 0)
             goto fail;
         if (strcmp(outputs[i].dest, "-") == 0 && to_stdout++ > 0) {
-            lc_err_set(&err, LC_INVALID_ARGUMENT,
-                       "--output %s: stdout already carries %s", opt_outputs.items[i],
-                       opt_quiet ? "the image ID (-q)" : "another output");
+            lc_err_set(&err, LC_INVALID_ARGUMENT, "--output %s: stdout already carries %s",
+                       opt_outputs.items[i], opt_quiet ? "the image ID (-q)" : "another output");
             goto fail;
         }
     }

@@ -883,8 +883,8 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
 
     /* Pass 2: hash every selected file at once, across cores. */
     if ((rc = lc_hash_selections_progress(o->context_dir, sels, nsel, o->statcache,
-                                               o->hash_progress, o->hash_progress_ctx, &k->hash,
-                                               err)) != 0)
+                                          o->hash_progress, o->hash_progress_ctx, &k->hash, err)) !=
+        0)
         goto out;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     k->context_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;

@@ -34,8 +34,7 @@ static int header(struct archive *a, const char *name, int is_dir, int64_t size,
     return 0;
 }
 
-static int put_bytes(struct archive *a, const char *name, const char *data, size_t len,
-                     lc_err *err)
+static int put_bytes(struct archive *a, const char *name, const char *data, size_t len, lc_err *err)
 {
     int rc = header(a, name, 0, (int64_t)len, err);
     if (rc == 0 && archive_write_data(a, data, len) != (la_ssize_t)len)
@@ -137,8 +136,10 @@ static int familiar(const char *tag, char *buf, size_t cap, lc_err *err)
     if (rc < 0)
         return rc;
     if (r.tag[0] == '\0')
-        return lc_err_set(err, LC_INVALID_ARGUMENT, "'%s': a docker archive needs a tag, not a "
-                          "digest", tag);
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "'%s': a docker archive needs a tag, not a "
+                          "digest",
+                          tag);
     const char *path = r.path;
     bool hub = strcmp(r.domain, LC_REF_DOCKER_HUB) == 0;
     if (hub && strncmp(path, "library/", 8) == 0)
@@ -192,8 +193,8 @@ int lc_docker_archive_write(const char *dest, const lc_image *img, const char *c
     }
     char cfg_name[LC_HASH_HEX_LEN + 8];
     snprintf(cfg_name, sizeof(cfg_name), "%s.json", cfg_hex);
-    json_t *m = json_pack("[{s:s, s:o, s:O}]", "Config", cfg_name, "RepoTags", repotags, "Layers",
-                          layers);
+    json_t *m =
+        json_pack("[{s:s, s:o, s:O}]", "Config", cfg_name, "RepoTags", repotags, "Layers", layers);
     repotags = NULL;
     mjson = m ? json_dumps(m, JSON_COMPACT) : NULL;
     json_decref(m);

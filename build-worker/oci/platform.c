@@ -19,10 +19,14 @@ typedef struct arch_info {
 } arch_info;
 
 static const arch_info arches[] = {
-    {"amd64", "x86_64", 2, 1, 62},       {"arm64", "aarch64", 2, 1, 183},
-    {"arm", "arm", 1, 1, 40},            {"386", "i386", 1, 1, 3},
-    {"ppc64le", "ppc64le", 2, 1, 21},    {"s390x", "s390x", 2, 2, 22},
-    {"riscv64", "riscv64", 2, 1, 243},   {"mips64le", "mips64el", 2, 1, 8},
+    {"amd64", "x86_64", 2, 1, 62},
+    {"arm64", "aarch64", 2, 1, 183},
+    {"arm", "arm", 1, 1, 40},
+    {"386", "i386", 1, 1, 3},
+    {"ppc64le", "ppc64le", 2, 1, 21},
+    {"s390x", "s390x", 2, 2, 22},
+    {"riscv64", "riscv64", 2, 1, 243},
+    {"mips64le", "mips64el", 2, 1, 8},
     {"loong64", "loongarch64", 2, 1, 258},
 };
 
@@ -205,8 +209,8 @@ static bool read_handler(const char *path, handler *h)
         else if (strncmp(line, "mask ", 5) == 0)
             h->nmask = unhex(line + 5, h->mask, sizeof(h->mask));
         else if (strncmp(line, "interpreter ", 12) == 0)
-            snprintf(h->interpreter, sizeof(h->interpreter), "%.*s",
-                     (int)strcspn(line + 12, "\n"), line + 12);
+            snprintf(h->interpreter, sizeof(h->interpreter), "%.*s", (int)strcspn(line + 12, "\n"),
+                     line + 12);
     }
     fclose(f);
     return h->nmagic > 0; /* extension handlers ("E") have no magic */

@@ -109,8 +109,9 @@ int lc_output_parse(const char *spec, lc_output *out, lc_err *err)
         return rc;
     }
     out->type = type;
-    out->tar = type == LC_OUTPUT_OCI &&
-               (tar == 1 || (tar < 0 && (ends_with(out->dest, ".tar") || strcmp(out->dest, "-") == 0)));
+    out->tar =
+        type == LC_OUTPUT_OCI &&
+        (tar == 1 || (tar < 0 && (ends_with(out->dest, ".tar") || strcmp(out->dest, "-") == 0)));
     return 0;
 }
 
@@ -123,7 +124,8 @@ static int check_parent(const lc_output *o, lc_err *err)
     struct stat st;
     int rc = 0;
     if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode))
-        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--output type=%s: dest %s: directory %s does "
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
+                        "--output type=%s: dest %s: directory %s does "
                         "not exist",
                         lc_output_type_name(o->type), o->dest, parent);
     else if (access(parent, W_OK) != 0)
@@ -155,9 +157,10 @@ int lc_output_check(const lc_output *o, size_t nplatforms, lc_err *err)
                           nplatforms);
     if (strcmp(o->dest, "-") == 0) {
         if (isatty(STDOUT_FILENO))
-            return lc_err_set(err, LC_INVALID_ARGUMENT,
-                              "--output type=%s,dest=-: stdout is a terminal; redirect it to a file",
-                              lc_output_type_name(o->type));
+            return lc_err_set(
+                err, LC_INVALID_ARGUMENT,
+                "--output type=%s,dest=-: stdout is a terminal; redirect it to a file",
+                lc_output_type_name(o->type));
         return 0;
     }
     struct stat st;

@@ -875,7 +875,8 @@ int lc_progress_write_json(lc_progress *p, const char *path, double wall_seconds
     json_object_set_new(root, "summary", sum);
     json_t *cache = json_object();
     json_object_set_new(cache, "state", json_string(p->cache_state ? p->cache_state : "off"));
-    json_object_set_new(cache, "reason", p->cache_reason ? json_string(p->cache_reason) : json_null());
+    json_object_set_new(cache, "reason",
+                        p->cache_reason ? json_string(p->cache_reason) : json_null());
     json_object_set_new(root, "cache", cache);
     pthread_mutex_unlock(&p->mu);
     int rc = 0;

@@ -36,9 +36,9 @@ struct lc_remote {
     lc_progress *progress;
     atomic_int mode; /* enum lc_cache_mode; RW drops to RO on PERMISSION_DENIED */
     char *worker;
-    bool configured;   /* a server was given and the mode is not off */
-    bool required;     /* --cache-required */
-    atomic_bool off;   /* set after the first failure to reach the server */
+    bool configured; /* a server was given and the mode is not off */
+    bool required;   /* --cache-required */
+    atomic_bool off; /* set after the first failure to reach the server */
     atomic_uint_fast64_t down, up;
 
     /* What went wrong, for the summary (status_mu). One warning per state
@@ -98,8 +98,10 @@ static void fail(lc_remote *r, int rc, const lc_err *err, bool write)
     if (rc == -LC_PERMISSION_DENIED && write && atomic_load(&r->mode) == LC_CACHE_RW) {
         /* Read-only credentials: keep reading, stop writing. */
         atomic_store(&r->mode, LC_CACHE_RO);
-        snprintf(reason, sizeof(reason), "auth failure (PERMISSION_DENIED): the token may not "
-                 "upload; lookups only: %s", msg);
+        snprintf(reason, sizeof(reason),
+                 "auth failure (PERMISSION_DENIED): the token may not "
+                 "upload; lookups only: %s",
+                 msg);
         snprintf(warning, sizeof(warning),
                  "cache server refused an upload: auth failure (%s); continuing read-only", msg);
         set_state(r, LC_CACHE_STATE_DEGRADED, true, reason, warning);
@@ -176,16 +178,16 @@ static int upload_blob(lc_remote *r, upload_job *j, size_t i, lc_err *err)
 {
     if (j->datas[i] != NULL)
         return lc_cache_client_write_buffer(r->client, &j->digests[i], j->datas[i], err);
-    upload_src u = {.fd = open(j->paths[i], O_RDONLY | O_CLOEXEC), .progress = r->progress,
-                    .xfer = -1};
+    upload_src u = {
+        .fd = open(j->paths[i], O_RDONLY | O_CLOEXEC), .progress = r->progress, .xfer = -1};
     if (u.fd < 0)
         return lc_err_set(err, LC_NOT_FOUND, "cannot open %s: %s", j->paths[i], strerror(errno));
     if (j->digests[i].size >= SHOW_BYTES_FROM) {
         char hex[LC_DIGEST_OCI_LEN + 1], what[64];
         lc_digest_oci(&j->digests[i], hex);
         snprintf(what, sizeof(what), "uploading %.19s", hex);
-        u.xfer = lc_progress_transfer_begin(r->progress, j->slot, what,
-                                            (uint64_t)j->digests[i].size);
+        u.xfer =
+            lc_progress_transfer_begin(r->progress, j->slot, what, (uint64_t)j->digests[i].size);
     }
     int rc = lc_cache_client_write_pread(r->client, &j->digests[i], upload_pread, &u, err);
     lc_progress_transfer_end(r->progress, u.xfer);
@@ -209,8 +211,8 @@ static void run_probe(lc_remote *r)
     if (lc_cache_capabilities_check(&caps, 0, &err) < 0) {
         atomic_store(&r->off, true);
         char warning[LC_ERR_MSG_MAX + 64];
-        snprintf(warning, sizeof(warning), "cache server unusable (%s); continuing without the cache",
-                 err.msg);
+        snprintf(warning, sizeof(warning),
+                 "cache server unusable (%s); continuing without the cache", err.msg);
         set_state(r, LC_CACHE_STATE_OFF, false, err.msg, warning);
         return;
     }
@@ -253,7 +255,8 @@ static void run_job(lc_remote *r, upload_job *j)
     }
     if (rc == 0 && j->result != NULL) { /* NULL: a bare blob (lc_remote_put_blob) */
         Build__Bazel__Remote__Execution__V2__ActionResult *ar =
-            build__bazel__remote__execution__v2__action_result__unpack(NULL, j->result_len, j->result);
+            build__bazel__remote__execution__v2__action_result__unpack(NULL, j->result_len,
+                                                                       j->result);
         if (ar == NULL) {
             rc = -LC_INTERNAL;
             goto out;
@@ -297,8 +300,7 @@ static void *upload_thread(void *arg)
 
 static void enqueue(lc_remote *r, upload_job *j);
 
-int lc_remote_open(const lc_remote_opts *opts, lc_progress *progress, lc_remote **out,
-                   lc_err *err)
+int lc_remote_open(const lc_remote_opts *opts, lc_progress *progress, lc_remote **out, lc_err *err)
 {
     lc_remote *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -371,7 +373,9 @@ void lc_remote_get_status(lc_remote *r, lc_remote_status *out)
 
 const char *lc_remote_state_name(int state)
 {
-    return state == LC_CACHE_STATE_OK ? "ok" : state == LC_CACHE_STATE_DEGRADED ? "degraded" : "off";
+    return state == LC_CACHE_STATE_OK         ? "ok"
+           : state == LC_CACHE_STATE_DEGRADED ? "degraded"
+                                              : "off";
 }
 
 int lc_remote_check_required(lc_remote *r, lc_err *err)
@@ -381,8 +385,10 @@ int lc_remote_check_required(lc_remote *r, lc_err *err)
     lc_remote_status st;
     lc_remote_get_status(r, &st);
     if (st.state == LC_CACHE_STATE_OFF || (st.state == LC_CACHE_STATE_DEGRADED && st.auth))
-        return lc_err_set(err, LC_FAILED_PRECONDITION, "the cache is required (--cache-required) "
-                          "but is %s: %s", lc_remote_state_name(st.state), st.reason);
+        return lc_err_set(err, LC_FAILED_PRECONDITION,
+                          "the cache is required (--cache-required) "
+                          "but is %s: %s",
+                          lc_remote_state_name(st.state), st.reason);
     return 0;
 }
 
@@ -422,7 +428,10 @@ void lc_remote_close(lc_remote **rp)
     *rp = NULL;
 }
 
-bool lc_remote_readable(const lc_remote *r) { return r->client != NULL && !atomic_load(&r->off); }
+bool lc_remote_readable(const lc_remote *r)
+{
+    return r->client != NULL && !atomic_load(&r->off);
+}
 
 bool lc_remote_writable(const lc_remote *r)
 {
@@ -586,5 +595,11 @@ void lc_remote_put_blob(lc_remote *r, const lc_digest *d, const char *path)
     enqueue(r, j);
 }
 
-uint64_t lc_remote_bytes_down(const lc_remote *r) { return atomic_load(&r->down); }
-uint64_t lc_remote_bytes_up(const lc_remote *r) { return atomic_load(&r->up); }
+uint64_t lc_remote_bytes_down(const lc_remote *r)
+{
+    return atomic_load(&r->down);
+}
+uint64_t lc_remote_bytes_up(const lc_remote *r)
+{
+    return atomic_load(&r->up);
+}

@@ -41,19 +41,18 @@ typedef struct lc_remote_opts {
     const char *cacert;   /* grpcs://: CA PEM file or NULL (system roots) */
     const char *tls_cert; /* grpcs://: client certificate and key PEM files or NULL */
     const char *tls_key;
-    int mode;             /* enum lc_cache_mode */
-    const char *worker;   /* who we are, recorded in ExecutedActionMetadata */
-    bool required;        /* --cache-required: probe before returning, and fail
-                           * (FAILED_PRECONDITION with the cause) if the cache
-                           * is not usable */
+    int mode;           /* enum lc_cache_mode */
+    const char *worker; /* who we are, recorded in ExecutedActionMetadata */
+    bool required;      /* --cache-required: probe before returning, and fail
+                         * (FAILED_PRECONDITION with the cause) if the cache
+                         * is not usable */
 } lc_remote_opts;
 
 /* Never fails for an unreachable server (unless opts->required): that is
  * found by the probe, in the background; fails on bad options
  * (INVALID_ARGUMENT) or memory. progress is borrowed for warnings and byte
  * counts. */
-int lc_remote_open(const lc_remote_opts *opts, lc_progress *progress, lc_remote **out,
-                   lc_err *err);
+int lc_remote_open(const lc_remote_opts *opts, lc_progress *progress, lc_remote **out, lc_err *err);
 /* Drains the upload queue, then closes. */
 void lc_remote_close(lc_remote **r);
 
@@ -63,8 +62,8 @@ bool lc_remote_writable(const lc_remote *r);
 enum lc_cache_state { LC_CACHE_STATE_OK = 0, LC_CACHE_STATE_DEGRADED, LC_CACHE_STATE_OFF };
 
 typedef struct lc_remote_status {
-    int state;         /* enum lc_cache_state */
-    bool auth;         /* the cause is an auth failure (token refused, read-only) */
+    int state;                   /* enum lc_cache_state */
+    bool auth;                   /* the cause is an auth failure (token refused, read-only) */
     char reason[LC_ERR_MSG_MAX]; /* "" when ok; else the cause, e.g. "auth failure
                                   * (UNAUTHENTICATED): ..." or "cache server ...
                                   * unreachable ..." */
