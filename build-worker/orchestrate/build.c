@@ -856,9 +856,13 @@ static int preflight(builder *b, lc_err *err)
         for (size_t i = 1; i < st->nsteps; i++)
             if (nodes[i].hit_local || nodes[i].hit_remote)
                 last_hit = i;
-        for (size_t i = last_hit + 1; i < st->nsteps; i++)
-            if (nodes[i].ks->kind == LC_DF_RUN)
-                return check_runnable(nodes[i].ks, err);
+        for (size_t i = last_hit + 1; i < st->nsteps; i++) {
+            if (nodes[i].ks->kind != LC_DF_RUN)
+                continue;
+            if ((rc = check_runnable(nodes[i].ks, err)) < 0)
+                return rc;
+            break; /* one RUN of the stage tells for all: the platform is the stage's */
+        }
     }
     return 0;
 }
