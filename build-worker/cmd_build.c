@@ -252,7 +252,25 @@ static bool looks_like_archive(const unsigned char *p, size_t n)
            (n >= 3 && memcmp(p, "BZh", 3) == 0);
 }
 
-/* CONTEXT -: stdin is the context as a tar, extracted into dir (made
+/* Reads up to cap bytes (fewer only at the end of input). */
+static ssize_t read_full(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    return (ssize_t)n;
+}
+
+/* CONTEXT -: stdin is the context as a tar, copied to a file next to dir
+ * (memory stays bounded whatever its size) and extracted into dir (made
  * here); or a Dockerfile alone (*text), with dir an empty context. */
 static int context_from_stdin(char *dir, size_t cap, char **text, size_t *len, lc_err *err)
 {
@@ -260,20 +278,45 @@ static int context_from_stdin(char *dir, size_t cap, char **text, size_t *len, l
     snprintf(dir, cap, "%s/layercache-context.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (mkdtemp(dir) == NULL)
         return lc_err_set(err, lc_code_from_errno(errno), "mkdtemp %s: %s", dir, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0;
-    int rc = read_all(STDIN_FILENO, &buf, &n, err);
-    if (rc < 0)
-        return rc;
-    if (!looks_like_archive((const unsigned char *)buf, n)) {
-        *text = buf;
-        *len = n;
+    char head[65536];
+    ssize_t n = read_full(STDIN_FILENO, head, sizeof(head));
+    if (n < 0)
+        return lc_err_set(err, lc_code_from_errno(errno), "read stdin: %s", strerror(errno));
+    if (!looks_like_archive((const unsigned char *)head, (size_t)n)) {
+        char *rest = NULL;
+        size_t rlen = 0;
+        int rc = read_all(STDIN_FILENO, &rest, &rlen, err);
+        if (rc < 0)
+            return rc;
+        if ((*text = malloc((size_t)n + rlen + 1)) == NULL) {
+            free(rest);
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        memcpy(*text, head, (size_t)n);
+        memcpy(*text + n, rest, rlen + 1);
+        *len = (size_t)n + rlen;
+        free(rest);
         return 0;
     }
     char file[PATH_MAX + 16];
     snprintf(file, sizeof(file), "%s.tar", dir);
-    rc = lc_fs_write_file(file, buf, n, err);
-    free(buf);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return lc_err_set(err, lc_code_from_errno(errno), "create %s: %s", file, strerror(errno));
+    int rc = 0;
+    while (n > 0 && rc == 0) {
+        for (ssize_t off = 0; off < n && rc == 0;) {
+            ssize_t w = write(fd, head + off, (size_t)(n - off));
+            if (w < 0 && errno != EINTR)
+                rc = lc_err_set(err, lc_code_from_errno(errno), "write %s: %s", file,
+                                strerror(errno));
+            off += w > 0 ? w : 0;
+        }
+        if (rc == 0 && (n = read_full(STDIN_FILENO, head, sizeof(head))) < 0)
+            rc = lc_err_set(err, lc_code_from_errno(errno), "read stdin: %s", strerror(errno));
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = lc_err_set(err, lc_code_from_errno(errno), "write %s: %s", file, strerror(errno));
     lc_untar_opts uo = {.mode = LC_UNTAR_PLAIN, .no_same_owner = 1};
     if (rc == 0 && (rc = lc_untar_file(file, dir, &uo, NULL, err)) < 0)
         lc_err_prefix(err, "the context on stdin");
