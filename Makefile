@@ -3,7 +3,7 @@
 #   make                 bin/layercache-server, bin/layercache
 #   make test            every test, then again under ASan+UBSan
 #   make check           every test once (SANITIZE=1 for the sanitizer build)
-#   make demo            the main job (see README.md)
+#   make demo            the main job (see README.md); installs only what it needs
 #   make bench           all benchmarks (bench-server, bench-keys, ...)
 #   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS each
 #   make V=1 ...         show full compiler command lines
@@ -121,8 +121,9 @@ test:
 	$(MAKE) check
 	$(MAKE) check SANITIZE=1
 
+# The demo installs only what it needs (the tests need far more).
 demo:
-	scripts/install-deps
+	scripts/install-deps demo
 	$(MAKE) all
 	scripts/demo
 

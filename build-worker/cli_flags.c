@@ -16,8 +16,11 @@ static const lc_flag build_flags[] = {
      "set a build argument; NAME alone takes the value from the environment", true},
     {"target", 0, LC_FLAG_STRING, &lc_cli_build_opts.target, NULL, "STAGE",
      "build up to this stage (name or index; default: the last stage)", true},
-    {"platform", 0, LC_FLAG_STRING, &lc_cli_build_opts.platform, NULL, "OS/ARCH",
-     "target platform (default: the host's, e.g. linux/amd64)", true},
+    {"platform", 0, LC_FLAG_STRING, &lc_cli_build_opts.platform, NULL, "OS/ARCH[/VARIANT],...",
+     "target platform (default: the host's, e.g. linux/amd64); another runs its RUN steps under "
+     "an emulator registered with binfmt_misc (Debian's qemu-user-static); build: a,b builds "
+     "each (--output type=oci then writes an image index)",
+     true},
 };
 const lc_flag_group lc_cli_build_group = LC_FLAG_GROUP(build_flags);
 

@@ -68,7 +68,7 @@ typedef struct lc_cli_build {
     char *file;            /* -f, --file; NULL = CONTEXT/Dockerfile */
     lc_strlist build_args; /* --build-arg NAME[=VALUE] */
     char *target;          /* --target STAGE */
-    char *platform;        /* --platform OS/ARCH */
+    char *platform;        /* --platform OS/ARCH[/VARIANT][,...] as given */
 } lc_cli_build;
 
 extern lc_cli_build lc_cli_build_opts;

@@ -12,6 +12,7 @@
 #include "build-worker/context/statcache.h"
 #include "build-worker/dockerfile/dockerfile.h"
 #include "build-worker/keys/keys.h"
+#include "build-worker/oci/platform.h"
 #include "err.h"
 #include "flags.h"
 #include "strlist.h"
@@ -190,12 +191,26 @@ int lc_cmd_keys(int argc, char **argv)
             lc_err_clear(&err);
         }
     }
+    /* The platform as builds normalize it, so both compute the same keys. */
+    char platform[64] = "";
+    if (lc_cli_build_opts.platform != NULL) {
+        lc_platform p;
+        if (strchr(lc_cli_build_opts.platform, ',') != NULL) {
+            fprintf(stderr, "layercache keys: --platform: one platform at a time\n");
+            goto out;
+        }
+        if (lc_platform_parse(lc_cli_build_opts.platform, &p, &err) < 0) {
+            fprintf(stderr, "layercache keys: --platform: %s\n", err.msg);
+            goto out;
+        }
+        lc_platform_format(&p, platform, sizeof(platform));
+    }
     lc_keys_opts ko = {.context_dir = context,
                        .dockerfile_path = dockerfile,
                        .target = lc_cli_build_opts.target,
                        .build_args = vars,
                        .nbuild_args = nvars,
-                       .platform = lc_cli_build_opts.platform,
+                       .platform = platform[0] ? platform : NULL,
                        .bases = bases,
                        .nbases = nbases,
                        .resolve = sd ? lc_statedir_resolve : NULL,

@@ -309,6 +309,13 @@ int lc_cache_client_write_fd(lc_cache_client *c, const lc_digest *d, int fd, lc_
     return write_resumable(c, d, &src, err);
 }
 
+int lc_cache_client_write_pread(lc_cache_client *c, const lc_digest *d, lc_cache_pread_fn fn,
+                                void *ctx, lc_err *err)
+{
+    source src = {fn, NULL, ctx};
+    return write_resumable(c, d, &src, err);
+}
+
 int lc_cache_client_write_reader(lc_cache_client *c, const lc_digest *d, lc_cache_read_fn fn,
                                  void *ctx, lc_err *err)
 {

@@ -173,6 +173,10 @@ int lc_cache_client_write_buffer(lc_cache_client *c, const lc_digest *d, const v
                                  lc_err *err);
 /* Same from a file (read with pread from offset 0; d->size bytes). */
 int lc_cache_client_write_fd(lc_cache_client *c, const lc_digest *d, int fd, lc_err *err);
+/* Same from a random-access source (resumes like write_fd; the worker
+ * counts the bytes it hands over for its progress display). */
+int lc_cache_client_write_pread(lc_cache_client *c, const lc_digest *d, lc_cache_pread_fn fn,
+                                void *ctx, lc_err *err);
 /* Same from a sequential reader (no resume: it cannot rewind). The reader
  * must deliver exactly d->size bytes. */
 int lc_cache_client_write_reader(lc_cache_client *c, const lc_digest *d, lc_cache_read_fn fn,

@@ -182,6 +182,20 @@ static int check_unique(const flat *fl, lc_err *err)
     return 0;
 }
 
+/* One of the words of "a|b|c". */
+static bool is_metavar_word(const char *metavar, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = metavar; p != NULL && *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && n > 0 && strncmp(p, word, n) == 0)
+            return true;
+        p = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
 int lc_flags_parse(const lc_flag *flags, size_t n, const char *env_prefix, int argc, char **argv,
                    int first, lc_strlist *positional, lc_err *err)
 {
@@ -254,6 +268,10 @@ int lc_flags_parse(const lc_flag *flags, size_t n, const char *env_prefix, int a
         if (value == NULL) {
             if (f->type == LC_FLAG_BOOL) {
                 value = "true";
+            } else if (f->bare != NULL) {
+                value = f->bare;
+                if (i + 1 < argc && is_metavar_word(f->metavar, argv[i + 1]))
+                    value = argv[++i];
             } else {
                 if (i + 1 >= argc)
                     return lc_err_set(err, LC_INVALID_ARGUMENT, "flag %s needs a value (%s)", shown,
@@ -285,7 +303,7 @@ void lc_flags_usage(FILE *out, const char *usage, const lc_flag *flags, size_t n
         else
             len = snprintf(head, sizeof(head), "      --%s", f->name);
         if (f->type != LC_FLAG_BOOL && len > 0 && (size_t)len < sizeof(head))
-            snprintf(head + len, sizeof(head) - (size_t)len, " %s",
+            snprintf(head + len, sizeof(head) - (size_t)len, f->bare ? "[=%s]" : " %s",
                      f->metavar ? f->metavar : "VALUE");
         fprintf(out, "%s\n      %s", head, f->help);
         if (f->def != NULL && *f->def != '\0')

@@ -48,6 +48,10 @@ typedef struct lc_flag {
     const char *metavar; /* shown in --help: ADDR, N, DIR */
     const char *help;
     bool no_env; /* true: no LAYERCACHE_* variable for this flag */
+    /* LC_FLAG_STRING only, optional: the value of the flag given alone
+     * ("--pull" = "always", as Docker's bare --pull). Its value is then
+     * "--x=V", or "--x V" when V is one of metavar's '|'-separated words. */
+    const char *bare;
 } lc_flag;
 
 /* A table declared once and included by several (LC_FLAG_INCLUDE). */

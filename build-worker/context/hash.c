@@ -122,6 +122,9 @@ static void work_cb(uv_work_t *req)
 typedef struct hash_run {
     lc_statcache *sc;
     lc_hash_stats *stats;
+    lc_hash_progress_fn progress;
+    void *progress_ctx;
+    uint64_t to_read;
     int code;
     char msg[LC_ERR_MSG_MAX];
 } hash_run;
@@ -156,6 +159,8 @@ static void after_cb(uv_work_t *req, int status)
             snprintf(run->msg, sizeof(run->msg), "out of memory");
         }
     }
+    if (run->progress != NULL)
+        run->progress(run->progress_ctx, run->stats->bytes_read, run->to_read);
 }
 
 static int cmp_entry(const void *pa, const void *pb)
@@ -171,6 +176,13 @@ static int cmp_entry(const void *pa, const void *pb)
 int lc_hash_selections(const char *root, lc_selection *const *sels, size_t n, lc_statcache *sc,
                        lc_hash_stats *stats, lc_err *err)
 {
+    return lc_hash_selections_progress(root, sels, n, sc, NULL, NULL, stats, err);
+}
+
+int lc_hash_selections_progress(const char *root, lc_selection *const *sels, size_t n,
+                                lc_statcache *sc, lc_hash_progress_fn progress, void *ctx,
+                                lc_hash_stats *stats, lc_err *err)
+{
     lc_hash_stats local;
     if (stats == NULL)
         stats = &local;
@@ -184,7 +196,7 @@ int lc_hash_selections(const char *root, lc_selection *const *sels, size_t n, lc
     hash_job *jobs = calloc(total ? total : 1, sizeof(*jobs));
     uv_loop_t loop;
     int loop_ok = 0, rc = 0;
-    hash_run run = {.sc = sc, .stats = stats};
+    hash_run run = {.sc = sc, .stats = stats, .progress = progress, .progress_ctx = ctx};
     if (all == NULL || todo == NULL || res == NULL || jobs == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
@@ -213,6 +225,7 @@ int lc_hash_selections(const char *root, lc_selection *const *sels, size_t n, lc
             continue;
         }
         todo[ntodo++] = e;
+        run.to_read += (uint64_t)e->st.size;
     }
     if (ntodo > 0) {
         if (uv_loop_init(&loop) != 0) {

@@ -30,4 +30,12 @@ typedef struct lc_hash_stats {
 int lc_hash_selections(const char *root, lc_selection *const *sels, size_t n, lc_statcache *sc,
                        lc_hash_stats *stats, lc_err *err);
 
+/* The same, calling progress (on the calling thread, may be NULL) as
+ * files are read: bytes read so far, of the total the stat cache did not
+ * answer. */
+typedef void (*lc_hash_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+int lc_hash_selections_progress(const char *root, lc_selection *const *sels, size_t n,
+                                lc_statcache *sc, lc_hash_progress_fn progress, void *ctx,
+                                lc_hash_stats *stats, lc_err *err);
+
 #endif

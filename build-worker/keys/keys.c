@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "build-worker/context/dockerignore.h"
+#include "build-worker/oci/platform.h"
 #include "encode.h"
 
 /* ---- a tiny string builder ------------------------------------------------ */
@@ -800,7 +801,20 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
         ks->needed = sp->needed;
         ks->base = sp->base;
         ks->base_stage = sp->base_stage;
-        const char *pl = sp->platform ? sp->platform : platform;
+        /* FROM --platform as containerd normalizes it: equal platforms
+         * spelled differently are one key. */
+        char pl[64];
+        lc_platform fp;
+        if (sp->platform != NULL) {
+            if ((rc = lc_platform_parse(sp->platform, &fp, err)) < 0) {
+                lc_err_prefix(err, "%s:%d:%d: FROM --platform", sp->stage->from->pos.file,
+                              sp->stage->from->pos.line, sp->stage->from->pos.col);
+                goto out;
+            }
+            lc_platform_format(&fp, pl, sizeof(pl));
+        } else {
+            snprintf(pl, sizeof(pl), "%s", platform);
+        }
         ks->platform = strdup(pl);
         if (ks->platform == NULL) {
             rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -868,7 +882,9 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
     }
 
     /* Pass 2: hash every selected file at once, across cores. */
-    if ((rc = lc_hash_selections(o->context_dir, sels, nsel, o->statcache, &k->hash, err)) != 0)
+    if ((rc = lc_hash_selections_progress(o->context_dir, sels, nsel, o->statcache,
+                                          o->hash_progress, o->hash_progress_ctx, &k->hash, err)) !=
+        0)
         goto out;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     k->context_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;

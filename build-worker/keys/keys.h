@@ -51,6 +51,9 @@ typedef struct lc_keys_opts {
     lc_keys_resolve_fn resolve; /* may be NULL */
     void *resolve_ctx;
     lc_statcache *statcache; /* may be NULL (everything is read) */
+    /* Context bytes hashed so far (hash.h); may be NULL. */
+    lc_hash_progress_fn hash_progress;
+    void *hash_progress_ctx;
 } lc_keys_opts;
 
 typedef struct lc_key_step {

@@ -46,6 +46,8 @@ struct writer {
     lc_hasher *h_diff;
     struct archive *b; /* compressor, NULL when uncompressed */
     int io_errno;
+    const lc_layer_opts *o; /* for its progress callback */
+    uint64_t tar_bytes, file_bytes;
 };
 
 int64_t lc_layer_default_epoch(void)
@@ -312,6 +314,9 @@ static la_ssize_t a_write_cb(struct archive *a, void *ud, const void *buf, size_
 {
     struct writer *wr = ud;
     lc_hasher_update(wr->h_diff, buf, len);
+    wr->tar_bytes += len;
+    if (wr->o->progress != NULL)
+        wr->o->progress(wr->o->progress_ctx, wr->tar_bytes, wr->file_bytes);
     if (wr->b == NULL)
         return b_write_cb(a, ud, buf, len);
     la_ssize_t r = archive_write_data(wr->b, buf, len);
@@ -489,13 +494,16 @@ int lc_layer_write(const char *dir, const char *out_path, const lc_layer_opts *o
         return lc_err_set(err, LC_INVALID_ARGUMENT, "unknown layer compression %d", o->compression);
     int64_t epoch = o->epoch >= 0 ? o->epoch : lc_layer_default_epoch();
     struct walk w = {.root = dir, .no_whiteouts = o->no_whiteouts};
-    struct writer wr = {.fd = -1, .path = out_path};
+    struct writer wr = {.fd = -1, .path = out_path, .o = o};
     struct archive *a = NULL;
     int rc = walk_dir(&w, "", err);
     if (rc < 0)
         goto out;
     if (w.n > 0)
         qsort(w.v, w.n, sizeof(w.v[0]), cmp_ent);
+    for (size_t i = 0; i < w.n; i++)
+        if (S_ISREG(w.v[i].st.st_mode))
+            wr.file_bytes += (uint64_t)w.v[i].st.st_size;
     if (link_hardlinks(&w) < 0) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;

@@ -37,6 +37,10 @@ typedef struct lc_layer_opts {
     int64_t epoch;    /* all times; < 0: $SOURCE_DATE_EPOCH, else 0 */
     int xattrs;       /* write user.* / security.* xattrs (never trusted.*) */
     int no_whiteouts; /* 1: write char devices 0/0 as devices (not an overlay dir) */
+    /* Optional: called as the tar grows, with its bytes so far and the
+     * regular files' total size (for a progress display). */
+    void (*progress)(void *ctx, uint64_t tar_bytes, uint64_t file_bytes);
+    void *progress_ctx;
 } lc_layer_opts;
 
 typedef struct lc_layer_info {

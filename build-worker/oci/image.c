@@ -1,6 +1,7 @@
 /* image.c - the image state document (see image.h). */
 #include "build-worker/oci/image.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -505,4 +506,29 @@ int lc_image_set_healthcheck(lc_image *img, const lc_image_healthcheck *hc)
     if (hc->retries > 0)
         json_object_set_new(h, "Retries", json_integer(hc->retries));
     return json_object_set_new(inner(img), "Healthcheck", h) < 0 ? -LC_RESOURCE_EXHAUSTED : 0;
+}
+
+/* ---- platform (the config's os, architecture, variant) ---- */
+
+int lc_image_set_platform(lc_image *img, const char *os, const char *arch, const char *variant)
+{
+    json_t *c = cfg(img);
+    if (json_object_set_new(c, "os", json_string(os)) < 0 ||
+        json_object_set_new(c, "architecture", json_string(arch)) < 0)
+        return -LC_RESOURCE_EXHAUSTED;
+    if (variant != NULL && variant[0] != '\0')
+        return json_object_set_new(c, "variant", json_string(variant)) < 0 ? -LC_RESOURCE_EXHAUSTED
+                                                                           : 0;
+    json_object_del(c, "variant");
+    return 0;
+}
+
+void lc_image_get_platform(const lc_image *img, char *buf, size_t cap)
+{
+    json_t *c = cfg(img);
+    const char *os = json_string_value(json_object_get(c, "os"));
+    const char *arch = json_string_value(json_object_get(c, "architecture"));
+    const char *variant = json_string_value(json_object_get(c, "variant"));
+    snprintf(buf, cap, "%s/%s%s%s", os ? os : "", arch ? arch : "", variant ? "/" : "",
+             variant ? variant : "");
 }

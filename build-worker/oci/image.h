@@ -108,6 +108,12 @@ int lc_image_add_onbuild(lc_image *img, const char *instruction);
 /* NULL removes the healthcheck. */
 int lc_image_set_healthcheck(lc_image *img, const lc_image_healthcheck *hc);
 
+/* The platform at the top of the config: os, architecture, variant (NULL
+ * or "" removes it). */
+int lc_image_set_platform(lc_image *img, const char *os, const char *arch, const char *variant);
+/* "os/arch" or "os/arch/variant" as the config says (fields it lacks empty). */
+void lc_image_get_platform(const lc_image *img, char *buf, size_t cap);
+
 /* Escape hatch: the config object itself (borrowed; mutate with jansson). */
 json_t *lc_image_config_obj(lc_image *img);
 

@@ -242,16 +242,17 @@ static int cmp_blob(const void *a, const void *b)
     return strcmp(((const struct blob *)a)->hex, ((const struct blob *)b)->hex);
 }
 
-static json_t *index_entry(const lc_digest *md, const char *ref)
+static json_t *index_entry(const char *media, const lc_digest *md, const char *ref)
 {
-    json_t *e = descriptor(LC_MEDIA_OCI_MANIFEST, md);
+    json_t *e = descriptor(media, md);
     if (e != NULL && ref != NULL)
         json_object_set_new(e, "annotations", json_pack("{s:s}", LC_OCI_REF_ANNOTATION, ref));
     return e;
 }
 
 /* The index: existing manifests (dir mode) minus the same ref, plus ours. */
-static char *build_index(const char *dir, const lc_digest *md, const char *ref, lc_err *err)
+static char *build_index(const char *dir, const char *media, const lc_digest *md, const char *ref,
+                         lc_err *err)
 {
     json_t *manifests = json_array();
     if (dir != NULL) {
@@ -271,7 +272,7 @@ static char *build_index(const char *dir, const lc_digest *md, const char *ref, 
         }
         json_decref(old);
     }
-    json_array_append_new(manifests, index_entry(md, ref));
+    json_array_append_new(manifests, index_entry(media, md, ref));
     json_t *idx = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType", LC_MEDIA_OCI_INDEX,
                             "manifests", manifests);
     char *s = idx ? json_dumps(idx, DUMP_FLAGS) : NULL;
@@ -281,37 +282,120 @@ static char *build_index(const char *dir, const lc_digest *md, const char *ref, 
     return s;
 }
 
-static int write_layout(struct sink *s, const lc_image *img, const char *const *layer_paths,
-                        const char *ref, lc_digest *manifest_digest, lc_err *err)
+/* "os/arch[/variant]" as an OCI platform object. */
+static json_t *platform_json(const char *platform)
 {
-    char *cfg = NULL, *man = NULL, *index = NULL;
-    size_t clen, mlen;
-    lc_digest cd, md;
-    size_t n = lc_image_layer_count(img);
-    struct blob *blobs = calloc(n + 2, sizeof(*blobs));
-    int rc = blobs ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    if (rc == 0)
-        rc = lc_layout_manifest(img, &cfg, &clen, &cd, &man, &mlen, &md, err);
+    char os[32] = "", arch[32] = "", variant[32] = "";
+    sscanf(platform, "%31[^/]/%31[^/]/%31s", os, arch, variant);
+    json_t *p = json_pack("{s:s, s:s}", "architecture", arch, "os", os);
+    if (p != NULL && variant[0])
+        json_object_set_new(p, "variant", json_string(variant));
+    return p;
+}
+
+int lc_layout_index(const lc_layout_image *imgs, size_t n, char **out, size_t *len,
+                    lc_digest *digest, lc_err *err)
+{
+    json_t *manifests = json_array();
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *cfg = NULL, *man = NULL;
+        size_t clen, mlen;
+        lc_digest md;
+        rc = lc_layout_manifest(imgs[i].img, &cfg, &clen, NULL, &man, &mlen, &md, err);
+        free(cfg);
+        free(man);
+        if (rc < 0)
+            break;
+        json_t *e = descriptor(LC_MEDIA_OCI_MANIFEST, &md);
+        if (e != NULL && imgs[i].platform != NULL)
+            json_object_set_new(e, "platform", platform_json(imgs[i].platform));
+        json_array_append_new(manifests, e);
+    }
+    json_t *idx = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType", LC_MEDIA_OCI_INDEX,
+                            "manifests", manifests);
+    char *s = idx && rc == 0 ? json_dumps(idx, DUMP_FLAGS) : NULL;
+    json_decref(idx);
     if (rc < 0)
-        goto out;
-    size_t nb = 0;
+        return rc;
+    if (s == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory building an image index");
+    *out = s;
+    *len = strlen(s);
+    if (digest != NULL)
+        lc_digest_of(s, *len, digest);
+    return 0;
+}
+
+static int blobs_of_image(const lc_layout_image *li, struct blob **blobs, size_t *nb, size_t *cap,
+                          char **owned, size_t *nowned, lc_digest *md, lc_err *err)
+{
+    char *cfg = NULL, *man = NULL;
+    size_t clen, mlen;
+    lc_digest cd;
+    size_t n = lc_image_layer_count(li->img);
+    int rc = lc_layout_manifest(li->img, &cfg, &clen, &cd, &man, &mlen, md, err);
+    if (rc < 0)
+        return rc;
+    owned[(*nowned)++] = cfg;
+    owned[(*nowned)++] = man;
+    if (*nb + n + 2 > *cap) {
+        size_t c = (*nb + n + 2) * 2;
+        struct blob *g = realloc(*blobs, c * sizeof(*g));
+        if (g == NULL)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        *blobs = g;
+        *cap = c;
+    }
     for (size_t i = 0; i < n; i++) {
         lc_image_layer l;
-        lc_image_layer_at(img, i, &l);
-        if (layer_paths == NULL || layer_paths[i] == NULL) {
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "no blob file for layer %zu", i);
+        lc_image_layer_at(li->img, i, &l);
+        if (li->layer_paths == NULL || li->layer_paths[i] == NULL)
+            return lc_err_set(err, LC_INVALID_ARGUMENT, "no blob file for layer %zu", i);
+        (*blobs)[*nb] = (struct blob){.d = l.blob, .path = li->layer_paths[i]};
+        lc_digest_hex(&l.blob, (*blobs)[(*nb)++].hex);
+    }
+    (*blobs)[*nb] = (struct blob){.d = cd, .data = cfg, .len = clen};
+    lc_digest_hex(&cd, (*blobs)[(*nb)++].hex);
+    (*blobs)[*nb] = (struct blob){.d = *md, .data = man, .len = mlen};
+    lc_digest_hex(md, (*blobs)[(*nb)++].hex);
+    return 0;
+}
+
+static int write_layout(struct sink *s, const lc_layout_image *imgs, size_t nimgs, const char *ref,
+                        lc_digest *top_digest, lc_err *err)
+{
+    struct blob *blobs = NULL;
+    size_t nb = 0, cap = 0, nowned = 0;
+    char **owned = calloc(2 * nimgs + 1, sizeof(*owned));
+    char *index = NULL, *list = NULL;
+    size_t list_len = 0;
+    lc_digest md = {0}, top;
+    int rc = owned ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < nimgs && rc == 0; i++)
+        rc = blobs_of_image(&imgs[i], &blobs, &nb, &cap, owned, &nowned, &md, err);
+    if (rc < 0)
+        goto out;
+    const char *top_media = LC_MEDIA_OCI_MANIFEST;
+    top = md;
+    if (nimgs > 1) {
+        /* Several platforms: one image index naming each manifest with its
+         * platform, and index.json naming that index (BuildKit's layout). */
+        if ((rc = lc_layout_index(imgs, nimgs, &list, &list_len, &top, err)) < 0)
+            goto out;
+        struct blob *g = realloc(blobs, (nb + 1) * sizeof(*g));
+        if (g == NULL) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
-        blobs[nb] = (struct blob){.d = l.blob, .path = layer_paths[i]};
-        lc_digest_hex(&l.blob, blobs[nb++].hex);
+        blobs = g;
+        blobs[nb] = (struct blob){.d = top, .data = list, .len = list_len};
+        lc_digest_hex(&top, blobs[nb++].hex);
+        top_media = LC_MEDIA_OCI_INDEX;
     }
-    blobs[nb] = (struct blob){.d = cd, .data = cfg, .len = clen};
-    lc_digest_hex(&cd, blobs[nb++].hex);
-    blobs[nb] = (struct blob){.d = md, .data = man, .len = mlen};
-    lc_digest_hex(&md, blobs[nb++].hex);
     qsort(blobs, nb, sizeof(*blobs), cmp_blob);
 
-    index = build_index(s->dir, &md, ref, err);
+    index = build_index(s->dir, top_media, &top, ref, err);
     if (index == NULL) {
         rc = -LC_RESOURCE_EXHAUSTED;
         goto out;
@@ -332,46 +416,65 @@ static int write_layout(struct sink *s, const lc_image *img, const char *const *
     if ((rc = sink_bytes(s, "index.json", index, strlen(index), err)) < 0 ||
         (rc = sink_bytes(s, "oci-layout", OCI_LAYOUT_FILE, strlen(OCI_LAYOUT_FILE), err)) < 0)
         goto out;
-    if (manifest_digest != NULL)
-        *manifest_digest = md;
+    if (top_digest != NULL)
+        *top_digest = top;
 out:
+    for (size_t i = 0; i < nowned; i++)
+        free(owned[i]);
+    free(owned);
+    free(list);
     free(index);
-    free(cfg);
-    free(man);
     free(blobs);
+    return rc;
+}
+
+int lc_layout_write(const char *dest, bool tar, const lc_layout_image *imgs, size_t n,
+                    const char *ref, lc_digest *top_digest, lc_err *err)
+{
+    if (!tar) {
+        int r = lc_fs_mkdir_p(dest);
+        if (r < 0)
+            return lc_err_set(err, lc_code_from_errno(-r), "create %s: %s", dest, strerror(-r));
+        struct sink s = {.dir = dest};
+        return write_layout(&s, imgs, n, ref, top_digest, err);
+    }
+    bool to_stdout = strcmp(dest, "-") == 0;
+    struct sink s = {.tar = archive_write_new()};
+    if (s.tar == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = 0;
+    /* No padding of the last block: a file and stdout get the same bytes. */
+    if (archive_write_set_format_pax_restricted(s.tar) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(s.tar, 1) != ARCHIVE_OK ||
+        (to_stdout ? archive_write_open_fd(s.tar, STDOUT_FILENO)
+                   : archive_write_open_filename(s.tar, dest)) != ARCHIVE_OK) {
+        rc = lc_err_set(err, LC_INTERNAL, "create %s: %s", to_stdout ? "(stdout)" : dest,
+                        archive_error_string(s.tar));
+        goto out;
+    }
+    rc = write_layout(&s, imgs, n, ref, top_digest, err);
+    if (rc == 0 && archive_write_close(s.tar) != ARCHIVE_OK)
+        rc = lc_err_set(err, LC_INTERNAL, "finish %s: %s", to_stdout ? "(stdout)" : dest,
+                        archive_error_string(s.tar));
+out:
+    archive_write_free(s.tar);
+    if (rc < 0 && !to_stdout)
+        unlink(dest);
     return rc;
 }
 
 int lc_layout_write_dir(const char *dest, const lc_image *img, const char *const *layer_paths,
                         const char *ref, lc_digest *manifest_digest, lc_err *err)
 {
-    int r = lc_fs_mkdir_p(dest);
-    if (r < 0)
-        return lc_err_set(err, lc_code_from_errno(-r), "create %s: %s", dest, strerror(-r));
-    struct sink s = {.dir = dest};
-    return write_layout(&s, img, layer_paths, ref, manifest_digest, err);
+    lc_layout_image li = {.img = img, .layer_paths = layer_paths};
+    return lc_layout_write(dest, false, &li, 1, ref, manifest_digest, err);
 }
 
 int lc_layout_write_tar(const char *tar_path, const lc_image *img, const char *const *layer_paths,
                         const char *ref, lc_digest *manifest_digest, lc_err *err)
 {
-    struct sink s = {.tar = archive_write_new()};
-    if (s.tar == NULL)
-        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    int rc = 0;
-    if (archive_write_set_format_pax_restricted(s.tar) != ARCHIVE_OK ||
-        archive_write_open_filename(s.tar, tar_path) != ARCHIVE_OK) {
-        rc = lc_err_set(err, LC_INTERNAL, "create %s: %s", tar_path, archive_error_string(s.tar));
-        goto out;
-    }
-    rc = write_layout(&s, img, layer_paths, ref, manifest_digest, err);
-    if (rc == 0 && archive_write_close(s.tar) != ARCHIVE_OK)
-        rc = lc_err_set(err, LC_INTERNAL, "finish %s: %s", tar_path, archive_error_string(s.tar));
-out:
-    archive_write_free(s.tar);
-    if (rc < 0)
-        unlink(tar_path);
-    return rc;
+    lc_layout_image li = {.img = img, .layer_paths = layer_paths};
+    return lc_layout_write(tar_path, true, &li, 1, ref, manifest_digest, err);
 }
 
 /* ---- reading ---- */

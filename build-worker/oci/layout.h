@@ -10,6 +10,8 @@
 #ifndef LC_OCI_LAYOUT_H
 #define LC_OCI_LAYOUT_H
 
+#include <stdbool.h>
+
 #include "build-worker/oci/image.h"
 #include "digest.h"
 #include "err.h"
@@ -22,6 +24,27 @@
 int lc_layout_manifest(const lc_image *img, char **config, size_t *config_len,
                        lc_digest *config_digest, char **manifest, size_t *manifest_len,
                        lc_digest *manifest_digest, lc_err *err);
+
+/* One image of a layout: its state, the blob file of each layer, and its
+ * platform ("os/arch[/variant]") for an image index entry (may be NULL). */
+typedef struct lc_layout_image {
+    const lc_image *img;
+    const char *const *layer_paths;
+    const char *platform;
+} lc_layout_image;
+
+/* The OCI image index of several images (each manifest's descriptor with
+ * its platform): canonical JSON, *out malloc'd; digest may be NULL. */
+int lc_layout_index(const lc_layout_image *imgs, size_t n, char **out, size_t *len,
+                    lc_digest *digest, lc_err *err);
+
+/* Writes n images as a layout directory (tar false; an existing index.json
+ * is kept minus the same ref) or tar file (dest "-": to stdout). One image
+ * is a manifest in index.json; several are one image index (a blob, with a
+ * platform per manifest) that index.json names, as BuildKit writes them.
+ * top_digest (may be NULL) gets the manifest or index digest. */
+int lc_layout_write(const char *dest, bool tar, const lc_layout_image *imgs, size_t n,
+                    const char *ref, lc_digest *top_digest, lc_err *err);
 
 /* Writes (or adds to) the layout directory dest (created if missing). An
  * existing index.json is kept, minus any manifest with the same ref name.

@@ -21,9 +21,11 @@
 #include "build-worker/layer/untar.h"
 #include "build-worker/oci/image.h"
 #include "build-worker/oci/layout.h"
+#include "build-worker/oci/platform.h"
 #include "exec.h"
 #include "build-worker/registry/pull.h"
 #include "build-worker/registry/push.h"
+#include "output.h"
 #include "progress.h"
 #include "remote.h"
 #include "statedir.h"
@@ -42,8 +44,15 @@ typedef struct node {
     double start, end;     /* execution times (Unix seconds) */
 } node;
 
+/* Transfers shorter than this are not worth a progress line. */
+#define SHOW_BYTES_FROM (1u << 20)
+
+/* One platform's build; several share the state directory, the cache, the
+ * registry and the progress display (lc_build_run). */
 typedef struct builder {
     const lc_build_opts *o;
+    const char *platform;       /* normalized "os/arch[/variant]" */
+    const char *dockerfile;     /* path, or "-" (read from stdin) */
     lc_statedir *sd;
     lc_remote *remote;
     lc_registry *registry;      /* FROM images from registries, --push */
@@ -63,6 +72,9 @@ typedef struct builder {
     int running_slot;
     bool fetch_failed;          /* a blob could not be had from the cache */
     uint64_t down_unattributed; /* layer bytes fetched for no step (--output) */
+    int hash_xfer;              /* progress of context hashing, -1 none */
+    lc_image *final;            /* the target stage's image, with --label */
+    lc_digest final_state;      /* its state document */
 } builder;
 
 static double wall_now(void)
@@ -91,7 +103,7 @@ static int load_state(builder *b, const lc_digest *d, lc_image **out, lc_err *er
     if (!lc_statedir_has_blob(b->sd, d)) {
         char tmp[PATH_MAX];
         snprintf(tmp, sizeof(tmp), "%s/tmp/state.%d", lc_statedir_path(b->sd), getpid());
-        if ((rc = lc_remote_fetch(b->remote, d, tmp, err)) < 0) {
+        if ((rc = lc_remote_fetch(b->remote, d, tmp, -1, err)) < 0) {
             b->fetch_failed = true;
             lc_err_prefix(err, "cannot get image state document");
             return rc;
@@ -124,7 +136,7 @@ static int ensure_blob(builder *b, const lc_digest *blob, int slot, lc_err *err)
         return 0;
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), "%s/tmp/blob.%d", lc_statedir_path(b->sd), getpid());
-    int rc = lc_remote_fetch(b->remote, blob, tmp, err);
+    int rc = lc_remote_fetch(b->remote, blob, tmp, slot, err);
     if (rc < 0) {
         b->fetch_failed = true;
         char hex[LC_DIGEST_OCI_LEN + 1];
@@ -203,16 +215,34 @@ static void free_dirs(char **dirs, size_t n)
     free(dirs);
 }
 
+/* Byte progress of packing a layer: shown once the files add up to 1 MB. */
+typedef struct pack_show {
+    lc_progress *progress;
+    int slot, xfer;
+} pack_show;
+
+static void on_pack(void *ctx, uint64_t tar_bytes, uint64_t file_bytes)
+{
+    pack_show *p = ctx;
+    if (p->xfer < 0 && file_bytes >= SHOW_BYTES_FROM)
+        p->xfer = lc_progress_transfer_begin(p->progress, p->slot, "packing layer", file_bytes);
+    lc_progress_transfer_update(p->progress, p->xfer,
+                                tar_bytes < file_bytes ? tar_bytes : file_bytes);
+}
+
 /* Turns the upper dir of an executed step into a layer of img: the blob
  * goes to the state directory and the upper dir becomes the unpacked layer. */
 static int commit_layer(builder *b, const char *upper, lc_image *img, const char *created_by,
-                        lc_err *err)
+                        int slot, lc_err *err)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
     snprintf(tmp, sizeof(tmp), "%s/tmp/layer.%d", lc_statedir_path(b->sd), getpid());
-    lc_layer_opts lo = {.compression = b->o->compression, .epoch = -1};
+    pack_show show = {.progress = b->progress, .slot = slot, .xfer = -1};
+    lc_layer_opts lo = {.compression = b->o->compression, .epoch = -1, .progress = on_pack,
+                        .progress_ctx = &show};
     lc_layer_info info;
     int rc = lc_layer_write(upper, tmp, &lo, &info, err);
+    lc_progress_transfer_end(b->progress, show.xfer);
     if (rc < 0)
         return rc;
     if ((rc = lc_statedir_adopt_blob(b->sd, tmp, &info.blob, err)) < 0)
@@ -428,7 +458,7 @@ static int exec_fs_step(builder *b, node *n, lc_image *img, lc_err *err)
     else
         rc = exec_copy(b, n, &fs, err);
     if (rc == 0)
-        rc = commit_layer(b, upper, img, lc_apply_created_by(n->ks->step), err);
+        rc = commit_layer(b, upper, img, lc_apply_created_by(n->ks->step), n->slot, err);
 out:
     if (scratch[0])
         lc_fs_rm_rf(scratch);
@@ -466,7 +496,7 @@ static void upload_step(builder *b, node *n, const lc_step_action *action, const
     }
     lc_step_result result = {.state = n->state, .layers = layers, .nlayers = nl};
     lc_remote_upload(b->remote, &action->action_digest, &result, n->start, n->end, blobs, nl + 3,
-                     NULL, NULL);
+                     n->slot, NULL, NULL);
 out:
     free(json);
     free(blobs);
@@ -489,13 +519,28 @@ static void record_step(builder *b, node *n, const lc_image *img)
         upload_step(b, n, &n->alt, img);
 }
 
+/* A RUN runs the platform's own binaries: natively or under an emulator. */
+static int check_runnable(const lc_key_step *ks, lc_err *err)
+{
+    lc_platform p;
+    int rc = lc_platform_parse(ks->platform, &p, err);
+    if (rc == 0)
+        rc = lc_platform_check_runnable(&p, NULL, err);
+    if (rc < 0)
+        lc_err_prefix(err, "%s:%d:%d: RUN", ks->instr->pos.file, ks->instr->pos.line,
+                      ks->instr->pos.col);
+    return rc;
+}
+
 static int exec_step(builder *b, node *n, lc_image *img, bool *cmd_set, lc_err *err)
 {
     double t0 = mono_now();
     n->start = wall_now();
     lc_progress_begin(b->progress, n->slot);
-    int rc = lc_apply_has_layer(n->ks->kind) ? exec_fs_step(b, n, img, err)
-                                              : lc_apply_metadata(img, n->ks->step, cmd_set, err);
+    int rc = n->ks->kind == LC_DF_RUN ? check_runnable(n->ks, err) : 0;
+    if (rc == 0)
+        rc = lc_apply_has_layer(n->ks->kind) ? exec_fs_step(b, n, img, err)
+                                             : lc_apply_metadata(img, n->ks->step, cmd_set, err);
     n->end = wall_now();
     if (rc == 0)
         rc = save_state(b, img, &n->state, err);
@@ -520,11 +565,15 @@ static int stage_base(builder *b, const lc_key_stage *st, lc_image **out, lc_err
         return *out ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
     if (strcasecmp(st->base, "scratch") == 0) {
-        char os[32] = "linux", arch[32] = "";
-        if (st->platform != NULL)
-            sscanf(st->platform, "%31[^/]/%31[^/]", os, arch);
-        *out = lc_image_new(os, arch[0] ? arch : NULL);
-        return *out ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        /* The config says what the stage builds for, variant included. */
+        lc_platform p;
+        int rc = lc_platform_parse(st->platform, &p, err);
+        if (rc < 0)
+            return rc;
+        *out = lc_image_new(p.os, p.arch);
+        if (*out == NULL || lc_image_set_platform(*out, p.os, p.arch, p.variant) < 0)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        return 0;
     }
     /* registry: the image the keys resolved (local store or pulled) */
     lc_digest d;
@@ -705,88 +754,44 @@ out:
 
 static void lookup_all(builder *b) { lookup_range(b, 0, b->keys->nsteps); }
 
-/* --output type=oci,dest=PATH (a directory, or a tar when PATH ends in .tar). */
-static int write_output(builder *b, const lc_image *img, lc_err *err)
+/* Context hashing shows its bytes once there is 1 MB to read. */
+static void on_hash(void *ctx, uint64_t done, uint64_t total)
 {
-    const char *spec = b->o->output;
-    char type[32] = "", dest[PATH_MAX] = "";
-    char *copy = strdup(spec), *save = NULL;
-    if (copy == NULL)
-        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-        if (strncmp(kv, "type=", 5) == 0)
-            snprintf(type, sizeof(type), "%s", kv + 5);
-        else if (strncmp(kv, "dest=", 5) == 0)
-            snprintf(dest, sizeof(dest), "%s", kv + 5);
-    }
-    free(copy);
-    if (strcmp(type, "oci") != 0 || dest[0] == '\0')
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "--output '%s': expected type=oci,dest=PATH[.tar]", spec);
-    size_t nl = lc_image_layer_count(img);
-    char(*paths)[PATH_MAX] = calloc(nl + 1, sizeof(*paths));
-    const char **ptrs = calloc(nl + 1, sizeof(*ptrs));
-    int rc = 0;
-    if (!paths || !ptrs) {
-        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < nl && rc == 0; i++) {
-        lc_image_layer layer;
-        lc_image_layer_at(img, i, &layer);
-        rc = ensure_blob(b, &layer.blob, -1, err);
-        lc_statedir_blob_path(b->sd, &layer.blob, paths[i], sizeof(paths[i]));
-        ptrs[i] = paths[i];
-    }
-    const char *ref = b->o->tags && b->o->tags->len ? b->o->tags->items[0] : "latest";
-    /* The OCI ref name is the tag part only, as skopeo/umoci expect. */
-    const char *colon = strrchr(ref, ':');
-    const char *tag = colon && !strchr(colon, '/') ? colon + 1 : "latest";
-    size_t dl = strlen(dest);
-    if (rc == 0 && dl > 4 && strcmp(dest + dl - 4, ".tar") == 0)
-        rc = lc_layout_write_tar(dest, img, ptrs, tag, NULL, err);
-    else if (rc == 0)
-        rc = lc_layout_write_dir(dest, img, ptrs, tag, NULL, err);
-out:
-    free(paths);
-    free(ptrs);
-    return rc;
+    builder *b = ctx;
+    if (b->hash_xfer < 0 && total >= SHOW_BYTES_FROM)
+        b->hash_xfer = lc_progress_transfer_begin(b->progress, -1, "hashing context", total);
+    lc_progress_transfer_update(b->progress, b->hash_xfer, done);
 }
 
-static int build_all(builder *b, lc_err *err)
+/* Keys, progress slots and lookups of one platform: nothing runs yet. */
+static int plan_platform(builder *b, int nplatforms, lc_err *err)
 {
     const lc_build_opts *o = b->o;
-    char path[PATH_MAX];
-    int rc;
-    double t0 = mono_now();
-
-    if (o->dockerfile != NULL)
-        snprintf(path, sizeof(path), "%s", o->dockerfile);
-    else
-        snprintf(path, sizeof(path), "%s/Dockerfile", o->context);
-    if ((rc = lc_df_parse_path(path, &b->file, err)) < 0)
-        return rc;
-    if (lc_statcache_open(lc_statedir_path(b->sd), &b->statcache, NULL) < 0)
-        b->statcache = NULL; /* hashing still works, only slower */
     b->ko = (lc_keys_opts){.context_dir = o->context,
-                       .dockerfile_path = path,
-                       .target = o->target,
-                       .build_args = o->build_args,
-                       .nbuild_args = o->nbuild_args,
-                       .platform = o->platform,
-                       .resolve = lc_pull_resolve, /* registry: local store, else pull */
-                       .resolve_ctx = b->registry,
-                       .statcache = b->statcache};
-    if ((rc = lc_keys_compute(b->file, &b->ko, &b->keys, err)) < 0)
+                           .dockerfile_path = o->dockerfile_text ? NULL : b->dockerfile,
+                           .target = o->target,
+                           .build_args = o->build_args,
+                           .nbuild_args = o->nbuild_args,
+                           .platform = b->platform,
+                           .resolve = lc_pull_resolve, /* registry: local store, else pull */
+                           .resolve_ctx = b->registry,
+                           .statcache = b->statcache,
+                           .hash_progress = on_hash,
+                           .hash_progress_ctx = b};
+    b->hash_xfer = -1;
+    int rc = lc_keys_compute(b->file, &b->ko, &b->keys, err);
+    lc_progress_transfer_end(b->progress, b->hash_xfer);
+    if (rc < 0)
         return rc;
     if (b->statcache != NULL)
         lc_statcache_save(b->statcache, NULL);
 
     size_t n = b->keys->nsteps;
+    size_t ns = b->keys->nstages ? b->keys->nstages : 1;
     b->nodes = calloc(n ? n : 1, sizeof(*b->nodes));
-    b->stage_final = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_final));
-    b->stage_digest = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_digest));
-    b->stage_rebuilt = calloc(b->keys->nstages ? b->keys->nstages : 1, sizeof(*b->stage_rebuilt));
+    b->stage_final = calloc(ns, sizeof(*b->stage_final));
+    b->stage_digest = calloc(ns, sizeof(*b->stage_digest));
+    b->stage_rebuilt = calloc(ns, sizeof(*b->stage_rebuilt));
     if (!b->nodes || !b->stage_final || !b->stage_digest || !b->stage_rebuilt)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -794,11 +799,13 @@ static int build_all(builder *b, lc_err *err)
         nd->ks = &b->keys->steps[i];
         nd->slot = -1;
         const lc_key_stage *st = &b->keys->stages[nd->ks->stage];
-        char stage[32], label[96], key[LC_DIGEST_OCI_LEN + 1];
+        char stage[96], label[160], key[LC_DIGEST_OCI_LEN + 1];
+        /* BuildKit names a step's platform when a build has several. */
+        const char *plat = nplatforms > 1 ? b->platform : "";
         if (st->name)
-            snprintf(stage, sizeof(stage), "%s", st->name);
+            snprintf(stage, sizeof(stage), "%s%s%s", plat, *plat ? " " : "", st->name);
         else
-            snprintf(stage, sizeof(stage), "stage-%d", st->index);
+            snprintf(stage, sizeof(stage), "%s%sstage-%d", plat, *plat ? " " : "", st->index);
         snprintf(label, sizeof(label), "%s %d/%zu", stage, nd->ks->index + 1, st->nsteps);
         lc_digest_oci(&nd->ks->key, key);
         nd->slot = lc_progress_add(b->progress, stage, label, nd->ks->instruction, key,
@@ -806,77 +813,270 @@ static int build_all(builder *b, lc_err *err)
         if (nd->slot < 0)
             return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
-
     lookup_all(b);
+    return 0;
+}
 
+/* Before anything runs: every base image is of the platform its stage builds
+ * for (the config must say what the image is), and a RUN that will run can
+ * run here (natively or under an emulator). */
+static int preflight(builder *b, lc_err *err)
+{
+    for (size_t s = 0; s < b->keys->nstages; s++) {
+        const lc_key_stage *st = &b->keys->stages[s];
+        if (!st->needed || st->nsteps == 0)
+            continue;
+        const node *nodes = b->nodes + st->first_step;
+        const lc_df_instr *from = nodes[0].ks->instr;
+        lc_platform want;
+        int rc = lc_platform_parse(st->platform, &want, err);
+        if (rc < 0)
+            return rc;
+        if (st->base_stage < 0 && strcasecmp(st->base, "scratch") != 0) {
+            lc_digest d;
+            lc_image *base = NULL;
+            if ((rc = lc_pull_state(b->registry, st->base, st->platform, &d, err)) < 0 ||
+                (rc = load_state(b, &d, &base, err)) < 0)
+                return rc;
+            char have[96];
+            lc_image_get_platform(base, have, sizeof(have));
+            lc_image_free(&base);
+            lc_platform hp;
+            if (have[0] != '/' && lc_platform_parse(have, &hp, NULL) == 0 &&
+                !lc_platform_equal(&hp, &want))
+                return lc_err_set(err, LC_FAILED_PRECONDITION,
+                                  "%s:%d:%d: FROM %s is an image for %s, but the stage builds for %s: "
+                                  "build or pull %s for %s (an image of another platform would "
+                                  "make the result lie about what it is)",
+                                  from->pos.file, from->pos.line, from->pos.col, st->base, have,
+                                  st->platform,
+                                  st->base, st->platform);
+        }
+        size_t last_hit = 0;
+        for (size_t i = 1; i < st->nsteps; i++)
+            if (nodes[i].hit_local || nodes[i].hit_remote)
+                last_hit = i;
+        for (size_t i = last_hit + 1; i < st->nsteps; i++) {
+            if (nodes[i].ks->kind != LC_DF_RUN)
+                continue;
+            if ((rc = check_runnable(nodes[i].ks, err)) < 0)
+                return rc;
+            break; /* one RUN of the stage tells for all: the platform is the stage's */
+        }
+    }
+    return 0;
+}
+
+/* Runs one platform's needed stages; b->final is then the target image
+ * with the build's labels, saved as b->final_state. */
+static int run_platform(builder *b, lc_err *err)
+{
+    int rc;
     for (size_t s = 0; s < b->keys->nstages; s++) {
         const lc_key_stage *st = &b->keys->stages[s];
         if (!st->needed || st->nsteps == 0)
             continue;
         if ((rc = build_stage(b, st, err)) < 0)
             return rc;
+        if ((rc = lc_remote_check_required(b->remote, err)) < 0)
+            return rc;
     }
-    lc_remote_drain(b->remote);
-
-    int target = b->keys->target;
-    const lc_image *final = b->stage_final[target];
-    char manifest_hex[LC_DIGEST_OCI_LEN + 1], state_hex[LC_DIGEST_OCI_LEN + 1];
-    char *config = NULL, *manifest = NULL;
-    size_t clen, mlen;
-    lc_digest manifest_digest;
-    if ((rc = lc_layout_manifest(final, &config, &clen, NULL, &manifest, &mlen, &manifest_digest,
-                                 err)) < 0)
-        return rc;
-    free(config);
-    free(manifest);
-    lc_digest_oci(&manifest_digest, manifest_hex);
-    lc_digest_oci(&b->stage_digest[target], state_hex);
-    for (size_t i = 0; o->tags && i < o->tags->len; i++)
-        if ((rc = lc_statedir_image_put(b->sd, o->tags->items[i], &b->stage_digest[target], err)) < 0)
-            return rc;
-    if (o->output != NULL && (rc = write_output(b, final, err)) < 0)
-        return rc;
-    /* registry: --push every -t tag (registry/push.c prints the digest). */
-    for (size_t i = 0; o->registry && o->registry->push && o->tags && i < o->tags->len; i++)
-        if ((rc = lc_push_image(b->registry, final, o->tags->items[i], NULL, err)) < 0)
-            return rc;
-
-    /* Bytes moved, per step for the summary: downloads were attributed as they
-     * happened; uploads are totalled here. */
-    double wall = mono_now() - t0;
-    /* Layers fetched for no step (--output) and the uploads, which run in the
-     * background, go to the last step. Bytes are layer bytes: the small state
-     * documents a hit reads are not counted. */
-    if (n > 0 && (b->down_unattributed > 0 || lc_remote_bytes_up(b->remote) > 0))
-        lc_progress_bytes(b->progress, b->nodes[n - 1].slot, b->down_unattributed,
-                          lc_remote_bytes_up(b->remote));
-    lc_progress_summary(b->progress, wall, manifest_hex);
-    if (o->summary_json != NULL &&
-        (rc = lc_progress_write_json(b->progress, o->summary_json, wall, manifest_hex, state_hex,
-                                     err)) < 0)
+    const lc_image *target = b->stage_final[b->keys->target];
+    b->final_state = b->stage_digest[b->keys->target];
+    if (target == NULL)
+        return lc_err_set(err, LC_INTERNAL, "the target stage was not built");
+    if ((b->final = lc_image_clone(target)) == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    const lc_strlist *labels = b->o->labels;
+    for (size_t i = 0; labels != NULL && i < labels->len; i++) {
+        /* --label sets the image's labels, as buildx does: not a step, no key. */
+        char *kv = strdup(labels->items[i]);
+        char *eq = kv ? strchr(kv, '=') : NULL;
+        if (eq == NULL) {
+            free(kv);
+            return lc_err_set(err, LC_INVALID_ARGUMENT, "--label %s: expected KEY=VALUE",
+                              labels->items[i]);
+        }
+        *eq = '\0';
+        rc = lc_image_set_label(b->final, kv, eq + 1);
+        free(kv);
+        if (rc < 0)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    if (labels != NULL && labels->len > 0 && (rc = save_state(b, b->final, &b->final_state, err)) < 0)
         return rc;
     return 0;
 }
 
-int lc_build_run(const lc_build_opts *o, lc_err *err)
+/* Blob files of every layer of img, fetched from the cache when not local. */
+static int layer_paths(builder *b, const lc_image *img, lc_strlist *out, lc_err *err)
 {
-    builder b = {.o = o};
-    char state_dir[PATH_MAX];
-    FILE *out = o->quiet ? fopen("/dev/null", "w") : stdout;
+    for (size_t i = 0; i < lc_image_layer_count(img); i++) {
+        lc_image_layer layer;
+        char path[PATH_MAX];
+        lc_image_layer_at(img, i, &layer);
+        int rc = ensure_blob(b, &layer.blob, -1, err);
+        if (rc < 0)
+            return rc;
+        lc_statedir_blob_path(b->sd, &layer.blob, path, sizeof(path));
+        if (lc_strlist_push(out, path) < 0)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    return 0;
+}
+
+/* Tags, --output, --push, the result and the summary, after every platform
+ * was built. */
+static int finish(builder *bs, size_t n, double t0, lc_build_result *res, lc_err *err)
+{
+    const lc_build_opts *o = bs[0].o;
+    lc_layout_image *imgs = calloc(n, sizeof(*imgs));
+    lc_strlist *paths = calloc(n, sizeof(*paths));
+    char *index = NULL, *config = NULL, *manifest = NULL;
+    char top_hex[LC_DIGEST_OCI_LEN + 1], state_hex[LC_DIGEST_OCI_LEN + 1];
+    int rc = imgs && paths ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        imgs[i] = (lc_layout_image){.img = bs[i].final, .platform = bs[i].platform};
+        if (o->noutputs > 0) {
+            rc = layer_paths(&bs[i], bs[i].final, &paths[i], err);
+            imgs[i].layer_paths = (const char *const *)paths[i].items;
+        }
+    }
+    if (rc < 0)
+        goto out;
+
+    /* What was built: one manifest, or an index of the platforms. */
+    lc_digest top, config_digest = {0};
+    size_t clen = 0, mlen = 0;
+    lc_build_result r = {0};
+    if (n == 1) {
+        if ((rc = lc_layout_manifest(bs[0].final, &config, &clen, &config_digest, &manifest,
+                                     &mlen, &top, err)) < 0)
+            goto out;
+        snprintf(r.media_type, sizeof(r.media_type), "%s", LC_MEDIA_OCI_MANIFEST);
+        r.size = (int64_t)mlen;
+        lc_digest_oci(&config_digest, r.config_digest);
+    } else {
+        size_t ilen = 0;
+        if ((rc = lc_layout_index(imgs, n, &index, &ilen, &top, err)) < 0)
+            goto out;
+        snprintf(r.media_type, sizeof(r.media_type), "%s", LC_MEDIA_OCI_INDEX);
+        r.size = (int64_t)ilen;
+    }
+    lc_digest_oci(&top, top_hex);
+    snprintf(r.digest, sizeof(r.digest), "%s", top_hex);
+    lc_digest_oci(&bs[0].final_state, state_hex);
+
+    /* The local image store holds one image per name. */
+    for (size_t i = 0; o->tags && i < o->tags->len; i++) {
+        if (n > 1) {
+            lc_progress_note(bs[0].progress,
+                             "not storing %s in the local image store: it holds one platform per "
+                             "name (--output type=oci writes the multi-platform image)",
+                             o->tags->items[i]);
+            continue;
+        }
+        if ((rc = lc_statedir_image_put(bs[0].sd, o->tags->items[i], &bs[0].final_state, err)) < 0)
+            goto out;
+    }
+    char tmp[PATH_MAX] = "";
+    if (o->noutputs > 0 && (rc = lc_statedir_mktemp(bs[0].sd, "output", tmp, sizeof(tmp), err)) < 0)
+        goto out;
+    for (size_t i = 0; i < o->noutputs && rc == 0; i++)
+        rc = lc_output_write(&o->outputs[i], imgs, n, o->tags, tmp, err);
+    if (tmp[0])
+        lc_fs_rm_rf(tmp);
+    if (rc < 0)
+        goto out;
+    /* registry: --push every -t tag (registry/push.c prints the digest). */
+    for (size_t i = 0; n == 1 && o->registry && o->registry->push && o->tags && i < o->tags->len;
+         i++)
+        if ((rc = lc_push_image(bs[0].registry, bs[0].final, o->tags->items[i], NULL, err)) < 0)
+            goto out;
+
+    /* Bytes moved, per step for the summary: downloads were attributed as
+     * they happened; layers fetched for no step (--output) and the uploads,
+     * which run in the background, go to the last step. Bytes are layer
+     * bytes: the small state documents a hit reads are not counted. */
+    uint64_t unattributed = 0;
+    for (size_t i = 0; i < n; i++)
+        unattributed += bs[i].down_unattributed;
+    const builder *last = &bs[n - 1];
+    size_t nsteps = last->keys->nsteps;
+    if (nsteps > 0 && (unattributed > 0 || lc_remote_bytes_up(last->remote) > 0))
+        lc_progress_bytes(last->progress, last->nodes[nsteps - 1].slot, unattributed,
+                          lc_remote_bytes_up(last->remote));
+    lc_remote_status cs;
+    lc_remote_get_status(last->remote, &cs);
+    lc_progress_set_cache(last->progress, lc_remote_state_name(cs.state),
+                          cs.reason[0] ? cs.reason : NULL);
+    double wall = mono_now() - t0;
+    lc_progress_summary(last->progress, wall, top_hex);
+    if (o->summary_json != NULL &&
+        (rc = lc_progress_write_json(last->progress, o->summary_json, wall, top_hex,
+                                     n == 1 ? state_hex : NULL, err)) < 0)
+        goto out;
+    if (res != NULL)
+        *res = r;
+out:
+    for (size_t i = 0; paths && i < n; i++)
+        lc_strlist_clear(&paths[i]);
+    free(paths);
+    free(imgs);
+    free(index);
+    free(config);
+    free(manifest);
+    return rc;
+}
+
+static void builder_clear(builder *b)
+{
+    if (b->keys != NULL) {
+        for (size_t i = 0; i < b->keys->nsteps && b->nodes; i++)
+            lc_step_action_clear(&b->nodes[i].alt);
+        for (size_t s = 0; s < b->keys->nstages && b->stage_final; s++)
+            lc_image_free(&b->stage_final[s]);
+    }
+    lc_image_free(&b->final);
+    free(b->nodes);
+    free(b->stage_final);
+    free(b->stage_digest);
+    free(b->stage_rebuilt);
+    lc_keys_free(&b->keys);
+}
+
+int lc_build_run(const lc_build_opts *o, lc_build_result *result, lc_err *err)
+{
+    static const lc_strlist no_platforms = {0};
+    const lc_strlist *platforms = o->platforms ? o->platforms : &no_platforms;
+    size_t n = platforms->len ? platforms->len : 1;
+    builder *bs = calloc(n, sizeof(*bs));
+    char state_dir[PATH_MAX], dockerfile[PATH_MAX], host[64];
+    lc_statedir *sd = NULL;
+    lc_progress *progress = NULL;
+    lc_remote *remote = NULL;
+    lc_registry *registry = NULL;
+    lc_df_file *file = NULL;
+    lc_statcache *statcache = NULL;
+    char worker[256];
+    double t0 = mono_now();
     int rc = 0;
-    if (out == NULL)
-        return lc_err_set(err, LC_INTERNAL, "cannot open /dev/null");
+    if (bs == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    lc_platform hp;
+    lc_platform_host(&hp);
+    lc_platform_format(&hp, host, sizeof(host));
     if (o->worker_id != NULL)
-        snprintf(b.worker, sizeof(b.worker), "%s", o->worker_id);
-    else if (gethostname(b.worker, sizeof(b.worker) - 1) != 0)
-        snprintf(b.worker, sizeof(b.worker), "unknown");
+        snprintf(worker, sizeof(worker), "%s", o->worker_id);
+    else if (gethostname(worker, sizeof(worker) - 1) != 0)
+        snprintf(worker, sizeof(worker), "unknown");
     if (o->state_dir != NULL)
         snprintf(state_dir, sizeof(state_dir), "%s", o->state_dir);
     else if ((rc = lc_statedir_default(state_dir, sizeof(state_dir), err)) < 0)
         goto out;
-    if ((rc = lc_statedir_open(state_dir, &b.sd, err)) < 0)
+    if ((rc = lc_statedir_open(state_dir, &sd, err)) < 0)
         goto out;
-    if ((b.progress = lc_progress_new(out)) == NULL) {
+    if ((progress = lc_progress_new(stderr, o->progress_mode)) == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
@@ -888,31 +1088,62 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
                          .tls_cert = o->tls_cert,
                          .tls_key = o->tls_key,
                          .mode = o->cache_mode,
-                         .worker = b.worker};
-    if ((rc = lc_remote_open(&ro, b.progress, &b.remote, err)) < 0)
+                         .worker = worker,
+                         .required = o->cache_required};
+    if ((rc = lc_remote_open(&ro, progress, &remote, err)) < 0)
         goto out;
-    if ((rc = lc_registry_open(o->registry, b.sd, b.remote, b.progress, &b.registry, err)) < 0)
+    if ((rc = lc_registry_open(o->registry, sd, remote, progress, &registry, err)) < 0)
         goto out;
-    rc = build_all(&b, err);
-out:
-    lc_registry_close(&b.registry);
-    lc_remote_close(&b.remote);
-    if (b.keys != NULL) {
-        for (size_t i = 0; i < b.keys->nsteps && b.nodes; i++)
-            lc_step_action_clear(&b.nodes[i].alt);
-        for (size_t s = 0; s < b.keys->nstages && b.stage_final; s++)
-            lc_image_free(&b.stage_final[s]);
+    if (o->dockerfile_text != NULL)
+        snprintf(dockerfile, sizeof(dockerfile), "-");
+    else if (o->dockerfile != NULL)
+        snprintf(dockerfile, sizeof(dockerfile), "%s", o->dockerfile);
+    else
+        snprintf(dockerfile, sizeof(dockerfile), "%s/Dockerfile", o->context);
+    rc = o->dockerfile_text != NULL
+             ? lc_df_parse(o->dockerfile_text, o->dockerfile_len, dockerfile, &file, err)
+             : lc_df_parse_path(dockerfile, &file, err);
+    if (rc < 0)
+        goto out;
+    if (lc_statcache_open(lc_statedir_path(sd), &statcache, NULL) < 0)
+        statcache = NULL; /* hashing still works, only slower */
+
+    /* Every platform's keys and lookups, then the checks, before any step
+     * runs. */
+    for (size_t i = 0; i < n; i++) {
+        builder *b = &bs[i];
+        *b = (builder){.o = o,
+                       .platform = platforms->len ? platforms->items[i] : host,
+                       .dockerfile = dockerfile,
+                       .sd = sd,
+                       .remote = remote,
+                       .registry = registry,
+                       .progress = progress,
+                       .file = file,
+                       .statcache = statcache};
+        snprintf(b->worker, sizeof(b->worker), "%s", worker);
+        if ((rc = plan_platform(b, (int)n, err)) < 0)
+            goto out;
     }
-    free(b.nodes);
-    free(b.stage_final);
-    free(b.stage_digest);
-    free(b.stage_rebuilt);
-    lc_keys_free(&b.keys);
-    lc_df_file_free(&b.file);
-    lc_statcache_free(&b.statcache);
-    lc_progress_free(&b.progress);
-    lc_statedir_close(&b.sd);
-    if (out != stdout)
-        fclose(out);
+    for (size_t i = 0; i < n; i++)
+        if ((rc = preflight(&bs[i], err)) < 0)
+            goto out;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = run_platform(&bs[i], err)) < 0)
+            goto out;
+    lc_remote_drain(remote);
+    if ((rc = lc_remote_check_required(remote, err)) < 0)
+        goto out;
+    rc = finish(bs, n, t0, result, err);
+out:
+    for (size_t i = 0; i < n; i++)
+        builder_clear(&bs[i]);
+    free(bs);
+    lc_registry_close(&registry);
+    lc_remote_close(&remote);
+    lc_df_file_free(&file);
+    lc_statcache_free(&statcache);
+    lc_progress_free(&progress);
+    lc_statedir_close(&sd);
     return rc;
 }

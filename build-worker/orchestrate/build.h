@@ -10,7 +10,14 @@
  *    COPY/ADD into the overlay, metadata steps on the config;
  * 4. every executed step's state and layer are recorded locally and
  *    uploaded in the background while the next step runs;
- * 5. write the result: local image store (-t) and OCI layouts (--output).
+ * 5. write the result: local image store (-t) and --output (OCI layout,
+ *    docker archive, filesystem).
+ *
+ * Several platforms (--platform a,b) are several builders sharing the state
+ * directory, the cache and the progress display: every builder computes its
+ * keys and looks them up before any of them runs a step, so a platform that
+ * cannot run here (no emulator, a base image of another platform) is
+ * refused before anything runs.
  */
 #ifndef LC_BUILD_H
 #define LC_BUILD_H
@@ -19,6 +26,8 @@
 #include <stddef.h>
 
 #include "build-worker/dockerfile/expand.h"
+#include "digest.h"
+#include "build-worker/orchestrate/output.h"
 #include "build-worker/registry/pull.h"
 #include "err.h"
 #include "strlist.h"
@@ -26,11 +35,17 @@
 typedef struct lc_build_opts {
     const char *context;      /* build context directory */
     const char *dockerfile;   /* NULL = <context>/Dockerfile */
+    const char *dockerfile_text; /* the Dockerfile itself (-f -), named "-" in
+                                  * messages; overrides dockerfile */
+    size_t dockerfile_len;
     const lc_strlist *tags;   /* -t name:tag, may be NULL */
+    const lc_strlist *labels; /* --label KEY=VALUE on the final image, may be NULL */
     const lc_df_var *build_args;
     size_t nbuild_args;
     const char *target;       /* --target stage, NULL = last */
-    const char *platform;     /* NULL = host */
+    const lc_strlist *platforms; /* normalized "os/arch[/variant]"; NULL or empty = the
+                                  * host's; several: each is built, outputs get an
+                                  * image index */
     const char *cache;        /* grpc://host:port or NULL */
     const char *cache_peers;  /* cluster peer list or NULL (lc_remote_opts.peers) */
     const char *instance;     /* --cache-instance */
@@ -39,19 +54,32 @@ typedef struct lc_build_opts {
     const char *tls_cert;     /* grpcs://: client certificate and key (mutual TLS) or NULL */
     const char *tls_key;
     int cache_mode;           /* enum lc_cache_mode (remote.h) */
+    bool cache_required;      /* --cache-required: a cache that is not usable fails the build */
     bool no_cache;            /* skip lookups, still upload */
     const char *state_dir;    /* NULL = default */
-    const char *output;       /* "type=oci,dest=PATH[.tar]" or NULL */
+    const lc_output *outputs; /* --output, checked already (lc_output_check) */
+    size_t noutputs;
     int compression;          /* enum lc_layer_compression */
     const char *summary_json; /* path or NULL */
     const char *worker_id;    /* recorded in ExecutedActionMetadata; NULL = hostname */
-    bool quiet;               /* no progress output */
+    int progress_mode;        /* enum lc_progress_mode; output goes to stderr */
     /* registry: FROM pulls (policy, credentials, TLS) and --push; NULL = defaults */
     const lc_registry_opts *registry;
 } lc_build_opts;
 
-/* Runs a build. Returns 0, or a negative code with the reason in err
- * (a RUN that failed: ABORTED with its exit code and last output lines). */
-int lc_build_run(const lc_build_opts *opts, lc_err *err);
+/* What a finished build made (docker buildx's metadata). */
+typedef struct lc_build_result {
+    /* The manifest of the image, or with several platforms the image index. */
+    char digest[LC_DIGEST_OCI_LEN + 1];
+    char media_type[96];
+    int64_t size;
+    /* The image ID (the config's digest); "" with several platforms. */
+    char config_digest[LC_DIGEST_OCI_LEN + 1];
+} lc_build_result;
+
+/* Runs a build. Returns 0 and fills result (may be NULL), or a negative
+ * code with the reason in err (a RUN that failed: ABORTED with its exit
+ * code and last output lines). */
+int lc_build_run(const lc_build_opts *opts, lc_build_result *result, lc_err *err);
 
 #endif

@@ -32,6 +32,7 @@ struct lc_regclient {
     char *cacert;
     lc_strlist insecure;
     uint64_t chunk_size;
+    lc_progress *progress;
     lc_regauth *auth;
     CURL *curl; /* one handle: connections are reused across requests */
     auth_entry *auths;
@@ -58,6 +59,11 @@ typedef struct req {
     int64_t limit, got;
     char *buf;
     size_t len, cap, max;
+    /* byte progress of a large blob (lc_progress transfer) */
+    lc_progress *progress;
+    bool xfer_on;
+    int xfer;
+    uint64_t xfer_base;
     int cb_code; /* an error raised in a callback (lc code) */
     char cb_msg[256];
     /* response */
@@ -172,6 +178,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
             }
             off += (size_t)w;
         }
+        if (q->xfer_on)
+            lc_progress_transfer_update(q->progress, q->xfer, (uint64_t)q->got);
         return len;
     }
     size_t saved = q->max;
@@ -207,7 +215,29 @@ static size_t on_read(char *p, size_t size, size_t n, void *ctx)
         return CURL_READFUNC_ABORT;
     }
     q->sent += (uint64_t)r;
+    if (q->xfer_on)
+        lc_progress_transfer_update(q->progress, q->xfer, q->xfer_base + q->sent);
     return (size_t)r;
+}
+
+/* Shows the bytes of a large blob transfer (verb: "pulling", "pushing"). */
+static void xfer_begin(const lc_regclient *c, req *q, const char *verb, const lc_digest *d)
+{
+    if (c->progress == NULL || d->size < (1 << 20))
+        return;
+    char hex[LC_DIGEST_OCI_LEN + 1], what[64];
+    lc_digest_oci(d, hex);
+    snprintf(what, sizeof(what), "%s %.19s", verb, hex);
+    q->progress = c->progress;
+    q->xfer = lc_progress_transfer_begin(c->progress, -1, what, (uint64_t)d->size);
+    q->xfer_on = q->xfer >= 0;
+}
+
+static void xfer_end(req *q)
+{
+    if (q->xfer_on)
+        lc_progress_transfer_end(q->progress, q->xfer);
+    q->xfer_on = false;
 }
 
 static int on_seek(void *ctx, curl_off_t off, int origin)
@@ -557,6 +587,7 @@ int lc_regclient_new(const lc_regclient_opts *o, lc_regclient **out, lc_err *err
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
     c->chunk_size = o->chunk_size;
+    c->progress = o->progress;
     if ((o->cacert && (c->cacert = strdup(o->cacert)) == NULL) ||
         (c->curl = curl_easy_init()) == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -699,7 +730,10 @@ int lc_regclient_get_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
         goto out;
     }
     c->blob_gets++;
-    if ((rc = perform(c, &q, err)) < 0)
+    xfer_begin(c, &q, "pulling", d);
+    rc = perform(c, &q, err);
+    xfer_end(&q);
+    if (rc < 0)
         goto out;
     if (q.status != 200) {
         rc = status_error(&q, what, err);
@@ -793,6 +827,7 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
              .out_fd = -1,
              .limit = -1,
              .max = MAX_ERROR_BODY};
+    req x = {.xfer = -1}; /* only the byte progress shared by the requests below */
     char base[512];
     base_url(c, repo, base, sizeof(base));
     set_scope(&q, "pull,push");
@@ -824,6 +859,7 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
     }
     /* Chunks (PATCH with Content-Range), then the closing PUT; or one PUT. */
     uint64_t total = (uint64_t)d->size, off = 0;
+    xfer_begin(c, &x, "pushing", d);
     if (c->chunk_size > 0 && total > c->chunk_size) {
         while (off < total) {
             uint64_t n = total - off < c->chunk_size ? total - off : c->chunk_size;
@@ -839,6 +875,10 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
             set_scope(&p, "pull,push");
             snprintf(p.extra, sizeof(p.extra), "Content-Range: %llu-%llu", (unsigned long long)off,
                      (unsigned long long)(off + n - 1));
+            p.progress = x.progress;
+            p.xfer = x.xfer;
+            p.xfer_on = x.xfer_on;
+            p.xfer_base = off;
             if ((rc = upload_url(c, &q, NULL, p.url, sizeof(p.url), err)) < 0 ||
                 (rc = perform(c, &p, err)) < 0) {
                 free(p.buf);
@@ -867,6 +907,10 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
              .max = MAX_ERROR_BODY,
              .content_type = "application/octet-stream"};
     set_scope(&u, "pull,push");
+    u.progress = x.progress;
+    u.xfer = x.xfer;
+    u.xfer_on = x.xfer_on;
+    u.xfer_base = off;
     if ((rc = upload_url(c, &q, query, u.url, sizeof(u.url), err)) < 0 ||
         (rc = perform(c, &u, err)) < 0) {
         free(u.buf);
@@ -885,6 +929,7 @@ int lc_regclient_put_blob(lc_regclient *c, const lc_ref *repo, const lc_digest *
     if (how)
         *how = "uploaded";
 out:
+    xfer_end(&x);
     free(q.buf);
     close(fd);
     return rc;

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "build-worker/orchestrate/progress.h"
 #include "build-worker/registry/ref.h"
 #include "digest.h"
 #include "err.h"
@@ -40,6 +41,8 @@ typedef struct lc_regclient_opts {
     const char *cacert;         /* PEM CA bundle; NULL = the system store */
     const lc_strlist *insecure; /* "HOST:PORT" spoken to over plain HTTP; may be NULL */
     uint64_t chunk_size;        /* uploads: PATCH chunks of this size; 0 = one PUT */
+    lc_progress *progress;      /* blob GETs and uploads of 1 MiB and more show their
+                                 * bytes here; may be NULL; borrowed */
 } lc_regclient_opts;
 
 typedef struct lc_regclient lc_regclient;

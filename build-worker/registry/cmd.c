@@ -45,7 +45,7 @@ static int open_session(session *s, int policy, lc_err *err)
     int rc;
     if ((rc = lc_cli_statedir_open(&s->sd, err)) < 0)
         return rc;
-    if ((s->progress = lc_progress_new(stdout)) == NULL)
+    if ((s->progress = lc_progress_new(stderr, LC_PROGRESS_PLAIN)) == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     lc_remote_opts o = {.mode = LC_CACHE_RW, .worker = "layercache-pull"};
     lc_cli_remote_opts(&o);

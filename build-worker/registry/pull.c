@@ -37,15 +37,16 @@ struct lc_registry {
 
 int lc_pull_policy_parse(const char *s, int *out, lc_err *err)
 {
-    if (strcmp(s, "missing") == 0)
+    /* Docker's --pull is a boolean: true (or bare) always asks the registry. */
+    if (strcmp(s, "missing") == 0 || strcmp(s, "false") == 0)
         *out = LC_PULL_MISSING;
-    else if (strcmp(s, "always") == 0)
+    else if (strcmp(s, "always") == 0 || strcmp(s, "true") == 0)
         *out = LC_PULL_ALWAYS;
     else if (strcmp(s, "never") == 0)
         *out = LC_PULL_NEVER;
     else
         return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "--pull must be missing, always or never, not '%s'", s);
+                          "--pull must be missing, always, never, true or false, not '%s'", s);
     return 0;
 }
 
@@ -57,6 +58,7 @@ int lc_registry_open(const lc_registry_opts *opts, lc_statedir *sd, lc_remote *r
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     if (opts != NULL)
         r->o = *opts;
+    r->o.client.progress = progress; /* blob bytes of pulls and pushes */
     r->sd = sd;
     r->remote = remote;
     r->progress = progress;
@@ -304,8 +306,11 @@ static int fetch_blob(lc_registry *r, const lc_ref *ref, const lc_digest *d, pul
     snprintf(tmp, sizeof(tmp), "%s/tmp/pull.%d.%u", lc_statedir_path(r->sd), getpid(),
              r->tmp_seq++);
     lc_statedir_blob_path(r->sd, d, final, sizeof(final));
+    /* The cache first; a miss or a cache problem (reported by the remote
+     * itself) falls through to the registry. */
+    lc_err cache_err = {0};
     if (r->remote != NULL && lc_remote_readable(r->remote) &&
-        lc_remote_fetch(r->remote, d, tmp, NULL) == 0) {
+        lc_remote_fetch(r->remote, d, tmp, -1, &cache_err) == 0) {
         st->from_cache++;
         st->bytes_cache += (uint64_t)d->size;
         return lc_statedir_adopt_blob(r->sd, tmp, d, err);

@@ -21,7 +21,7 @@ static int local_blob(lc_registry *r, const lc_digest *d, char *path, size_t cap
     char tmp[PATH_MAX], hex[LC_DIGEST_OCI_LEN + 1];
     snprintf(tmp, sizeof(tmp), "%s/tmp/push.%d", lc_statedir_path(sd), getpid());
     lc_remote *remote = lc_registry_remote(r);
-    int rc = remote ? lc_remote_fetch(remote, d, tmp, err)
+    int rc = remote ? lc_remote_fetch(remote, d, tmp, -1, err)
                     : lc_err_set(err, LC_UNAVAILABLE, "no cache server");
     if (rc < 0) {
         lc_digest_oci(d, hex);

@@ -246,6 +246,47 @@ static void test_groups_reject_a_name_declared_twice(void **state)
     assert_null(other);
 }
 
+/* A flag with a bare value: "--pull" alone, "--pull=V", "--pull V" only for
+ * V among the metavar's words (so "--pull ." leaves "." positional). */
+static void test_bare_value(void **state)
+{
+    (void)state;
+    static char *pull;
+    static const lc_flag t[] = {
+        {"pull", 0, LC_FLAG_STRING, &pull, "missing", "missing|always|never", "pulls", true,
+         "always"},
+    };
+    struct {
+        int argc;
+        char *argv[4];
+        const char *want;
+        size_t npos;
+    } cases[] = {
+        {3, {"prog", "--pull", "ctx"}, "always", 1},
+        {3, {"prog", "--pull=never", "ctx"}, "never", 1},
+        {4, {"prog", "--pull", "never", "ctx"}, "never", 1},
+        {2, {"prog", "ctx"}, "missing", 1},
+        {3, {"prog", "ctx", "--pull"}, "always", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lc_strlist pos = {0};
+        lc_err err = {0};
+        assert_int_equal(lc_flags_parse(t, 1, NULL, cases[i].argc, cases[i].argv, 1, &pos, &err), 0);
+        assert_string_equal(pull, cases[i].want);
+        assert_int_equal(pos.len, cases[i].npos);
+        assert_string_equal(pos.items[0], "ctx");
+        lc_strlist_clear(&pos);
+        lc_flags_free(t, 1);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    lc_flags_usage(f, "usage", t, 1, NULL);
+    fclose(f);
+    assert_non_null(strstr(buf, "--pull[=missing|always|never]"));
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +298,7 @@ int main(void)
         cmocka_unit_test_teardown(test_groups_parse_as_one_table, teardown_groups),
         cmocka_unit_test_teardown(test_groups_errors_and_usage, teardown_groups),
         cmocka_unit_test_teardown(test_groups_reject_a_name_declared_twice, teardown_groups),
+        cmocka_unit_test(test_bare_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
