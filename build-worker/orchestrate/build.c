@@ -191,8 +191,21 @@ static int lower_dirs(builder *b, const lc_image *img, int slot, char ***out, si
         free(dirs);
         return rc;
     }
+    /* The same layer twice (two RUN steps that changed nothing) is one
+     * directory, and overlayfs refuses a lower dir given twice. Keeping only
+     * the topmost copy is exact: every path it has is found there first. */
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < kept && !dup; j++)
+            dup = strcmp(dirs[j], dirs[i]) == 0;
+        if (dup)
+            free(dirs[i]);
+        else
+            dirs[kept++] = dirs[i];
+    }
     *out = dirs;
-    *n = count;
+    *n = kept;
     return 0;
 }
 
