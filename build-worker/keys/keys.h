@@ -20,6 +20,7 @@
 #include "build-worker/context/statcache.h"
 #include "build-worker/context/walk.h"
 #include "build-worker/dockerfile/dockerfile.h"
+#include "build-worker/dockerfile/runflags.h"
 #include "build-worker/keys/action.h"
 #include "digest.h"
 #include "err.h"
@@ -51,6 +52,12 @@ typedef struct lc_keys_opts {
     lc_keys_resolve_fn resolve; /* may be NULL */
     void *resolve_ctx;
     lc_statcache *statcache; /* may be NULL (everything is read) */
+    /* RUN: the build's --network (what RUN without --network, or with
+     * --network=default, gets; UNSET = default) and --add-host entries
+     * ("name:ip"; only the names enter keys, as in BuildKit). */
+    enum lc_df_network network;
+    const char *const *extra_hosts;
+    size_t n_extra_hosts;
 } lc_keys_opts;
 
 typedef struct lc_key_step {
@@ -82,10 +89,15 @@ typedef struct lc_key_step {
     lc_digest from_digest; /* the stage's last key or the image's digest */
     lc_strlist from_paths;
     bool from_content; /* keyed by the copied content (lc_keys_rekey_content) */
-    /* RUN --mount: one slot per --mount flag, in order; a bind mount of the
-     * build context has its selection here (owned), other slots are NULL. */
+    /* RUN: its flags (mounts with BuildKit's defaults filled in, network),
+     * and per mount (parallel to run.mounts): the selection of a bind mount
+     * of the build context (owned, else NULL) and the stage a from= names
+     * (its index, else -1: the build context, an image or nothing). */
+    lc_df_run run;
     lc_selection **mounts;
+    int *mount_stage;
     size_t nmounts;
+    enum lc_df_network network; /* in effect: the RUN's, else the build's */
 
     /* A Command-like description for the REAPI Action uploaded beside the
      * result: argv (RUN: shell + command or the exec form; others:
