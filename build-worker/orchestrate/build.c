@@ -26,7 +26,10 @@
 #include "build-worker/registry/push.h"
 #include "progress.h"
 #include "remote.h"
+#include "runmounts.h"
+#include "secrets.h"
 #include "statedir.h"
+#include "build-worker/runtime/network.h"
 
 /* How many lines of a failed RUN's output the error repeats. */
 #define TAIL_LINES 10
@@ -61,6 +64,7 @@ typedef struct builder {
     char tail[TAIL_LINES][160];
     int tail_next, tail_count;
     int running_slot;
+    lc_secrets *secrets;        /* --secret, --ssh */
     bool fetch_failed;          /* a blob could not be had from the cache */
     uint64_t down_unattributed; /* layer bytes fetched for no step (--output) */
 } builder;
@@ -289,11 +293,40 @@ static int run_env(const lc_image *img, const lc_df_step *step, lc_strlist *env)
     return 0;
 }
 
+/* RUN --mount from=: the layers of a stage's result (built before this
+ * step) or of an image (local store, else pulled). */
+static int mount_layers(void *ctx, int stage, const char *image, char ***dirs, size_t *n,
+                        char **ident, lc_err *err)
+{
+    builder *b = ctx;
+    lc_image *img = NULL;
+    lc_digest d = {0};
+    int rc;
+    if (stage >= 0) {
+        if (b->stage_final[stage] == NULL)
+            return lc_err_set(err, LC_FAILED_PRECONDITION, "stage %d is not built yet", stage);
+        d = b->stage_digest[stage];
+        rc = lower_dirs(b, b->stage_final[stage], -1, dirs, n, err);
+    } else if ((rc = lc_pull_state(b->registry, image, b->o->platform, &d, err)) == 0 &&
+               (rc = load_state(b, &d, &img, err)) == 0) {
+        rc = lower_dirs(b, img, -1, dirs, n, err);
+        lc_image_free(&img);
+    }
+    char hex[LC_DIGEST_OCI_LEN + 1];
+    lc_digest_oci(&d, hex);
+    if (rc == 0 && (*ident = strdup(hex)) == NULL) {
+        free_dirs(*dirs, *n);
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    return rc;
+}
+
 static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *img, lc_err *err)
 {
     const lc_df_step *step = n->ks->step;
     const lc_df_instr *in = step->instr;
     lc_strlist env = {0}, argv = {0};
+    lc_runmounts *mounts = NULL;
     int rc = run_env(img, step, &env);
     if (rc < 0) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -312,17 +345,33 @@ static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *i
         else
             lc_strlist_push(&argv, in->nargs ? in->args[0] : "");
     }
-    bool host_net = false;
-    const lc_df_flag *net = lc_df_instr_flag(in, "network");
-    if (net != NULL && net->value != NULL && strcmp(net->value, "host") == 0)
-        host_net = true;
+    /* RUN --mount (runmounts.h) and the network (runtime/network.h) */
+    lc_runmounts_env me = {.state_dir = lc_statedir_path(b->sd),
+                           .context_dir = b->o->context,
+                           .scratch = fs->scratch,
+                           .secrets = b->secrets,
+                           .layers = mount_layers,
+                           .ctx = b};
+    if ((rc = lc_runmounts_prepare(&me, &n->ks->run, n->ks->mounts, n->ks->mount_stage, &mounts,
+                                   err)) < 0)
+        goto out;
+    size_t nmounts = 0;
+    const lc_exec_mount *ml = lc_runmounts_list(mounts, &nmounts);
     lc_exec_run_opts ro = {.argv = (const char *const *)argv.items,
                            .argc = argv.len,
                            .env = (const char *const *)env.items,
                            .nenv = env.len,
                            .cwd = step->workdir ? step->workdir : "/",
                            .user = step->user,
-                           .host_network = host_net,
+                           .network = n->ks->network == LC_DF_NET_NONE   ? LC_NET_NONE
+                                      : n->ks->network == LC_DF_NET_HOST ? LC_NET_HOST
+                                                                         : LC_NET_DEFAULT,
+                           .extra_hosts = b->o->add_hosts
+                                              ? (const char *const *)b->o->add_hosts->items
+                                              : NULL,
+                           .n_extra_hosts = b->o->add_hosts ? b->o->add_hosts->len : 0,
+                           .mounts = ml,
+                           .nmounts = nmounts,
                            .output = on_output,
                            .ctx = b};
     int code = 0;
@@ -333,6 +382,7 @@ static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *i
     if (code != 0)
         rc = run_failed(b, n->ks, code, err);
 out:
+    lc_runmounts_release(&mounts);
     lc_strlist_clear(&env);
     lc_strlist_clear(&argv);
     return rc;
@@ -766,6 +816,24 @@ out:
     return rc;
 }
 
+/* RUN --network=host needs the network.host entitlement (BuildKit's
+ * rule): refused before anything runs, hit or not. */
+static int check_entitlements(builder *b, lc_err *err)
+{
+    for (size_t i = 0; i < b->keys->nsteps; i++) {
+        const lc_key_step *ks = &b->keys->steps[i];
+        if (ks->kind != LC_DF_RUN || ks->network != LC_DF_NET_HOST || b->o->allow_network_host)
+            continue;
+        const lc_df_pos *pos = ks->run.network == LC_DF_NET_HOST ? &ks->run.network_pos
+                                                                  : &ks->instr->pos;
+        return lc_err_set(err, LC_PERMISSION_DENIED,
+                          "%s:%d:%d: RUN --network=host needs the network.host entitlement: "
+                          "build with --allow network.host",
+                          pos->file, pos->line, pos->col);
+    }
+    return 0;
+}
+
 static int build_all(builder *b, lc_err *err)
 {
     const lc_build_opts *o = b->o;
@@ -789,8 +857,14 @@ static int build_all(builder *b, lc_err *err)
                        .platform = o->platform,
                        .resolve = lc_pull_resolve, /* registry: local store, else pull */
                        .resolve_ctx = b->registry,
-                       .statcache = b->statcache};
+                       .statcache = b->statcache,
+                       .network = (enum lc_df_network)o->network,
+                       .extra_hosts = o->add_hosts ? (const char *const *)o->add_hosts->items
+                                                   : NULL,
+                       .n_extra_hosts = o->add_hosts ? o->add_hosts->len : 0};
     if ((rc = lc_keys_compute(b->file, &b->ko, &b->keys, err)) < 0)
+        return rc;
+    if ((rc = check_entitlements(b, err)) < 0)
         return rc;
     if (b->statcache != NULL)
         lc_statcache_save(b->statcache, NULL);
@@ -906,8 +980,11 @@ int lc_build_run(const lc_build_opts *o, lc_err *err)
         goto out;
     if ((rc = lc_registry_open(o->registry, b.sd, b.remote, b.progress, &b.registry, err)) < 0)
         goto out;
+    if ((rc = lc_secrets_open(o->secrets, o->ssh, &b.secrets, err)) < 0)
+        goto out;
     rc = build_all(&b, err);
 out:
+    lc_secrets_free(&b.secrets);
     lc_registry_close(&b.registry);
     lc_remote_close(&b.remote);
     if (b.keys != NULL) {
