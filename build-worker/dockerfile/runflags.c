@@ -224,9 +224,8 @@ typedef struct mount_ctx {
 #define MERR(c, ...) lc_df__errat((c)->err, LC_INVALID_ARGUMENT, &(c)->flag->pos, __VA_ARGS__)
 
 static const char *const all_keys[] = {
-    "type", "from",     "source",   "target", "readonly", "id",  "sharing",
-    "required", "size", "mode",     "uid",    "gid",      "src", "dst",
-    "destination", "ro", "rw", "readwrite", "env"};
+    "type", "from", "source", "target", "readonly",    "id", "sharing", "required",  "size", "mode",
+    "uid",  "gid",  "src",    "dst",    "destination", "ro", "rw",      "readwrite", "env"};
 
 static void suggest_key(const char *key, char *out, size_t n)
 {
@@ -294,8 +293,9 @@ static int parse_one(mount_ctx *c, lc_df_mount *m)
             while (t < 5 && strcasecmp(value, type_names[t]) != 0)
                 t++;
             if (t == 5)
-                rc = MERR(c, "RUN --mount: unsupported mount type \"%s\" (bind, cache, tmpfs, "
-                             "secret or ssh)",
+                rc = MERR(c,
+                          "RUN --mount: unsupported mount type \"%s\" (bind, cache, tmpfs, "
+                          "secret or ssh)",
                           value);
             else
                 m->type = (enum lc_df_mount_type)t;
@@ -343,8 +343,9 @@ static int parse_one(mount_ctx *c, lc_df_mount *m)
             else if (!strcasecmp(value, "locked"))
                 m->sharing = LC_DF_SHARING_LOCKED;
             else
-                rc = MERR(c, "RUN --mount: unsupported sharing value \"%s\" (shared, private or "
-                             "locked)",
+                rc = MERR(c,
+                          "RUN --mount: unsupported sharing value \"%s\" (shared, private or "
+                          "locked)",
                           value);
             has_sharing = true;
         } else if (!strcmp(key, "mode")) {
@@ -369,12 +370,15 @@ static int parse_one(mount_ctx *c, lc_df_mount *m)
         goto out;
 
     /* Checks BuildKit makes once every field is known. */
-    bool file_info = m->type == LC_DF_MOUNT_SECRET || m->type == LC_DF_MOUNT_SSH ||
-                     m->type == LC_DF_MOUNT_CACHE;
+    bool file_info =
+        m->type == LC_DF_MOUNT_SECRET || m->type == LC_DF_MOUNT_SSH || m->type == LC_DF_MOUNT_CACHE;
     const char *tn = lc_df_mount_type_name(m->type);
     if (!file_info && (m->mode >= 0 || m->uid >= 0 || m->gid >= 0)) {
         rc = MERR(c, "RUN --mount: %s not allowed for \"%s\" type mounts",
-                  m->mode >= 0 ? "mode" : m->uid >= 0 ? "uid" : "gid", tn);
+                  m->mode >= 0  ? "mode"
+                  : m->uid >= 0 ? "uid"
+                                : "gid",
+                  tn);
         goto out;
     }
     if (has_required && m->type != LC_DF_MOUNT_SECRET && m->type != LC_DF_MOUNT_SSH) {
@@ -397,8 +401,8 @@ static int parse_one(mount_ctx *c, lc_df_mount *m)
         rc = MERR(c, "RUN --mount: id= is not an option of %s mounts", tn);
         goto out;
     }
-    if (m->from != NULL &&
-        (m->type == LC_DF_MOUNT_TMPFS || m->type == LC_DF_MOUNT_SECRET || m->type == LC_DF_MOUNT_SSH)) {
+    if (m->from != NULL && (m->type == LC_DF_MOUNT_TMPFS || m->type == LC_DF_MOUNT_SECRET ||
+                            m->type == LC_DF_MOUNT_SSH)) {
         rc = MERR(c, "RUN --mount: %s mount should not have a from", tn);
         goto out;
     }

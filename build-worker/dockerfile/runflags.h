@@ -38,9 +38,9 @@ enum lc_df_mount_type {
 };
 
 enum lc_df_sharing {
-    LC_DF_SHARING_SHARED, /* default: every writer sees the same directory */
+    LC_DF_SHARING_SHARED,  /* default: every writer sees the same directory */
     LC_DF_SHARING_PRIVATE, /* a second concurrent user gets a directory of its own */
-    LC_DF_SHARING_LOCKED, /* a second concurrent user waits */
+    LC_DF_SHARING_LOCKED,  /* a second concurrent user waits */
 };
 
 enum lc_df_network {
@@ -52,13 +52,13 @@ enum lc_df_network {
 
 typedef struct lc_df_mount {
     enum lc_df_mount_type type;
-    char *target;  /* absolute and cleaned; NULL only for a secret with env= and no target */
-    char *from;    /* bind/cache: stage name or image; NULL = build context (bind), empty (cache) */
-    char *source;  /* bind/cache: path inside from (cleaned, relative, "" = its root) */
-    char *id;      /* cache, secret, ssh (defaults filled in); NULL otherwise */
-    char *env;     /* secret: also (or only) exposed as this environment variable */
+    char *target; /* absolute and cleaned; NULL only for a secret with env= and no target */
+    char *from;   /* bind/cache: stage name or image; NULL = build context (bind), empty (cache) */
+    char *source; /* bind/cache: path inside from (cleaned, relative, "" = its root) */
+    char *id;     /* cache, secret, ssh (defaults filled in); NULL otherwise */
+    char *env;    /* secret: also (or only) exposed as this environment variable */
     bool readonly;
-    bool required; /* secret, ssh: true unless required=false (see runflags.c) */
+    bool required;              /* secret, ssh: true unless required=false (see runflags.c) */
     enum lc_df_sharing sharing; /* cache */
     uint64_t size;              /* tmpfs: bytes, 0 = no limit */
     int64_t mode, uid, gid;     /* cache, secret, ssh: -1 = not given */

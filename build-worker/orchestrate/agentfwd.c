@@ -83,8 +83,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     relay *r = s->data;
     if (n > 0 && !r->closing) {
-        uv_stream_t *peer =
-            s == (uv_stream_t *)&r->client ? (uv_stream_t *)&r->upstream : (uv_stream_t *)&r->client;
+        uv_stream_t *peer = s == (uv_stream_t *)&r->client ? (uv_stream_t *)&r->upstream
+                                                           : (uv_stream_t *)&r->client;
         write_req *w = malloc(sizeof(*w));
         if (w != NULL) {
             w->buf = buf->base;
@@ -165,8 +165,7 @@ int lc_agentfwd_start(uv_loop_t *loop, const char *listen_path, const char *agen
         e = uv_listen((uv_stream_t *)&f->listener, 16, on_connection);
     if (e != 0) {
         uv_close((uv_handle_t *)&f->listener, on_listener_closed);
-        return lc_err_set(err, LC_INTERNAL, "ssh agent socket %s: %s", listen_path,
-                          uv_strerror(e));
+        return lc_err_set(err, LC_INTERNAL, "ssh agent socket %s: %s", listen_path, uv_strerror(e));
     }
     *out = f;
     return 0;

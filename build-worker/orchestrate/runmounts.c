@@ -25,17 +25,16 @@
 struct lc_runmounts {
     lc_exec_mount *list;
     size_t n;
-    lc_strlist owned;    /* strings the list points at */
-    lc_strlist mounted;  /* mount points to undo, in order made */
-    int *locks;          /* cache lock fds */
+    lc_strlist owned;   /* strings the list points at */
+    lc_strlist mounted; /* mount points to undo, in order made */
+    int *locks;         /* cache lock fds */
     size_t nlocks;
-    char **secrets;      /* values to wipe */
+    char **secrets; /* values to wipe */
     size_t *secret_len;
     size_t nsecrets;
 };
 
-#define MERR(m, code, ...)                                                                         \
-    mount_err(err, code, m, __VA_ARGS__)
+#define MERR(m, code, ...) mount_err(err, code, m, __VA_ARGS__)
 
 static int mount_err(lc_err *err, int code, const lc_df_mount *m, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -59,7 +58,8 @@ static const char *own(lc_runmounts *rm, char *s)
     return s;
 }
 
-static const char *ownf(lc_runmounts *rm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *ownf(lc_runmounts *rm, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static const char *ownf(lc_runmounts *rm, const char *fmt, ...)
 {
     va_list ap;
@@ -182,8 +182,8 @@ static void free_dirs(char **dirs, size_t n)
 }
 
 /* A read-only view of what from= names; *view borrowed from rm. */
-static int from_view(lc_runmounts *rm, const lc_runmounts_env *env, const lc_df_mount *m,
-                     int stage, size_t i, const char **view, char **ident, lc_err *err)
+static int from_view(lc_runmounts *rm, const lc_runmounts_env *env, const lc_df_mount *m, int stage,
+                     size_t i, const char **view, char **ident, lc_err *err)
 {
     char **dirs = NULL;
     size_t nd = 0;
@@ -310,9 +310,10 @@ static int prepare_cache(lc_runmounts *rm, const lc_runmounts_env *env, const lc
     /* BuildKit's rule: one directory per id and base (the from= content, or
      * the empty directory made with mode/uid/gid). */
     char desc[1024];
-    int dl = snprintf(desc, sizeof(desc), "id=%s\nfrom=%s\nsource=%s\nmode=%lld\nuid=%lld\ngid=%lld",
-                      m->id, ident ? ident : "", m->from ? m->source : "", (long long)m->mode,
-                      (long long)m->uid, (long long)m->gid);
+    int dl =
+        snprintf(desc, sizeof(desc), "id=%s\nfrom=%s\nsource=%s\nmode=%lld\nuid=%lld\ngid=%lld",
+                 m->id, ident ? ident : "", m->from ? m->source : "", (long long)m->mode,
+                 (long long)m->uid, (long long)m->gid);
     lc_digest d;
     lc_digest_of(desc, (size_t)(dl < (int)sizeof(desc) ? dl : (int)sizeof(desc) - 1), &d);
     char hex[LC_HASH_HEX_LEN + 1];
@@ -329,8 +330,7 @@ static int prepare_cache(lc_runmounts *rm, const lc_runmounts_env *env, const lc
                 break;
         }
         if (dir == NULL) {
-            rc = MERR(m, LC_RESOURCE_EXHAUSTED, "no free private cache directory for id %s",
-                      m->id);
+            rc = MERR(m, LC_RESOURCE_EXHAUSTED, "no free private cache directory for id %s", m->id);
             goto out;
         }
     } else {
@@ -364,9 +364,9 @@ static int prepare_cache(lc_runmounts *rm, const lc_runmounts_env *env, const lc
             if (rc == 0)
                 rc = lc_copy_path(src, tmp, "/", &co, err);
         }
-        if (rc == 0 && (chown(tmp, m->uid >= 0 ? (uid_t)m->uid : 0,
-                              m->gid >= 0 ? (gid_t)m->gid : 0) < 0 ||
-                        chmod(tmp, m->mode >= 0 ? (mode_t)m->mode : 0755) < 0))
+        if (rc == 0 &&
+            (chown(tmp, m->uid >= 0 ? (uid_t)m->uid : 0, m->gid >= 0 ? (gid_t)m->gid : 0) < 0 ||
+             chmod(tmp, m->mode >= 0 ? (mode_t)m->mode : 0755) < 0))
             rc = MERR(m, lc_code_from_errno(errno), "%s: %s", tmp, strerror(errno));
         if (rc == 0 && rename(tmp, dir) < 0 && errno != EEXIST && errno != ENOTEMPTY)
             rc = MERR(m, lc_code_from_errno(errno), "create %s: %s", dir, strerror(errno));
@@ -415,8 +415,8 @@ int lc_runmounts_prepare(const lc_runmounts_env *env, const lc_df_run *run,
         *em = (lc_exec_mount){.target = m->target, .readonly = m->readonly};
         switch (m->type) {
         case LC_DF_MOUNT_BIND:
-            rc = prepare_bind(rm, env, m, ctx_sel ? ctx_sel[i] : NULL, stage ? stage[i] : -1, i,
-                              em, err);
+            rc = prepare_bind(rm, env, m, ctx_sel ? ctx_sel[i] : NULL, stage ? stage[i] : -1, i, em,
+                              err);
             break;
         case LC_DF_MOUNT_CACHE:
             rc = prepare_cache(rm, env, m, stage ? stage[i] : -1, i, em, err);

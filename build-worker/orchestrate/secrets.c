@@ -121,8 +121,8 @@ static int parse_secret(const char *spec, secret *out, lc_err *err)
             rc = lc_err_set(err, lc_code_from_errno(errno), "--secret id=%s: %s: %s", out->id,
                             out->file, strerror(errno));
         else if (!S_ISREG(st.st_mode))
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--secret id=%s: %s is not a file",
-                            out->id, out->file);
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "--secret id=%s: %s is not a file", out->id,
+                            out->file);
         else if (st.st_size > LC_SECRET_MAX_SIZE)
             rc = lc_err_set(err, LC_INVALID_ARGUMENT,
                             "--secret id=%s: %s is too big (%lld bytes; at most %d)", out->id,
@@ -174,8 +174,7 @@ static int parse_ssh(const char *spec, agent *out, lc_err *err)
     return 0;
 }
 
-int lc_secrets_open(const lc_strlist *secrets, const lc_strlist *ssh, lc_secrets **out,
-                    lc_err *err)
+int lc_secrets_open(const lc_strlist *secrets, const lc_strlist *ssh, lc_secrets **out, lc_err *err)
 {
     *out = NULL;
     size_t ns = secrets ? secrets->len : 0, na = ssh ? ssh->len : 0;
@@ -276,8 +275,8 @@ int lc_secrets_get(const lc_secrets *s, const char *id, char **data, size_t *len
         else if (r == 0)
             break;
         else if ((n += (size_t)r) > LC_SECRET_MAX_SIZE)
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "secret %s: %s is larger than %d bytes",
-                            id, sc->file, LC_SECRET_MAX_SIZE);
+            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "secret %s: %s is larger than %d bytes", id,
+                            sc->file, LC_SECRET_MAX_SIZE);
     }
     close(fd);
     if (rc < 0) {

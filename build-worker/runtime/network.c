@@ -41,13 +41,13 @@ static const char *const file_names[LC_NET_NFILES] = {"resolv.conf", "hosts", "h
 struct lc_net {
     lc_net_mode mode;
     lc_net_backend backend;
-    int nsfd;          /* the step's network namespace (default mode), else -1 */
-    char nspath[64];   /* "/proc/PID/fd/N" */
-    pid_t nat_pid;     /* slirp4netns (our child) or pasta (a daemon), 0 = none */
+    int nsfd;        /* the step's network namespace (default mode), else -1 */
+    char nspath[64]; /* "/proc/PID/fd/N" */
+    pid_t nat_pid;   /* slirp4netns (our child) or pasta (a daemon), 0 = none */
     bool nat_is_child;
-    int exit_fd;       /* slirp4netns --exit-fd: it quits when this closes */
-    char *nsfile;      /* pasta: the namespace bound on a file (it will not open
-                          /proc/PID/fd/N), unmounted at close */
+    int exit_fd;  /* slirp4netns --exit-fd: it quits when this closes */
+    char *nsfile; /* pasta: the namespace bound on a file (it will not open
+                     /proc/PID/fd/N), unmounted at close */
     char *files[LC_NET_NFILES];
 };
 
@@ -90,13 +90,13 @@ int lc_net_parse_host(const char *spec, char **name, char **ip, lc_err *err)
     if (sep == NULL)
         sep = strchr(spec, ':');
     if (sep == NULL || sep == spec)
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "--add-host '%s': expected NAME:IP or NAME=IP", spec);
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "--add-host '%s': expected NAME:IP or NAME=IP",
+                          spec);
     for (const char *p = spec; p < sep; p++)
         if (*p <= ' ' || *p == '#' || *p == 0x7f)
             return lc_err_set(err, LC_INVALID_ARGUMENT,
-                              "--add-host '%s': '%.*s' is not a host name", spec,
-                              (int)(sep - spec), spec);
+                              "--add-host '%s': '%.*s' is not a host name", spec, (int)(sep - spec),
+                              spec);
     const char *v = sep + 1;
     size_t vl = strlen(v);
     if (vl >= 2 && v[0] == '[' && v[vl - 1] == ']') {
@@ -362,8 +362,16 @@ static int start_slirp(lc_net *n, const char *dir, lc_err *err)
     snprintf(qfd, sizeof(qfd), "--exit-fd=%d", quit[0]);
     /* --disable-host-loopback: 10.0.2.2 no longer leads to the worker's
      * 127.0.0.1. The largest MTU: bulk downloads run several times faster. */
-    char *argv[] = {"slirp4netns", "--configure",  "--mtu=65520", "--disable-host-loopback",
-                    "--netns-type=path", rfd, qfd, n->nspath, "tap0", NULL};
+    char *argv[] = {"slirp4netns",
+                    "--configure",
+                    "--mtu=65520",
+                    "--disable-host-loopback",
+                    "--netns-type=path",
+                    rfd,
+                    qfd,
+                    n->nspath,
+                    "tap0",
+                    NULL};
     int keep[] = {ready[1], quit[0]};
     int lfd = log_fd(dir);
     int rc = spawn(argv, keep, 2, lfd, &n->nat_pid, err);
@@ -417,9 +425,10 @@ static int start_pasta(lc_net *n, const char *dir, lc_err *err)
     /* No port forwarding either way (-t/-u/-T/-U none) and --no-map-gw:
      * nothing in the step reaches the worker's loopback. pasta daemonizes
      * once the namespace is configured. */
-    char *argv[] = {"pasta", "-q", "--config-net", "--no-map-gw", "-t", "none", "-u", "none",
-                    "-T", "none", "-U", "none", "--dns-forward", PASTA_DNS, "--runas", "0",
-                    "-P", pidfile, "--netns", n->nsfile, NULL};
+    char *argv[] = {
+        "pasta",   "-q", "--config-net", "--no-map-gw", "-t",      "none",          "-u",
+        "none",    "-T", "none",         "-U",          "none",    "--dns-forward", PASTA_DNS,
+        "--runas", "0",  "-P",           pidfile,       "--netns", n->nsfile,       NULL};
     int lfd = log_fd(dir);
     pid_t parent;
     int rc = spawn(argv, NULL, 0, lfd, &parent, err);
@@ -484,7 +493,7 @@ int lc_net_open(const lc_net_opts *o, lc_net **out, lc_err *err)
         rc = make_netns(n, err);
         if (rc == 0)
             rc = n->backend == LC_NET_BACKEND_PASTA ? start_pasta(n, o->dir, err)
-                                                     : start_slirp(n, o->dir, err);
+                                                    : start_slirp(n, o->dir, err);
     }
     if (rc < 0) {
         lc_net_close(&n);

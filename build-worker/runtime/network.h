@@ -53,7 +53,7 @@ typedef struct lc_net_opts {
     const char *hostname;           /* NULL = "layercache" */
     const char *const *extra_hosts; /* "name:ip" or "name=ip" (lc_net_parse_host) */
     size_t n_extra_hosts;
-    const char *host_resolv_conf;   /* NULL = /etc/resolv.conf */
+    const char *host_resolv_conf; /* NULL = /etc/resolv.conf */
 } lc_net_opts;
 
 typedef struct lc_net lc_net;

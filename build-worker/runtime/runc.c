@@ -242,9 +242,8 @@ static json_t *mount_entry(const char *dst, const char *type, const char *src,
                      "options", strv(opts, n));
 }
 
-static json_t *build_config(const lc_runc_step *s, const size_t *order, unsigned uid,
-                            unsigned gid, const unsigned *groups, size_t ngroups,
-                            const lc_strlist *env)
+static json_t *build_config(const lc_runc_step *s, const size_t *order, unsigned uid, unsigned gid,
+                            const unsigned *groups, size_t ngroups, const lc_strlist *env)
 {
     json_t *user = json_pack("{s:I, s:I}", "uid", (json_int_t)uid, "gid", (json_int_t)gid);
     if (ngroups > 0) {
@@ -297,7 +296,8 @@ static json_t *build_config(const lc_runc_step *s, const size_t *order, unsigned
     for (size_t i = 0; i < 4; i++)
         json_array_append_new(ns, json_pack("{s:s}", "type", nss[i]));
     if (!s->network_host && s->netns_path != NULL)
-        json_array_append_new(ns, json_pack("{s:s, s:s}", "type", "network", "path", s->netns_path));
+        json_array_append_new(ns,
+                              json_pack("{s:s, s:s}", "type", "network", "path", s->netns_path));
     else if (!s->network_host)
         json_array_append_new(ns, json_pack("{s:s}", "type", "network"));
 

@@ -69,13 +69,13 @@ typedef struct lc_runc_step {
     size_t argc;
     const char *const *env; /* "KEY=value"; PATH and HOME are added when missing */
     size_t n_env;
-    const char *cwd;       /* NULL = "/" (runc creates it if missing) */
-    const char *user;      /* NULL/"" = root; "uid", "uid:gid", "name", "name:group";
-                              names resolve through the rootfs /etc/passwd, /etc/group */
-    const char *hostname;  /* NULL = "layercache" */
-    int network_host;      /* 1: share the host's network namespace */
-    const char *netns_path; /* join this network namespace (network_host == 0);
-                               NULL = a new one with only loopback */
+    const char *cwd;             /* NULL = "/" (runc creates it if missing) */
+    const char *user;            /* NULL/"" = root; "uid", "uid:gid", "name", "name:group";
+                                    names resolve through the rootfs /etc/passwd, /etc/group */
+    const char *hostname;        /* NULL = "layercache" */
+    int network_host;            /* 1: share the host's network namespace */
+    const char *netns_path;      /* join this network namespace (network_host == 0);
+                                    NULL = a new one with only loopback */
     const lc_runc_mount *mounts; /* extra mounts (borrowed until prepare returns) */
     size_t n_mounts;
     const char *runc_path; /* NULL = "runc" (found through PATH) */

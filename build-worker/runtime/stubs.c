@@ -148,8 +148,8 @@ static int push_ancestors(lc_stubs *s, int rootfd, const char *rel)
 }
 
 /* Makes what is missing of target (absolute, cleaned). */
-static int make_one(lc_stubs *s, int rootfd, const char *rootreal, const char *target,
-                    bool is_file, lc_err *err)
+static int make_one(lc_stubs *s, int rootfd, const char *rootreal, const char *target, bool is_file,
+                    lc_err *err)
 {
     char *path = strdup(target);
     int rc = 0, parent = -1;
@@ -240,8 +240,8 @@ static int make_one(lc_stubs *s, int rootfd, const char *rootreal, const char *t
                 bool last = k >= len;
                 int made;
                 if (last && is_file) {
-                    made = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-                                  0644);
+                    made = openat(parent, name,
+                                  O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
                     if (made >= 0)
                         close(made);
                 } else {
