@@ -593,6 +593,8 @@ static int enc_run(engine *g, lc_keyenc *e, const lc_key_step *ks, const char *p
                 enc_selection(&se, ks->mounts[i], 0);
                 lc_keyenc_finish(&se, &d);
                 lc_keyenc_digest(e, "mount_context", &d);
+            } else if (m->from != NULL && ks->mount_by_content && ks->mount_by_content[i]) {
+                lc_keyenc_digest(e, "mount_content", &ks->mount_content[i]);
             } else if (m->from != NULL) {
                 int k = ks->mount_stage[i];
                 lc_digest d;
@@ -1036,6 +1038,8 @@ void lc_keys_free(lc_keys **kp)
             lc_selection_free(&s->mounts[j]);
         free(s->mounts);
         free(s->mount_stage);
+        free(s->mount_by_content);
+        free(s->mount_content);
         lc_df_run_clear(&s->run);
     }
     for (size_t i = 0; i < k->nstages; i++)
@@ -1079,6 +1083,46 @@ int lc_keys_rekey_content(lc_keys *k, const lc_keys_opts *opts, size_t step,
     enc_selection(&se, content, is_octal(chmod));
     lc_keyenc_finish(&se, &s->from_digest);
     s->from_content = true;
+    for (size_t i = step; i < st->first_step + st->nsteps; i++) {
+        lc_key_step *cur = &k->steps[i];
+        reset_step_key(cur);
+        int rc = key_instruction(&g, cur, &k->steps[i - 1].key, st->platform);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+void lc_keys_content_digest(const lc_selection *sel, lc_digest *out)
+{
+    lc_keyenc se = {0};
+    memset(out, 0, sizeof(*out));
+    if (lc_keyenc_init(&se, "layercache-sources-v1") != 0)
+        return;
+    enc_selection(&se, sel, 0);
+    lc_keyenc_finish(&se, out);
+}
+
+int lc_keys_rekey_mounts(lc_keys *k, const lc_keys_opts *opts, size_t step,
+                         const lc_digest *const *content, lc_err *err)
+{
+    if (step >= k->nsteps || k->steps[step].kind != LC_DF_RUN)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "step %zu is not a RUN", step);
+    engine g = {.o = opts, .k = k, .err = err};
+    lc_key_step *s = &k->steps[step];
+    const lc_key_stage *st = &k->stages[s->stage];
+    if (s->mount_by_content == NULL) {
+        s->mount_by_content = calloc(s->nmounts ? s->nmounts : 1, sizeof(*s->mount_by_content));
+        s->mount_content = calloc(s->nmounts ? s->nmounts : 1, sizeof(*s->mount_content));
+        if (s->mount_by_content == NULL || s->mount_content == NULL)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < s->nmounts; i++) {
+        if (content[i] == NULL)
+            continue;
+        s->mount_by_content[i] = true;
+        s->mount_content[i] = *content[i];
+    }
     for (size_t i = step; i < st->first_step + st->nsteps; i++) {
         lc_key_step *cur = &k->steps[i];
         reset_step_key(cur);

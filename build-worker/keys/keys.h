@@ -97,6 +97,10 @@ typedef struct lc_key_step {
     lc_selection **mounts;
     int *mount_stage;
     size_t nmounts;
+    /* After lc_keys_rekey_mounts: per mount, whether from= is keyed by the
+     * content it mounts (mount_content) instead of the stage's key. */
+    bool *mount_by_content;
+    lc_digest *mount_content;
     enum lc_df_network network; /* in effect: the RUN's, else the build's */
 
     /* A Command-like description for the REAPI Action uploaded beside the
@@ -149,6 +153,18 @@ void lc_keys_free(lc_keys **k);
  * opts must be those given to lc_keys_compute. */
 int lc_keys_rekey_content(lc_keys *k, const lc_keys_opts *opts, size_t step,
                           const lc_selection *content, lc_err *err);
+
+/* The same second lookup for a RUN whose --mount from= names a stage that
+ * was rebuilt (BuildKit keys such a mount by the content it selects):
+ * content[i] is the digest (lc_keys_content_digest) of what mount i of
+ * step `step` mounts, or NULL to keep mount i keyed as it is. Re-keys the
+ * step and every later step of its stage. */
+int lc_keys_rekey_mounts(lc_keys *k, const lc_keys_opts *opts, size_t step,
+                         const lc_digest *const *content, lc_err *err);
+
+/* The content digest of a hashed selection, as the keys encode it
+ * (layercache-sources-v1). */
+void lc_keys_content_digest(const lc_selection *sel, lc_digest *out);
 
 /* The key that stands for `FROM scratch`. */
 void lc_keys_scratch_digest(lc_digest *out);

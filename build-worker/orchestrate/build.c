@@ -654,6 +654,85 @@ out:
     return rc;
 }
 
+/* The same second lookup for RUN --mount from=<stage> (bind, or cache with
+ * a from= base) when that stage ran steps in this build: BuildKit keys such
+ * a mount by the content it selects, so an unchanged output still hits.
+ * Re-keys the first such RUN after the last hit (and the steps after it)
+ * by the content of each such mount, then looks them up again. */
+static int mount_rekey(builder *b, const lc_key_stage *st, size_t *last_hit, lc_err *err)
+{
+    node *nodes = b->nodes + st->first_step;
+    size_t i = *last_hit + 1;
+    for (; i < st->nsteps; i++) {
+        const lc_key_step *ks = nodes[i].ks;
+        bool found = false;
+        for (size_t m = 0; ks->kind == LC_DF_RUN && m < ks->nmounts && !found; m++) {
+            int from = ks->mount_stage[m];
+            found = from >= 0 && b->stage_rebuilt[from] && b->stage_final[from] != NULL &&
+                    (ks->run.mounts[m].type == LC_DF_MOUNT_BIND ||
+                     ks->run.mounts[m].type == LC_DF_MOUNT_CACHE);
+        }
+        if (found)
+            break;
+    }
+    if (i >= st->nsteps)
+        return 0;
+    lc_key_step *ks = nodes[i].ks;
+    lc_digest *digests = calloc(ks->nmounts + 1, sizeof(*digests));
+    const lc_digest **content = calloc(ks->nmounts + 1, sizeof(*content));
+    int rc = digests && content ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t m = 0; m < ks->nmounts && rc == 0; m++) {
+        int from = ks->mount_stage[m];
+        const lc_df_mount *mt = &ks->run.mounts[m];
+        if (from < 0 || !b->stage_rebuilt[from] || b->stage_final[from] == NULL ||
+            (mt->type != LC_DF_MOUNT_BIND && mt->type != LC_DF_MOUNT_CACHE))
+            continue;
+        char **dirs = NULL, scratch[PATH_MAX] = "", view[PATH_MAX];
+        size_t ndirs = 0;
+        bool mounted = false;
+        lc_selection *sel = NULL;
+        const char *src[] = {mt->source[0] ? mt->source : "."};
+        if ((rc = lower_dirs(b, b->stage_final[from], -1, &dirs, &ndirs, err)) == 0 &&
+            (rc = lc_statedir_mktemp(b->sd, "content", scratch, sizeof(scratch), err)) == 0 &&
+            (rc = lc_exec_view((const char *const *)dirs, ndirs, scratch, view, sizeof(view),
+                               &mounted, err)) == 0 &&
+            (rc = lc_walk_select(view, NULL, src, 1, NULL, &sel, err)) == 0 &&
+            (rc = lc_hash_selections(view, &sel, 1, NULL, NULL, err)) == 0) {
+            lc_keys_content_digest(sel, &digests[m]);
+            content[m] = &digests[m];
+        }
+        if (mounted)
+            lc_exec_unmount(scratch);
+        if (scratch[0])
+            lc_fs_rm_rf(scratch);
+        lc_selection_free(&sel);
+        free_dirs(dirs, ndirs);
+    }
+    /* Results are recorded under the definition-based keys too. */
+    for (size_t j = i; j < st->nsteps && rc == 0; j++) {
+        if (nodes[j].alt.action == NULL) {
+            nodes[j].alt = nodes[j].ks->action;
+            memset(&nodes[j].ks->action, 0, sizeof(nodes[j].ks->action));
+        }
+    }
+    if (rc == 0)
+        rc = lc_keys_rekey_mounts(b->keys, &b->ko, st->first_step + i, content, err);
+    if (rc == 0) {
+        for (size_t j = i; j < st->nsteps; j++) {
+            char key[LC_DIGEST_OCI_LEN + 1];
+            lc_digest_oci(&nodes[j].ks->key, key);
+            lc_progress_set_key(b->progress, nodes[j].slot, key);
+        }
+        lookup_range(b, st->first_step + i, st->nsteps - i);
+        for (size_t j = i; j < st->nsteps; j++)
+            if (nodes[j].hit_local || nodes[j].hit_remote)
+                *last_hit = j;
+    }
+    free(digests);
+    free(content);
+    return rc;
+}
+
 /* Builds a stage on the state after step start (0 = its base), running the
  * steps after it. */
 static int run_stage_from(builder *b, const lc_key_stage *st, size_t start, lc_err *err)
@@ -706,6 +785,8 @@ static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
         if (nodes[i].hit_local || nodes[i].hit_remote)
             last_hit = i;
     if (!b->o->no_cache && (rc = content_rekey(b, st, &last_hit, err)) < 0)
+        return rc;
+    if (!b->o->no_cache && (rc = mount_rekey(b, st, &last_hit, err)) < 0)
         return rc;
     for (size_t i = 1; i <= last_hit; i++)
         lc_progress_cached(b->progress, nodes[i].slot,
