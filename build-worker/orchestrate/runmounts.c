@@ -25,9 +25,10 @@
 struct lc_runmounts {
     lc_exec_mount *list;
     size_t n;
-    lc_strlist owned;   /* strings the list points at */
-    lc_strlist mounted; /* mount points to undo, in order made */
-    int *locks;         /* cache lock fds */
+    lc_strlist owned;     /* strings the list points at */
+    lc_strlist mounted;   /* mount points to undo, in order made */
+    int *locks;           /* cache lock fds */
+    lc_strlist lockpaths; /* what they lock */
     size_t nlocks;
     char **secrets; /* values to wipe */
     size_t *secret_len;
@@ -276,8 +277,14 @@ static int prepare_bind(lc_runmounts *rm, const lc_runmounts_env *env, const lc_
 
 /* ---- cache mounts ---- */
 
+/* flock on lockpath, held until release. A lock this step already holds
+ * (two mounts of one cache) is not taken twice, which would wait forever:
+ * shared and locked share it, private (LOCK_NB) looks for another. */
 static int lock_cache(lc_runmounts *rm, const char *lockpath, int how)
 {
+    for (size_t i = 0; i < rm->lockpaths.len; i++)
+        if (strcmp(rm->lockpaths.items[i], lockpath) == 0)
+            return (how & LOCK_NB) ? -EWOULDBLOCK : 0;
     int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
@@ -287,6 +294,10 @@ static int lock_cache(lc_runmounts *rm, const char *lockpath, int how)
         int e = errno;
         close(fd);
         return -e;
+    }
+    if (lc_strlist_push(&rm->lockpaths, lockpath) < 0) {
+        close(fd);
+        return -ENOMEM;
     }
     rm->locks[rm->nlocks++] = fd;
     return 0;
@@ -502,6 +513,7 @@ void lc_runmounts_release(lc_runmounts **mp)
     for (size_t i = 0; i < rm->nsecrets; i++)
         lc_secrets_wipe(&rm->secrets[i], rm->secret_len[i]);
     lc_strlist_clear(&rm->mounted);
+    lc_strlist_clear(&rm->lockpaths);
     lc_strlist_clear(&rm->owned);
     free(rm->list);
     free(rm->locks);
