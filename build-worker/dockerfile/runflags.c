@@ -412,6 +412,11 @@ static int parse_one(mount_ctx *c, lc_df_mount *m)
     }
     if (ro_auto)
         m->readonly = !(m->type == LC_DF_MOUNT_CACHE || m->type == LC_DF_MOUNT_TMPFS);
+    if (!m->readonly && (m->type == LC_DF_MOUNT_SECRET || m->type == LC_DF_MOUNT_SSH)) {
+        /* BuildKit accepts and ignores it; nothing here is ignored. */
+        rc = MERR(c, "RUN --mount: rw is not supported for %s mounts (they are read-only)", tn);
+        goto out;
+    }
     /* A secret or agent that was not given is an error unless required=false
      * (issue 12; BuildKit's default is the opposite: silently absent). */
     if (!has_required && (m->type == LC_DF_MOUNT_SECRET || m->type == LC_DF_MOUNT_SSH))

@@ -523,6 +523,7 @@ int lc_runc_prepare(const lc_runc_step *s, lc_runc **out, lc_err *err)
         goto fail;
     }
     rc = lc_fs_write_file(cfgpath, text, strlen(text), err);
+    explicit_bzero(text, strlen(text)); /* the environment may hold a secret */
     free(text);
     if (rc < 0)
         goto fail;

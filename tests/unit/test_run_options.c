@@ -136,6 +136,7 @@ static void test_mount_errors(void **state)
     expect_error("--mount=type=bind,target=/", "invalid mount target");
     expect_error_at("--mount=type=tmpfs,target=/x --mount=type=cache,target=/x/",
                     "Dockerfile:2:34: ", "target /x is already mounted");
+    expect_error("--mount=type=secret,id=a,rw", "rw is not supported for secret mounts");
     expect_error("--network=bridge", "invalid network mode \"bridge\"");
     expect_error("--security=insecure", "--security=insecure is not supported");
     expect_error("--security=other", "\"other\" is not valid");
