@@ -313,7 +313,7 @@ static int parse_one(mount_ctx *c, lc_df_mount *m)
                    !strcmp(key, "rw")) {
             if (parse_bool(value, &b) < 0)
                 rc = MERR(c, "RUN --mount: invalid value for %s: %s", key, value);
-            if (!strcmp(key, "rw") || !strcmp(key, "readwrite"))
+            else if (!strcmp(key, "rw") || !strcmp(key, "readwrite"))
                 m->readonly = !b;
             else
                 m->readonly = b;
