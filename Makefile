@@ -249,6 +249,14 @@ $(GEN)/dashboard_html.c: cache-server/dashboard.html
 	$(Q)xxd -i $< > $@.tmp && mv $@.tmp $@
 $(SERVER_LIB): $(call obj,$(GEN)/dashboard_html.c)
 
+# ---- RUN networking: bench-network (owner: runtime) -------------------------
+# bench/bench-network: the per-step cost of RUN's network (none, slirp4netns,
+# pasta, host) and the download throughput through each; docs/BENCHMARKS.md.
+.PHONY: bench-network
+bench-network: export LC_BIN := $(abspath $(BINDIR))
+bench-network: all
+	bench/bench-network
+
 # ---- build benchmark: bench-build (owner: buildtests) -----------------------
 # bench/bench-build: the demo services built by layercache (worker 1 cold
 # with uploads, worker 2 from the server, --cache-mode off) beside buildah

@@ -3,11 +3,17 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-worker/dockerfile/runflags.h"
+#include "build-worker/runtime/network.h"
 
 lc_cli_cache lc_cli_cache_opts;
 lc_cli_registry lc_cli_registry_opts;
 char *lc_cli_state_dir;
 lc_cli_build lc_cli_build_opts;
+lc_cli_run lc_cli_run_opts;
 
 static const lc_flag build_flags[] = {
     {"file", 'f', LC_FLAG_STRING, &lc_cli_build_opts.file, NULL, "FILE",
@@ -21,8 +27,64 @@ static const lc_flag build_flags[] = {
      "an emulator registered with binfmt_misc (Debian's qemu-user-static); build: a,b builds "
      "each (--output type=oci then writes an image index)",
      true},
+    {"network", 0, LC_FLAG_STRING, &lc_cli_build_opts.network, "default", "default|none|host",
+     "network of RUN steps: default (a private namespace with outbound NAT, the worker's "
+     "loopback out of reach), none (loopback only), host (the worker's; implies --allow "
+     "network.host)",
+     true},
+    {"add-host", 0, LC_FLAG_LIST, &lc_cli_build_opts.add_hosts, NULL, "NAME:IP",
+     "add a line to RUN steps' /etc/hosts (repeatable)", true},
 };
 const lc_flag_group lc_cli_build_group = LC_FLAG_GROUP(build_flags);
+
+int lc_cli_build_network(int *network, lc_err *err)
+{
+    int n = lc_df_network_parse(lc_cli_build_opts.network ? lc_cli_build_opts.network : "default");
+    if (n < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "--network must be default, none or host, not '%s'",
+                          lc_cli_build_opts.network);
+    for (size_t i = 0; i < lc_cli_build_opts.add_hosts.len; i++) {
+        char *name, *ip;
+        int rc = lc_net_parse_host(lc_cli_build_opts.add_hosts.items[i], &name, &ip, err);
+        if (rc < 0)
+            return rc;
+        free(name);
+        free(ip);
+    }
+    *network = n == LC_DF_NET_DEFAULT ? LC_DF_NET_UNSET : n;
+    return 0;
+}
+
+static const lc_flag run_flags[] = {
+    {"secret", 0, LC_FLAG_LIST, &lc_cli_run_opts.secrets, NULL, "id=ID[,src=FILE|,env=VAR]",
+     "a secret for RUN --mount=type=secret (repeatable; never stored, logged or uploaded)",
+     true},
+    {"ssh", 0, LC_FLAG_LIST, &lc_cli_run_opts.ssh, NULL, "default|ID=SOCKET",
+     "an ssh agent for RUN --mount=type=ssh (repeatable; default: $SSH_AUTH_SOCK)", true},
+    {"allow", 0, LC_FLAG_LIST, &lc_cli_run_opts.allow, NULL, "network.host",
+     "allow an entitlement: network.host lets RUN --network=host use the worker's network",
+     true},
+};
+const lc_flag_group lc_cli_run_group = LC_FLAG_GROUP(run_flags);
+
+int lc_cli_run_allow(int network, bool *network_host, lc_err *err)
+{
+    *network_host = network == LC_DF_NET_HOST;
+    for (size_t i = 0; i < lc_cli_run_opts.allow.len; i++) {
+        const char *a = lc_cli_run_opts.allow.items[i];
+        if (strcmp(a, "network.host") == 0)
+            *network_host = true;
+        else
+            return lc_err_set(err, strcmp(a, "security.insecure") == 0 ? LC_UNIMPLEMENTED
+                                                                        : LC_INVALID_ARGUMENT,
+                              "--allow %s: %s", a,
+                              strcmp(a, "security.insecure") == 0
+                                  ? "not supported (every RUN step is sandboxed)"
+                                  : "unknown entitlement (network.host)");
+    }
+    return 0;
+}
 
 static const lc_flag cache_flags[] = {
     {"cache", 0, LC_FLAG_STRING, &lc_cli_cache_opts.target, NULL, "grpc[s]://HOST:PORT",

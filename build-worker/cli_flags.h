@@ -69,10 +69,31 @@ typedef struct lc_cli_build {
     lc_strlist build_args; /* --build-arg NAME[=VALUE] */
     char *target;          /* --target STAGE */
     char *platform;        /* --platform OS/ARCH[/VARIANT][,...] as given */
+    char *network;         /* --network default|none|host (RUN's default; in the keys) */
+    lc_strlist add_hosts;  /* --add-host NAME:IP (names in the keys) */
 } lc_cli_build;
 
 extern lc_cli_build lc_cli_build_opts;
 extern const lc_flag_group lc_cli_build_group;
+
+/* --network as an enum lc_df_network (dockerfile/runflags.h), and every
+ * --add-host checked: INVALID_ARGUMENT naming the bad value. */
+int lc_cli_build_network(int *network, lc_err *err);
+
+/* What RUN steps may use besides the Dockerfile: --secret, --ssh (build
+ * only: they never enter keys) and --allow network.host. */
+typedef struct lc_cli_run {
+    lc_strlist secrets; /* --secret id=ID[,src=FILE|,env=VAR] */
+    lc_strlist ssh;     /* --ssh default|ID=SOCKET */
+    lc_strlist allow;   /* --allow network.host */
+} lc_cli_run;
+
+extern lc_cli_run lc_cli_run_opts;
+extern const lc_flag_group lc_cli_run_group;
+
+/* Checks --allow; *network_host: network.host was allowed (or --network
+ * host asked for it, as buildx does). */
+int lc_cli_run_allow(int network, bool *network_host, lc_err *err);
 
 /* --state-dir DIR; NULL = the default (lc_statedir_default). */
 extern char *lc_cli_state_dir;

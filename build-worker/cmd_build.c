@@ -90,6 +90,7 @@ static const lc_flag flags[] = {
     {"push", 0, LC_FLAG_BOOL, &opt_push, NULL, NULL,
      "push the image to the registry of every -t NAME (host[:port]/repo:tag)", true},
     LC_FLAG_INCLUDE_GROUP(lc_cli_registry_group),
+    LC_FLAG_INCLUDE_GROUP(lc_cli_run_group),
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -472,6 +473,11 @@ int lc_cmd_build(int argc, char **argv)
     vars = calloc(lc_cli_build_opts.build_args.len + 1, sizeof(*vars));
     if (vars == NULL || split_build_args(vars, &err) < 0)
         goto fail;
+    int network = 0;
+    bool allow_host = false;
+    if (lc_cli_build_network(&network, &err) < 0 ||
+        lc_cli_run_allow(network, &allow_host, &err) < 0)
+        goto fail;
     lc_build_opts o = {.context = context,
                        .dockerfile = df_text ? NULL : lc_cli_build_opts.file,
                        .dockerfile_text = df_text,
@@ -499,7 +505,12 @@ int lc_cmd_build(int argc, char **argv)
                        .summary_json = opt_summary,
                        .worker_id = opt_worker,
                        .progress_mode = progress_mode,
-                       .registry = &reg};
+                       .registry = &reg,
+                       .network = network,
+                       .add_hosts = &lc_cli_build_opts.add_hosts,
+                       .allow_network_host = allow_host,
+                       .secrets = &lc_cli_run_opts.secrets,
+                       .ssh = &lc_cli_run_opts.ssh};
     lc_build_result result;
     if (lc_build_run(&o, &result, &err) < 0)
         goto fail;

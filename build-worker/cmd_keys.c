@@ -215,7 +215,15 @@ int lc_cmd_keys(int argc, char **argv)
                        .nbases = nbases,
                        .resolve = sd ? lc_statedir_resolve : NULL,
                        .resolve_ctx = sd,
-                       .statcache = sc};
+                       .statcache = sc,
+                       .extra_hosts = (const char *const *)lc_cli_build_opts.add_hosts.items,
+                       .n_extra_hosts = lc_cli_build_opts.add_hosts.len};
+    int network = 0;
+    if (lc_cli_build_network(&network, &err) != 0) {
+        fprintf(stderr, "layercache keys: %s\n", err.msg);
+        goto out;
+    }
+    ko.network = (enum lc_df_network)network;
     if (lc_keys_compute(file, &ko, &keys, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         goto out;

@@ -298,13 +298,91 @@ static void enc_env(lc_keyenc *e, const envvar *v, size_t n)
     }
 }
 
-/* Renders the normalized instruction of st into b. */
-static void normalize(const lc_df_step *st, sb *b)
+static void sb_octal(sb *b, const char *name, int64_t v)
+{
+    char t[40];
+    if (v >= 0) {
+        snprintf(t, sizeof(t), ",%s=%04llo", name, (unsigned long long)v);
+        sb_add(b, t);
+    }
+}
+
+static void sb_num(sb *b, const char *name, int64_t v)
+{
+    char t[40];
+    if (v >= 0) {
+        snprintf(t, sizeof(t), ",%s=%lld", name, (long long)v);
+        sb_add(b, t);
+    }
+}
+
+/* RUN's flags in one canonical spelling, with BuildKit's defaults filled
+ * in (runflags.h): what a RUN does, not how it was written. A cache
+ * mount's id and sharing are left out (BuildKit keeps them out of its
+ * ExecOp cache key: they choose a directory, not a result); a stage named
+ * by from= is keyed by the stage's key (enc_mounts), not its name. */
+static void normalize_run_flags(const lc_key_step *ks, sb *b)
+{
+    if (ks->network != LC_DF_NET_UNSET && ks->network != LC_DF_NET_DEFAULT) {
+        sb_add(b, " --network=");
+        sb_add(b, lc_df_network_name(ks->network));
+    }
+    for (size_t i = 0; i < ks->run.nmounts; i++) {
+        const lc_df_mount *m = &ks->run.mounts[i];
+        sb t = {0};
+        sb_add(&t, "type=");
+        sb_add(&t, lc_df_mount_type_name(m->type));
+        if (m->id != NULL && m->type != LC_DF_MOUNT_CACHE) {
+            sb_add(&t, ",id=");
+            sb_add(&t, m->id);
+        }
+        if (m->target != NULL) {
+            sb_add(&t, ",target=");
+            sb_add(&t, m->target);
+        }
+        if (m->from != NULL && ks->mount_stage[i] < 0) {
+            sb_add(&t, ",from=");
+            sb_add(&t, m->from);
+        }
+        if (m->source != NULL && m->source[0] != '\0') {
+            sb_add(&t, ",source=");
+            sb_add(&t, m->source);
+        }
+        if (m->env != NULL) {
+            sb_add(&t, ",env=");
+            sb_add(&t, m->env);
+        }
+        bool writable_default = m->type == LC_DF_MOUNT_CACHE || m->type == LC_DF_MOUNT_TMPFS;
+        if (m->readonly == writable_default)
+            sb_add(&t, m->readonly ? ",ro" : ",rw");
+        if (m->type == LC_DF_MOUNT_SECRET || m->type == LC_DF_MOUNT_SSH)
+            sb_add(&t, m->required ? ",required=true" : ",required=false");
+        if (m->type == LC_DF_MOUNT_TMPFS && m->size > 0)
+            sb_num(&t, "size", (int64_t)m->size);
+        sb_octal(&t, "mode", m->mode);
+        sb_num(&t, "uid", m->uid);
+        sb_num(&t, "gid", m->gid);
+        if (t.oom) {
+            b->oom = 1;
+        } else {
+            sb_add(b, " --mount=");
+            sb_word(b, t.s);
+        }
+        free(t.s);
+    }
+}
+
+/* Renders the normalized instruction of ks (its step st) into b. */
+static void normalize(const lc_key_step *ks, const lc_df_step *st, sb *b)
 {
     const lc_df_instr *in = st->instr;
     sb_add(b, lc_df_kind_name(in->kind));
     size_t nf = 0;
     const lc_df_flag *fl = step_flags(st, &nf);
+    if (in->kind == LC_DF_RUN) {
+        normalize_run_flags(ks, b);
+        nf = 0;
+    }
     for (size_t i = 0; i < nf; i++) {
         /* A stage reference is keyed by the stage's key, not its name. */
         if (strcmp(fl[i].name, "from") == 0 && st->copy_from_stage >= 0)
@@ -374,24 +452,6 @@ static void normalize(const lc_df_step *st, sb *b)
     }
 }
 
-/* Returns a malloc'd copy of field name (or alias) of a --mount value
- * ("type=bind,from=build,source=/out"), or NULL when absent. */
-static char *mount_field(const char *v, const char *name, const char *alias)
-{
-    const char *p = v;
-    while (p != NULL && *p) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', n);
-        size_t kn = eq ? (size_t)(eq - p) : n;
-        if ((strlen(name) == kn && strncasecmp(p, name, kn) == 0) ||
-            (alias != NULL && strlen(alias) == kn && strncasecmp(p, alias, kn) == 0))
-            return eq ? strndup(eq + 1, n - kn - 1) : strdup("");
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
 static int stage_by_ref(const lc_df_file *f, const char *ref)
 {
     for (size_t i = 0; i < f->nstages; i++)
@@ -453,87 +513,119 @@ out:
     return rc;
 }
 
-/* RUN --mount=type=bind without from= binds the build context: select what
- * it binds so its content enters the key. */
+/* Parses a RUN's flags (runflags.h) and selects what each bind mount of
+ * the build context binds, so its content enters the key; notes the stage
+ * each from= names. */
 static int select_mounts(engine *g, lc_key_step *ks, lc_selection **sels, size_t *nsel)
 {
-    size_t nf = 0;
-    const lc_df_flag *fl = step_flags(ks->step, &nf);
-    ks->mounts = calloc(nf ? nf : 1, sizeof(*ks->mounts));
-    if (ks->mounts == NULL)
+    int rc = lc_df_run_parse(ks->step, &ks->run, g->err);
+    if (rc != 0)
+        return rc;
+    ks->network = ks->run.network != LC_DF_NET_UNSET ? ks->run.network : g->o->network;
+    if (ks->network == LC_DF_NET_UNSET)
+        ks->network = LC_DF_NET_DEFAULT;
+    size_t n = ks->run.nmounts;
+    ks->mounts = calloc(n ? n : 1, sizeof(*ks->mounts));
+    ks->mount_stage = calloc(n ? n : 1, sizeof(*ks->mount_stage));
+    if (ks->mounts == NULL || ks->mount_stage == NULL)
         return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    ks->nmounts = nf;
-    for (size_t i = 0; i < nf; i++) {
-        if (strcmp(fl[i].name, "mount") != 0 || fl[i].value == NULL)
+    ks->nmounts = n;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const lc_df_mount *m = &ks->run.mounts[i];
+        ks->mount_stage[i] = m->from != NULL ? stage_by_ref(g->k->file, m->from) : -1;
+        if (m->type != LC_DF_MOUNT_BIND || m->from != NULL)
             continue;
-        char *type = mount_field(fl[i].value, "type", NULL);
-        char *from = mount_field(fl[i].value, "from", NULL);
-        char *src = mount_field(fl[i].value, "source", "src");
-        int rc = 0;
-        if ((type == NULL || strcmp(type, "bind") == 0) && from == NULL) {
-            const char *srcs[] = {src && *src ? src : "."};
-            rc = lc_walk_select(g->o->context_dir, g->ig, srcs, 1, NULL, &ks->mounts[i], g->err);
-            if (rc != 0) {
-                char msg[LC_ERR_MSG_MAX];
-                snprintf(msg, sizeof(msg), "%s", g->err ? g->err->msg : "");
-                rc = lc_err_set(g->err, -rc, "%s:%d:%d: RUN --mount: %s", fl[i].pos.file,
-                                fl[i].pos.line, fl[i].pos.col, msg);
-            } else {
-                sels[(*nsel)++] = ks->mounts[i];
-            }
+        const char *srcs[] = {m->source[0] ? m->source : "."};
+        rc = lc_walk_select(g->o->context_dir, g->ig, srcs, 1, NULL, &ks->mounts[i], g->err);
+        if (rc != 0) {
+            char msg[LC_ERR_MSG_MAX];
+            snprintf(msg, sizeof(msg), "%s", g->err ? g->err->msg : "");
+            rc = lc_err_set(g->err, -rc, "%s:%d:%d: RUN --mount: %s", m->pos.file, m->pos.line,
+                            m->pos.col, msg);
+        } else {
+            sels[(*nsel)++] = ks->mounts[i];
         }
-        free(type);
-        free(from);
-        free(src);
-        if (rc != 0)
-            return rc;
     }
-    return 0;
+    return rc;
 }
 
-/* Encodes what each RUN --mount brings in: a context selection's digest,
- * or the last key of the stage / the digest of the image named by from=. */
-static int enc_mounts(engine *g, lc_keyenc *e, const lc_key_step *ks, const char *platform)
+static void enc_mode(lc_keyenc *e, const lc_df_mount *m)
 {
-    size_t nf = 0;
-    const lc_df_flag *fl = step_flags(ks->step, &nf);
-    for (size_t i = 0; i < nf && i < ks->nmounts; i++) {
-        if (strcmp(fl[i].name, "mount") != 0 || fl[i].value == NULL)
-            continue;
-        if (ks->mounts[i] != NULL) {
-            lc_keyenc se = {0};
-            lc_digest d;
-            if (lc_keyenc_init(&se, "layercache-sources-v1") != 0)
-                return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            enc_selection(&se, ks->mounts[i], 0);
-            lc_keyenc_finish(&se, &d);
-            lc_keyenc_u64(e, "mount", i);
-            lc_keyenc_digest(e, "mount_context", &d);
-            continue;
-        }
-        char *from = mount_field(fl[i].value, "from", NULL);
-        if (from == NULL)
-            continue;
-        int k = stage_by_ref(g->k->file, from);
-        int rc = 0;
-        lc_digest d;
-        if (k >= 0) {
-            const lc_key_stage *st = &g->k->stages[k];
-            if (st->nsteps == 0 || k >= ks->stage) {
-                rc = lc_err_set(g->err, LC_INVALID_ARGUMENT,
-                                "%s:%d:%d: RUN --mount from=%s: stage is not built before it",
-                                fl[i].pos.file, fl[i].pos.line, fl[i].pos.col, from);
-            } else {
-                d = g->k->steps[st->first_step + st->nsteps - 1].key;
+    /* -1 (not given) encodes as 0, a given value as value + 1 */
+    lc_keyenc_u64(e, "mode", (uint64_t)(m->mode + 1));
+    lc_keyenc_u64(e, "uid", (uint64_t)(m->uid + 1));
+    lc_keyenc_u64(e, "gid", (uint64_t)(m->gid + 1));
+}
+
+/* Encodes RUN's network and mounts (BuildKit's ExecOp minus what it keeps
+ * out of the cache key): the network mode in effect, the --add-host names
+ * (not the addresses), and per mount its type, target and options; a bind
+ * brings in what it binds (the content digest of a context selection, the
+ * last key of a stage, the digest of an image), a cache mount its from=
+ * base; the content of cache, tmpfs, secret and ssh mounts never enters. */
+static int enc_run(engine *g, lc_keyenc *e, const lc_key_step *ks, const char *platform)
+{
+    lc_keyenc_str(e, "network", lc_df_network_name(ks->network));
+    lc_keyenc_list(e, "extra_hosts", g->o->n_extra_hosts);
+    for (size_t i = 0; i < g->o->n_extra_hosts; i++) {
+        const char *h = g->o->extra_hosts[i];
+        size_t n = strcspn(h, "=");
+        if (h[n] == '\0')
+            n = strcspn(h, ":");
+        lc_keyenc_bytes(e, "host", h, n);
+    }
+    lc_keyenc_list(e, "mounts", ks->run.nmounts);
+    for (size_t i = 0; i < ks->run.nmounts; i++) {
+        const lc_df_mount *m = &ks->run.mounts[i];
+        lc_keyenc_str(e, "type", lc_df_mount_type_name(m->type));
+        lc_keyenc_str(e, "target", m->target);
+        lc_keyenc_u64(e, "readonly", m->readonly);
+        switch (m->type) {
+        case LC_DF_MOUNT_BIND:
+        case LC_DF_MOUNT_CACHE:
+            lc_keyenc_str(e, "source", m->source);
+            if (m->type == LC_DF_MOUNT_CACHE)
+                enc_mode(e, m);
+            if (ks->mounts[i] != NULL) {
+                lc_keyenc se = {0};
+                lc_digest d;
+                if (lc_keyenc_init(&se, "layercache-sources-v1") != 0)
+                    return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+                enc_selection(&se, ks->mounts[i], 0);
+                lc_keyenc_finish(&se, &d);
+                lc_keyenc_digest(e, "mount_context", &d);
+            } else if (m->from != NULL && ks->mount_by_content && ks->mount_by_content[i]) {
+                lc_keyenc_digest(e, "mount_content", &ks->mount_content[i]);
+            } else if (m->from != NULL) {
+                int k = ks->mount_stage[i];
+                lc_digest d;
+                if (k >= 0) {
+                    const lc_key_stage *st = &g->k->stages[k];
+                    if (st->nsteps == 0 || k >= ks->stage)
+                        return lc_err_set(g->err, LC_INVALID_ARGUMENT,
+                                          "%s:%d:%d: RUN --mount from=%s: stage is not built "
+                                          "before it",
+                                          m->pos.file, m->pos.line, m->pos.col, m->from);
+                    d = g->k->steps[st->first_step + st->nsteps - 1].key;
+                } else {
+                    int rc = resolve_image(g->o, m->from, platform, &m->pos, &d, g->err);
+                    if (rc != 0)
+                        return rc;
+                }
+                lc_keyenc_digest(e, "mount_from", &d);
             }
-        } else {
-            rc = resolve_image(g->o, from, platform, &fl[i].pos, &d, g->err);
+            break;
+        case LC_DF_MOUNT_TMPFS:
+            lc_keyenc_u64(e, "size", m->size);
+            break;
+        case LC_DF_MOUNT_SECRET:
+        case LC_DF_MOUNT_SSH:
+            lc_keyenc_str(e, "id", m->id);
+            lc_keyenc_str(e, "env", m->env);
+            lc_keyenc_u64(e, "required", m->required);
+            enc_mode(e, m);
+            break;
         }
-        free(from);
-        if (rc != 0)
-            return rc;
-        lc_keyenc_u64(e, "mount", i);
-        lc_keyenc_digest(e, "mount_from", &d);
     }
     return 0;
 }
@@ -602,7 +694,7 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
     int rc = merged_env(st, &env, &nenv);
     if (rc != 0)
         goto oom;
-    normalize(st, &b);
+    normalize(ks, st, &b);
     if (b.oom)
         goto oom;
     ks->normalized = b.s;
@@ -622,7 +714,7 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
         lc_keyenc_str(&e, "user", st->user);
         lc_keyenc_str(&e, "workdir", st->workdir);
         enc_heredocs(&e, in);
-        if ((rc = enc_mounts(g, &e, ks, platform)) != 0) {
+        if ((rc = enc_run(g, &e, ks, platform)) != 0) {
             lc_keyenc_abort(&e);
             free(env);
             return rc;
@@ -961,6 +1053,10 @@ void lc_keys_free(lc_keys **kp)
         for (size_t j = 0; j < s->nmounts; j++)
             lc_selection_free(&s->mounts[j]);
         free(s->mounts);
+        free(s->mount_stage);
+        free(s->mount_by_content);
+        free(s->mount_content);
+        lc_df_run_clear(&s->run);
     }
     for (size_t i = 0; i < k->nstages; i++)
         free(k->stages[i].platform);
@@ -1003,6 +1099,46 @@ int lc_keys_rekey_content(lc_keys *k, const lc_keys_opts *opts, size_t step,
     enc_selection(&se, content, is_octal(chmod));
     lc_keyenc_finish(&se, &s->from_digest);
     s->from_content = true;
+    for (size_t i = step; i < st->first_step + st->nsteps; i++) {
+        lc_key_step *cur = &k->steps[i];
+        reset_step_key(cur);
+        int rc = key_instruction(&g, cur, &k->steps[i - 1].key, st->platform);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+void lc_keys_content_digest(const lc_selection *sel, lc_digest *out)
+{
+    lc_keyenc se = {0};
+    memset(out, 0, sizeof(*out));
+    if (lc_keyenc_init(&se, "layercache-sources-v1") != 0)
+        return;
+    enc_selection(&se, sel, 0);
+    lc_keyenc_finish(&se, out);
+}
+
+int lc_keys_rekey_mounts(lc_keys *k, const lc_keys_opts *opts, size_t step,
+                         const lc_digest *const *content, lc_err *err)
+{
+    if (step >= k->nsteps || k->steps[step].kind != LC_DF_RUN)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "step %zu is not a RUN", step);
+    engine g = {.o = opts, .k = k, .err = err};
+    lc_key_step *s = &k->steps[step];
+    const lc_key_stage *st = &k->stages[s->stage];
+    if (s->mount_by_content == NULL) {
+        s->mount_by_content = calloc(s->nmounts ? s->nmounts : 1, sizeof(*s->mount_by_content));
+        s->mount_content = calloc(s->nmounts ? s->nmounts : 1, sizeof(*s->mount_content));
+        if (s->mount_by_content == NULL || s->mount_content == NULL)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < s->nmounts; i++) {
+        if (content[i] == NULL)
+            continue;
+        s->mount_by_content[i] = true;
+        s->mount_content[i] = *content[i];
+    }
     for (size_t i = step; i < st->first_step + st->nsteps; i++) {
         lc_key_step *cur = &k->steps[i];
         reset_step_key(cur);

@@ -20,6 +20,7 @@
 #include "build-worker/context/statcache.h"
 #include "build-worker/context/walk.h"
 #include "build-worker/dockerfile/dockerfile.h"
+#include "build-worker/dockerfile/runflags.h"
 #include "build-worker/keys/action.h"
 #include "digest.h"
 #include "err.h"
@@ -54,6 +55,12 @@ typedef struct lc_keys_opts {
     /* Context bytes hashed so far (hash.h); may be NULL. */
     lc_hash_progress_fn hash_progress;
     void *hash_progress_ctx;
+    /* RUN: the build's --network (what RUN without --network, or with
+     * --network=default, gets; UNSET = default) and --add-host entries
+     * ("name:ip"; only the names enter keys, as in BuildKit). */
+    enum lc_df_network network;
+    const char *const *extra_hosts;
+    size_t n_extra_hosts;
 } lc_keys_opts;
 
 typedef struct lc_key_step {
@@ -85,10 +92,19 @@ typedef struct lc_key_step {
     lc_digest from_digest; /* the stage's last key or the image's digest */
     lc_strlist from_paths;
     bool from_content; /* keyed by the copied content (lc_keys_rekey_content) */
-    /* RUN --mount: one slot per --mount flag, in order; a bind mount of the
-     * build context has its selection here (owned), other slots are NULL. */
+    /* RUN: its flags (mounts with BuildKit's defaults filled in, network),
+     * and per mount (parallel to run.mounts): the selection of a bind mount
+     * of the build context (owned, else NULL) and the stage a from= names
+     * (its index, else -1: the build context, an image or nothing). */
+    lc_df_run run;
     lc_selection **mounts;
+    int *mount_stage;
     size_t nmounts;
+    /* After lc_keys_rekey_mounts: per mount, whether from= is keyed by the
+     * content it mounts (mount_content) instead of the stage's key. */
+    bool *mount_by_content;
+    lc_digest *mount_content;
+    enum lc_df_network network; /* in effect: the RUN's, else the build's */
 
     /* A Command-like description for the REAPI Action uploaded beside the
      * result: argv (RUN: shell + command or the exec form; others:
@@ -140,6 +156,18 @@ void lc_keys_free(lc_keys **k);
  * opts must be those given to lc_keys_compute. */
 int lc_keys_rekey_content(lc_keys *k, const lc_keys_opts *opts, size_t step,
                           const lc_selection *content, lc_err *err);
+
+/* The same second lookup for a RUN whose --mount from= names a stage that
+ * was rebuilt (BuildKit keys such a mount by the content it selects):
+ * content[i] is the digest (lc_keys_content_digest) of what mount i of
+ * step `step` mounts, or NULL to keep mount i keyed as it is. Re-keys the
+ * step and every later step of its stage. */
+int lc_keys_rekey_mounts(lc_keys *k, const lc_keys_opts *opts, size_t step,
+                         const lc_digest *const *content, lc_err *err);
+
+/* The content digest of a hashed selection, as the keys encode it
+ * (layercache-sources-v1). */
+void lc_keys_content_digest(const lc_selection *sel, lc_digest *out);
 
 /* The key that stands for `FROM scratch`. */
 void lc_keys_scratch_digest(lc_digest *out);

@@ -28,7 +28,10 @@
 #include "output.h"
 #include "progress.h"
 #include "remote.h"
+#include "runmounts.h"
+#include "secrets.h"
 #include "statedir.h"
+#include "build-worker/runtime/network.h"
 
 /* How many lines of a failed RUN's output the error repeats. */
 #define TAIL_LINES 10
@@ -70,6 +73,7 @@ typedef struct builder {
     char tail[TAIL_LINES][160];
     int tail_next, tail_count;
     int running_slot;
+    lc_secrets *secrets;        /* --secret, --ssh */
     bool fetch_failed;          /* a blob could not be had from the cache */
     uint64_t down_unattributed; /* layer bytes fetched for no step (--output) */
     int hash_xfer;              /* progress of context hashing, -1 none */
@@ -203,8 +207,21 @@ static int lower_dirs(builder *b, const lc_image *img, int slot, char ***out, si
         free(dirs);
         return rc;
     }
+    /* The same layer twice (two RUN steps that changed nothing) is one
+     * directory, and overlayfs refuses a lower dir given twice. Keeping only
+     * the topmost copy is exact: every path it has is found there first. */
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < kept && !dup; j++)
+            dup = strcmp(dirs[j], dirs[i]) == 0;
+        if (dup)
+            free(dirs[i]);
+        else
+            dirs[kept++] = dirs[i];
+    }
     *out = dirs;
-    *n = count;
+    *n = kept;
     return 0;
 }
 
@@ -306,11 +323,40 @@ static int run_env(const lc_image *img, const lc_df_step *step, lc_strlist *env)
     return 0;
 }
 
+/* RUN --mount from=: the layers of a stage's result (built before this
+ * step) or of an image (local store, else pulled). */
+static int mount_layers(void *ctx, int stage, const char *image, char ***dirs, size_t *n,
+                        char **ident, lc_err *err)
+{
+    builder *b = ctx;
+    lc_image *img = NULL;
+    lc_digest d = {0};
+    int rc;
+    if (stage >= 0) {
+        if (b->stage_final[stage] == NULL)
+            return lc_err_set(err, LC_FAILED_PRECONDITION, "stage %d is not built yet", stage);
+        d = b->stage_digest[stage];
+        rc = lower_dirs(b, b->stage_final[stage], -1, dirs, n, err);
+    } else if ((rc = lc_pull_state(b->registry, image, b->platform, &d, err)) == 0 &&
+               (rc = load_state(b, &d, &img, err)) == 0) {
+        rc = lower_dirs(b, img, -1, dirs, n, err);
+        lc_image_free(&img);
+    }
+    char hex[LC_DIGEST_OCI_LEN + 1];
+    lc_digest_oci(&d, hex);
+    if (rc == 0 && (*ident = strdup(hex)) == NULL) {
+        free_dirs(*dirs, *n);
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    return rc;
+}
+
 static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *img, lc_err *err)
 {
     const lc_df_step *step = n->ks->step;
     const lc_df_instr *in = step->instr;
     lc_strlist env = {0}, argv = {0};
+    lc_runmounts *mounts = NULL;
     int rc = run_env(img, step, &env);
     if (rc < 0) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -329,17 +375,33 @@ static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *i
         else
             lc_strlist_push(&argv, in->nargs ? in->args[0] : "");
     }
-    bool host_net = false;
-    const lc_df_flag *net = lc_df_instr_flag(in, "network");
-    if (net != NULL && net->value != NULL && strcmp(net->value, "host") == 0)
-        host_net = true;
+    /* RUN --mount (runmounts.h) and the network (runtime/network.h) */
+    lc_runmounts_env me = {.state_dir = lc_statedir_path(b->sd),
+                           .context_dir = b->o->context,
+                           .scratch = fs->scratch,
+                           .secrets = b->secrets,
+                           .layers = mount_layers,
+                           .ctx = b};
+    if ((rc = lc_runmounts_prepare(&me, &n->ks->run, n->ks->mounts, n->ks->mount_stage, &mounts,
+                                   err)) < 0)
+        goto out;
+    size_t nmounts = 0;
+    const lc_exec_mount *ml = lc_runmounts_list(mounts, &nmounts);
     lc_exec_run_opts ro = {.argv = (const char *const *)argv.items,
                            .argc = argv.len,
                            .env = (const char *const *)env.items,
                            .nenv = env.len,
                            .cwd = step->workdir ? step->workdir : "/",
                            .user = step->user,
-                           .host_network = host_net,
+                           .network = n->ks->network == LC_DF_NET_NONE   ? LC_NET_NONE
+                                      : n->ks->network == LC_DF_NET_HOST ? LC_NET_HOST
+                                                                         : LC_NET_DEFAULT,
+                           .extra_hosts = b->o->add_hosts
+                                              ? (const char *const *)b->o->add_hosts->items
+                                              : NULL,
+                           .n_extra_hosts = b->o->add_hosts ? b->o->add_hosts->len : 0,
+                           .mounts = ml,
+                           .nmounts = nmounts,
                            .output = on_output,
                            .ctx = b};
     int code = 0;
@@ -350,6 +412,7 @@ static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *i
     if (code != 0)
         rc = run_failed(b, n->ks, code, err);
 out:
+    lc_runmounts_release(&mounts);
     lc_strlist_clear(&env);
     lc_strlist_clear(&argv);
     return rc;
@@ -640,6 +703,85 @@ out:
     return rc;
 }
 
+/* The same second lookup for RUN --mount from=<stage> (bind, or cache with
+ * a from= base) when that stage ran steps in this build: BuildKit keys such
+ * a mount by the content it selects, so an unchanged output still hits.
+ * Re-keys the first such RUN after the last hit (and the steps after it)
+ * by the content of each such mount, then looks them up again. */
+static int mount_rekey(builder *b, const lc_key_stage *st, size_t *last_hit, lc_err *err)
+{
+    node *nodes = b->nodes + st->first_step;
+    size_t i = *last_hit + 1;
+    for (; i < st->nsteps; i++) {
+        const lc_key_step *ks = nodes[i].ks;
+        bool found = false;
+        for (size_t m = 0; ks->kind == LC_DF_RUN && m < ks->nmounts && !found; m++) {
+            int from = ks->mount_stage[m];
+            found = from >= 0 && b->stage_rebuilt[from] && b->stage_final[from] != NULL &&
+                    (ks->run.mounts[m].type == LC_DF_MOUNT_BIND ||
+                     ks->run.mounts[m].type == LC_DF_MOUNT_CACHE);
+        }
+        if (found)
+            break;
+    }
+    if (i >= st->nsteps)
+        return 0;
+    lc_key_step *ks = nodes[i].ks;
+    lc_digest *digests = calloc(ks->nmounts + 1, sizeof(*digests));
+    const lc_digest **content = calloc(ks->nmounts + 1, sizeof(*content));
+    int rc = digests && content ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t m = 0; m < ks->nmounts && rc == 0; m++) {
+        int from = ks->mount_stage[m];
+        const lc_df_mount *mt = &ks->run.mounts[m];
+        if (from < 0 || !b->stage_rebuilt[from] || b->stage_final[from] == NULL ||
+            (mt->type != LC_DF_MOUNT_BIND && mt->type != LC_DF_MOUNT_CACHE))
+            continue;
+        char **dirs = NULL, scratch[PATH_MAX] = "", view[PATH_MAX];
+        size_t ndirs = 0;
+        bool mounted = false;
+        lc_selection *sel = NULL;
+        const char *src[] = {mt->source[0] ? mt->source : "."};
+        if ((rc = lower_dirs(b, b->stage_final[from], -1, &dirs, &ndirs, err)) == 0 &&
+            (rc = lc_statedir_mktemp(b->sd, "content", scratch, sizeof(scratch), err)) == 0 &&
+            (rc = lc_exec_view((const char *const *)dirs, ndirs, scratch, view, sizeof(view),
+                               &mounted, err)) == 0 &&
+            (rc = lc_walk_select(view, NULL, src, 1, NULL, &sel, err)) == 0 &&
+            (rc = lc_hash_selections(view, &sel, 1, NULL, NULL, err)) == 0) {
+            lc_keys_content_digest(sel, &digests[m]);
+            content[m] = &digests[m];
+        }
+        if (mounted)
+            lc_exec_unmount(scratch);
+        if (scratch[0])
+            lc_fs_rm_rf(scratch);
+        lc_selection_free(&sel);
+        free_dirs(dirs, ndirs);
+    }
+    /* Results are recorded under the definition-based keys too. */
+    for (size_t j = i; j < st->nsteps && rc == 0; j++) {
+        if (nodes[j].alt.action == NULL) {
+            nodes[j].alt = nodes[j].ks->action;
+            memset(&nodes[j].ks->action, 0, sizeof(nodes[j].ks->action));
+        }
+    }
+    if (rc == 0)
+        rc = lc_keys_rekey_mounts(b->keys, &b->ko, st->first_step + i, content, err);
+    if (rc == 0) {
+        for (size_t j = i; j < st->nsteps; j++) {
+            char key[LC_DIGEST_OCI_LEN + 1];
+            lc_digest_oci(&nodes[j].ks->key, key);
+            lc_progress_set_key(b->progress, nodes[j].slot, key);
+        }
+        lookup_range(b, st->first_step + i, st->nsteps - i);
+        for (size_t j = i; j < st->nsteps; j++)
+            if (nodes[j].hit_local || nodes[j].hit_remote)
+                *last_hit = j;
+    }
+    free(digests);
+    free(content);
+    return rc;
+}
+
 /* Builds a stage on the state after step start (0 = its base), running the
  * steps after it. */
 static int run_stage_from(builder *b, const lc_key_stage *st, size_t start, lc_err *err)
@@ -692,6 +834,8 @@ static int build_stage(builder *b, const lc_key_stage *st, lc_err *err)
         if (nodes[i].hit_local || nodes[i].hit_remote)
             last_hit = i;
     if (!b->o->no_cache && (rc = content_rekey(b, st, &last_hit, err)) < 0)
+        return rc;
+    if (!b->o->no_cache && (rc = mount_rekey(b, st, &last_hit, err)) < 0)
         return rc;
     for (size_t i = 1; i <= last_hit; i++)
         lc_progress_cached(b->progress, nodes[i].slot,
@@ -763,6 +907,24 @@ static void on_hash(void *ctx, uint64_t done, uint64_t total)
     lc_progress_transfer_update(b->progress, b->hash_xfer, done);
 }
 
+/* RUN --network=host needs the network.host entitlement (BuildKit's
+ * rule): refused before anything runs, hit or not. */
+static int check_entitlements(builder *b, lc_err *err)
+{
+    for (size_t i = 0; i < b->keys->nsteps; i++) {
+        const lc_key_step *ks = &b->keys->steps[i];
+        if (ks->kind != LC_DF_RUN || ks->network != LC_DF_NET_HOST || b->o->allow_network_host)
+            continue;
+        const lc_df_pos *pos = ks->run.network == LC_DF_NET_HOST ? &ks->run.network_pos
+                                                                  : &ks->instr->pos;
+        return lc_err_set(err, LC_PERMISSION_DENIED,
+                          "%s:%d:%d: RUN --network=host needs the network.host entitlement: "
+                          "build with --allow network.host",
+                          pos->file, pos->line, pos->col);
+    }
+    return 0;
+}
+
 /* Keys, progress slots and lookups of one platform: nothing runs yet. */
 static int plan_platform(builder *b, int nplatforms, lc_err *err)
 {
@@ -777,11 +939,18 @@ static int plan_platform(builder *b, int nplatforms, lc_err *err)
                            .resolve_ctx = b->registry,
                            .statcache = b->statcache,
                            .hash_progress = on_hash,
-                           .hash_progress_ctx = b};
+                           .hash_progress_ctx = b,
+                           .network = (enum lc_df_network)o->network,
+                           .extra_hosts = o->add_hosts
+                                              ? (const char *const *)o->add_hosts->items
+                                              : NULL,
+                           .n_extra_hosts = o->add_hosts ? o->add_hosts->len : 0};
     b->hash_xfer = -1;
     int rc = lc_keys_compute(b->file, &b->ko, &b->keys, err);
     lc_progress_transfer_end(b->progress, b->hash_xfer);
     if (rc < 0)
+        return rc;
+    if ((rc = check_entitlements(b, err)) < 0)
         return rc;
     if (b->statcache != NULL)
         lc_statcache_save(b->statcache, NULL);
@@ -1058,6 +1227,7 @@ int lc_build_run(const lc_build_opts *o, lc_build_result *result, lc_err *err)
     lc_registry *registry = NULL;
     lc_df_file *file = NULL;
     lc_statcache *statcache = NULL;
+    lc_secrets *secrets = NULL; /* --secret, --ssh: shared by every platform */
     char worker[256];
     double t0 = mono_now();
     int rc = 0;
@@ -1107,6 +1277,8 @@ int lc_build_run(const lc_build_opts *o, lc_build_result *result, lc_err *err)
         goto out;
     if (lc_statcache_open(lc_statedir_path(sd), &statcache, NULL) < 0)
         statcache = NULL; /* hashing still works, only slower */
+    if ((rc = lc_secrets_open(o->secrets, o->ssh, &secrets, err)) < 0)
+        goto out;
 
     /* Every platform's keys and lookups, then the checks, before any step
      * runs. */
@@ -1120,7 +1292,8 @@ int lc_build_run(const lc_build_opts *o, lc_build_result *result, lc_err *err)
                        .registry = registry,
                        .progress = progress,
                        .file = file,
-                       .statcache = statcache};
+                       .statcache = statcache,
+                       .secrets = secrets};
         snprintf(b->worker, sizeof(b->worker), "%s", worker);
         if ((rc = plan_platform(b, (int)n, err)) < 0)
             goto out;
@@ -1143,6 +1316,7 @@ out:
     lc_remote_close(&remote);
     lc_df_file_free(&file);
     lc_statcache_free(&statcache);
+    lc_secrets_free(&secrets);
     lc_progress_free(&progress);
     lc_statedir_close(&sd);
     return rc;

@@ -65,6 +65,15 @@ typedef struct lc_build_opts {
     int progress_mode;        /* enum lc_progress_mode; output goes to stderr */
     /* registry: FROM pulls (policy, credentials, TLS) and --push; NULL = defaults */
     const lc_registry_opts *registry;
+    /* RUN: --network default|none|host (enum lc_df_network, 0 = default),
+     * --add-host NAME:IP, --allow network.host (the entitlement RUN
+     * --network=host needs), --secret and --ssh specs (secrets.h); lists
+     * may be NULL. */
+    int network;
+    const lc_strlist *add_hosts;
+    bool allow_network_host;
+    const lc_strlist *secrets;
+    const lc_strlist *ssh;
 } lc_build_opts;
 
 /* What a finished build made (docker buildx's metadata). */

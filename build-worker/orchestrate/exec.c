@@ -16,6 +16,9 @@
 
 #include "build-worker/context/path.h"
 #include "build-worker/layer/copy.h"
+#include "agentfwd.h"
+#include "build-worker/runtime/mounts.h"
+#include "build-worker/runtime/network.h"
 #include "build-worker/runtime/overlay.h"
 #include "build-worker/runtime/runc.h"
 
@@ -35,7 +38,17 @@ typedef struct run_ctx {
     int64_t exit_status;
     int term_signal;
     int open_handles;
+    lc_agentfwd **agents; /* ssh agent relays, closed when the step exits */
+    size_t nagents;
 } run_ctx;
+
+static void close_agents(run_ctx *r)
+{
+    for (size_t i = 0; i < r->nagents; i++) {
+        lc_agentfwd_close(r->agents[i]);
+        r->agents[i] = NULL;
+    }
+}
 
 static void on_close(uv_handle_t *h)
 {
@@ -87,13 +100,180 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
     run_ctx *r = p->data;
     r->exit_status = status;
     r->term_signal = term_signal;
+    close_agents(r);
     uv_close((uv_handle_t *)p, on_close);
+}
+
+/* The process environment: the step's, then each variable of add replacing
+ * one of the same name (a secret's env= wins over ENV, as in BuildKit). */
+static int merge_env(const lc_exec_run_opts *o, const lc_strlist *add, lc_strlist *env)
+{
+    for (size_t i = 0; i < o->nenv; i++) {
+        size_t nl = strcspn(o->env[i], "=");
+        bool replaced = false;
+        for (size_t k = 0; k < add->len && !replaced; k++)
+            replaced = strncmp(add->items[k], o->env[i], nl) == 0 && add->items[k][nl] == '=';
+        if (!replaced && lc_strlist_push(env, o->env[i]) < 0)
+            return -LC_RESOURCE_EXHAUSTED;
+    }
+    for (size_t k = 0; k < add->len; k++)
+        if (lc_strlist_push(env, add->items[k]) < 0)
+            return -LC_RESOURCE_EXHAUSTED;
+    return 0;
+}
+
+/* Frees a list that may hold secret values, wiping them first. */
+static void wipe_strlist(lc_strlist *l)
+{
+    for (size_t i = 0; i < l->len; i++)
+        explicit_bzero(l->items[i], strlen(l->items[i]));
+    lc_strlist_clear(l);
+}
+
+/* A secret as a file on the private tmpfs (never on disk). */
+static int write_secret(const char *path, const lc_exec_mount *m, lc_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return lc_err_set(err, lc_code_from_errno(errno), "secret file: %s", strerror(errno));
+    size_t off = 0;
+    int rc = 0;
+    while (off < m->len && rc == 0) {
+        ssize_t w = write(fd, (const char *)m->data + off, m->len - off);
+        if (w < 0 && errno != EINTR)
+            rc = lc_err_set(err, lc_code_from_errno(errno), "secret file: %s", strerror(errno));
+        else if (w > 0)
+            off += (size_t)w;
+    }
+    if (rc == 0 && (fchown(fd, m->uid, m->gid) < 0 || fchmod(fd, m->mode) < 0))
+        rc = lc_err_set(err, lc_code_from_errno(errno), "secret file: %s", strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* Everything a step needs besides runc itself; undone by run_env_free. */
+typedef struct run_env {
+    char priv[PATH_MAX]; /* the private tmpfs ("" when not mounted) */
+    lc_net *net;
+    lc_runc_mount *mounts;
+    size_t nmounts;
+    char **paths; /* host paths made on the tmpfs, one per extra mount */
+    lc_strlist add_env, env;
+    size_t nagents;
+    size_t *agent_of;        /* index into o->mounts of each agent */
+    const char **agent_path; /* its relay socket (in paths) */
+} run_env;
+
+static void run_env_free(run_env *e)
+{
+    lc_net_close(&e->net);
+    for (size_t i = 0; e->paths && i < e->nmounts; i++)
+        free(e->paths[i]);
+    free(e->paths);
+    free(e->mounts);
+    free(e->agent_of);
+    free(e->agent_path);
+    wipe_strlist(&e->add_env);
+    wipe_strlist(&e->env);
+    if (e->priv[0])
+        lc_mount_private_dir_remove(e->priv, NULL);
+}
+
+static int run_env_make(const lc_exec_fs *fs, const lc_exec_run_opts *o, run_env *e, lc_err *err)
+{
+    snprintf(e->priv, sizeof(e->priv), "%s/private", fs->scratch);
+    int rc = lc_mount_private_dir(e->priv, err);
+    if (rc < 0) {
+        e->priv[0] = '\0';
+        return rc;
+    }
+    lc_net_opts no = {.mode = (lc_net_mode)o->network,
+                      .dir = e->priv,
+                      .extra_hosts = o->extra_hosts,
+                      .n_extra_hosts = o->n_extra_hosts};
+    if ((rc = lc_net_open(&no, &e->net, err)) < 0)
+        return rc;
+    size_t cap = LC_NET_NFILES + o->nmounts;
+    e->mounts = calloc(cap, sizeof(*e->mounts));
+    e->paths = calloc(cap, sizeof(*e->paths));
+    e->agent_of = calloc(o->nmounts + 1, sizeof(*e->agent_of));
+    e->agent_path = calloc(o->nmounts + 1, sizeof(*e->agent_path));
+    if (!e->mounts || !e->paths || !e->agent_of || !e->agent_path)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < LC_NET_NFILES; i++)
+        e->mounts[e->nmounts++] = (lc_runc_mount){.kind = LC_RUNC_BIND,
+                                                  .target = lc_net_file_target(i),
+                                                  .source = lc_net_file_source(e->net, i),
+                                                  .readonly = 1};
+    for (size_t i = 0; i < o->nmounts; i++) {
+        const lc_exec_mount *m = &o->mounts[i];
+        lc_runc_mount *rm = &e->mounts[e->nmounts];
+        char *path = NULL;
+        *rm = (lc_runc_mount){.kind = LC_RUNC_BIND, .target = m->target, .readonly = m->readonly};
+        switch (m->kind) {
+        case LC_EXEC_MOUNT_PATH:
+            rm->source = m->source;
+            break;
+        case LC_EXEC_MOUNT_TMPFS:
+            rm->kind = LC_RUNC_TMPFS;
+            rm->size = m->size;
+            break;
+        case LC_EXEC_MOUNT_SECRET:
+            if (m->env != NULL) {
+                char *kv = malloc(strlen(m->env) + m->len + 2);
+                if (kv == NULL || lc_strlist_push_owned(&e->add_env, kv) < 0)
+                    return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+                sprintf(kv, "%s=", m->env);
+                memcpy(kv + strlen(m->env) + 1, m->data, m->len);
+                kv[strlen(m->env) + 1 + m->len] = '\0';
+            }
+            if (m->target == NULL)
+                continue;
+            if (asprintf(&path, "%s/secret.%zu", e->priv, i) < 0)
+                return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            e->paths[e->nmounts] = path;
+            if ((rc = write_secret(path, m, err)) < 0)
+                return rc;
+            rm->source = path;
+            rm->readonly = 1;
+            break;
+        case LC_EXEC_MOUNT_AGENT:
+            if (asprintf(&path, "%s/agent.%zu", e->priv, i) < 0)
+                return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            e->paths[e->nmounts] = path;
+            rm->source = path;
+            rm->readonly = 0;
+            e->agent_path[e->nagents] = path;
+            e->agent_of[e->nagents++] = i;
+            if (e->nagents == 1) {
+                bool has = false;
+                for (size_t k = 0; k < o->nenv && !has; k++)
+                    has = strncmp(o->env[k], "SSH_AUTH_SOCK=", 14) == 0;
+                char *kv = NULL;
+                if (!has && (asprintf(&kv, "SSH_AUTH_SOCK=%s", m->target) < 0 ||
+                             lc_strlist_push_owned(&e->add_env, kv) < 0))
+                    return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            }
+            break;
+        }
+        e->nmounts++;
+    }
+    if (merge_env(o, &e->add_env, &e->env) < 0)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    return 0;
 }
 
 int lc_exec_run(const lc_exec_fs *fs, const lc_exec_run_opts *o, int *exit_code, lc_err *err)
 {
-    char bundle[PATH_MAX], work[PATH_MAX], id[64];
-    snprintf(bundle, sizeof(bundle), "%s/bundle", fs->scratch);
+    char bundle[PATH_MAX + 16], work[PATH_MAX], id[64];
+    run_env re = {0};
+    lc_agentfwd **agents = NULL;
+    int rc = run_env_make(fs, o, &re, err);
+    if (rc < 0) {
+        run_env_free(&re);
+        return rc;
+    }
+    snprintf(bundle, sizeof(bundle), "%s/bundle", re.priv);
     snprintf(work, sizeof(work), "%s/work", fs->scratch);
     snprintf(id, sizeof(id), "layercache-%d-%lx", getpid(), (unsigned long)random());
     lc_runc_step step = {.id = id,
@@ -104,21 +284,42 @@ int lc_exec_run(const lc_exec_fs *fs, const lc_exec_run_opts *o, int *exit_code,
                          .work_dir = work,
                          .argv = o->argv,
                          .argc = o->argc,
-                         .env = o->env,
-                         .n_env = o->nenv,
+                         .env = (const char *const *)re.env.items,
+                         .n_env = re.env.len,
                          .cwd = o->cwd,
                          .user = o->user,
-                         .network_host = o->host_network};
-    lc_runc *rc_handle = NULL;
-    int rc = lc_runc_prepare(&step, &rc_handle, err);
-    if (rc < 0)
-        return rc;
-
+                         .network_host = o->network == LC_NET_HOST,
+                         .netns_path = lc_net_netns_path(re.net),
+                         .mounts = re.mounts,
+                         .n_mounts = re.nmounts};
+    /* The agent sockets first: runc's config needs them to exist (a socket
+     * is bound on a file). */
     uv_loop_t loop;
     run_ctx r = {.o = o};
-    if (uv_loop_init(&loop) != 0) {
-        lc_runc_cleanup(&rc_handle, NULL);
+    agents = calloc(re.nagents + 1, sizeof(*agents));
+    if (agents == NULL || uv_loop_init(&loop) != 0) {
+        free(agents);
+        run_env_free(&re);
         return lc_err_set(err, LC_INTERNAL, "cannot create an event loop");
+    }
+    r.agents = agents;
+    for (size_t i = 0; i < re.nagents && rc == 0; i++) {
+        const lc_exec_mount *m = &o->mounts[re.agent_of[i]];
+        rc = lc_agentfwd_start(&loop, re.agent_path[i], m->source, m->uid, m->gid, m->mode,
+                               &agents[i], err);
+        if (rc == 0)
+            r.nagents++;
+    }
+    lc_runc *rc_handle = NULL;
+    if (rc == 0)
+        rc = lc_runc_prepare(&step, &rc_handle, err);
+    if (rc < 0) {
+        close_agents(&r);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        free(agents);
+        run_env_free(&re);
+        return rc;
     }
     r.out.run = r.err.run = &r;
     uv_pipe_init(&loop, &r.out.pipe, 0);
@@ -137,12 +338,14 @@ int lc_exec_run(const lc_exec_fs *fs, const lc_exec_run_opts *o, int *exit_code,
                                .stdio_count = 3,
                                .stdio = stdio};
     r.proc.data = &r;
-    int e = uv_spawn(&loop, &r.proc, &po);
+    int e = rc == 0 ? uv_spawn(&loop, &r.proc, &po) : UV_ECANCELED;
     if (e != 0) {
-        rc = lc_err_set(err, LC_FAILED_PRECONDITION, "cannot start %s: %s (is runc installed?)",
-                        argv[0], uv_strerror(e));
+        if (rc == 0)
+            rc = lc_err_set(err, LC_FAILED_PRECONDITION, "cannot start %s: %s (is runc installed?)",
+                            argv[0], uv_strerror(e));
         uv_close((uv_handle_t *)&r.out.pipe, on_close);
         uv_close((uv_handle_t *)&r.err.pipe, on_close);
+        close_agents(&r);
     } else {
         r.open_handles++;
         uv_read_start((uv_stream_t *)&r.out.pipe, on_alloc, on_read);
@@ -150,11 +353,13 @@ int lc_exec_run(const lc_exec_fs *fs, const lc_exec_run_opts *o, int *exit_code,
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    free(agents);
     if (e == 0)
         *exit_code = r.term_signal ? 128 + r.term_signal : (int)r.exit_status;
     lc_err cleanup_err = {0};
     if (lc_runc_cleanup(&rc_handle, &cleanup_err) < 0 && rc == 0)
         rc = lc_err_set(err, cleanup_err.code, "%s", cleanup_err.msg);
+    run_env_free(&re);
     return rc;
 }
 

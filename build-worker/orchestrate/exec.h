@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "build-worker/context/walk.h"
 #include "err.h"
@@ -20,6 +21,27 @@ typedef struct lc_exec_fs {
     const char *scratch;       /* empty directory for work dir, mount point, bundle */
 } lc_exec_fs;
 
+/* What a RUN step mounts besides its rootfs (RUN --mount, prepared on the
+ * host by runmounts.h). */
+typedef enum lc_exec_mount_kind {
+    LC_EXEC_MOUNT_PATH,   /* bind source, a host directory or file */
+    LC_EXEC_MOUNT_TMPFS,  /* a fresh tmpfs of at most size bytes (0: no limit) */
+    LC_EXEC_MOUNT_SECRET, /* data as a read-only file at target, and/or as env */
+    LC_EXEC_MOUNT_AGENT,  /* an ssh agent socket (source) forwarded to target */
+} lc_exec_mount_kind;
+
+typedef struct lc_exec_mount {
+    lc_exec_mount_kind kind;
+    const char *target;  /* absolute; NULL for a secret given only as env */
+    const char *source;  /* PATH: host path; AGENT: the agent's socket */
+    bool readonly;       /* PATH, TMPFS */
+    uint64_t size;       /* TMPFS */
+    const void *data;    /* SECRET: the value (borrowed; never written to disk) */
+    size_t len;
+    const char *env;     /* SECRET: also set this variable to the value */
+    unsigned mode, uid, gid; /* SECRET (file), AGENT (socket) */
+} lc_exec_mount;
+
 typedef struct lc_exec_run_opts {
     const char *const *argv;   /* full command (shell form already wrapped) */
     size_t argc;
@@ -27,13 +49,21 @@ typedef struct lc_exec_run_opts {
     size_t nenv;
     const char *cwd;           /* absolute */
     const char *user;          /* "uid[:gid]" or names, NULL/"" = root */
-    bool host_network;         /* RUN --network=host */
+    int network;               /* enum lc_net_mode (runtime/network.h): default, none, host */
+    const char *const *extra_hosts; /* --add-host "name:ip" */
+    size_t n_extra_hosts;
+    const lc_exec_mount *mounts;
+    size_t nmounts;
     lc_exec_output_fn output;
     void *ctx;
 } lc_exec_run_opts;
 
 /* Runs the command; *exit_code gets its status (non-zero is not an error
- * here). Errors are failures to set up or run runc at all. */
+ * here). Errors are failures to set up or run runc at all. The step's
+ * bundle (config.json holds its environment), generated /etc files,
+ * secret files and agent sockets live on a tmpfs under fs->scratch that
+ * is gone when this returns. The first agent mount sets SSH_AUTH_SOCK
+ * unless the environment has it. */
 int lc_exec_run(const lc_exec_fs *fs, const lc_exec_run_opts *o, int *exit_code, lc_err *err);
 
 typedef struct lc_exec_copy_opts {

@@ -6,10 +6,10 @@
 #include <jansson.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -17,14 +17,16 @@
 
 #include "build-worker/layer/fsutil.h"
 #include "build-worker/runtime/overlay.h"
+#include "build-worker/runtime/stubs.h"
 
 extern char **environ;
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_GROUPS 64
 
-static const char *const stub_names[] = {"proc", "dev", "sys"};
-#define NSTUBS (sizeof(stub_names) / sizeof(stub_names[0]))
+/* Mount points of the kernel file systems every container gets. */
+static const char *const base_targets[] = {"/proc", "/dev", "/sys"};
+#define NBASE (sizeof(base_targets) / sizeof(base_targets[0]))
 
 struct lc_runc {
     char *bundle;
@@ -35,7 +37,7 @@ struct lc_runc {
     char *id;
     char *runc;
     int mounted;
-    int stub[NSTUBS]; /* 1: runc will create this mount point in the rootfs */
+    lc_stubs *stubs; /* mount points made in the rootfs, removed at cleanup */
     const char *argv[12];
 };
 
@@ -240,7 +242,7 @@ static json_t *mount_entry(const char *dst, const char *type, const char *src,
                      "options", strv(opts, n));
 }
 
-static json_t *build_config(const lc_runc_step *s, unsigned uid, unsigned gid,
+static json_t *build_config(const lc_runc_step *s, const size_t *order, unsigned uid, unsigned gid,
                             const unsigned *groups, size_t ngroups, const lc_strlist *env)
 {
     json_t *user = json_pack("{s:I, s:I}", "uid", (json_int_t)uid, "gid", (json_int_t)gid);
@@ -275,11 +277,29 @@ static json_t *build_config(const lc_runc_step *s, unsigned uid, unsigned gid,
     json_array_append_new(mounts, mount_entry("/dev/shm", "tmpfs", "shm", shm_o, 5));
     json_array_append_new(mounts, mount_entry("/dev/mqueue", "mqueue", "mqueue", mq_o, 3));
     json_array_append_new(mounts, mount_entry("/sys", "sysfs", "sysfs", sys_o, 4));
+    for (size_t i = 0; i < s->n_mounts; i++) {
+        const lc_runc_mount *m = &s->mounts[order[i]];
+        if (m->kind == LC_RUNC_TMPFS) {
+            char size[48];
+            snprintf(size, sizeof(size), "size=%llu", m->size);
+            const char *o[] = {"nosuid", "nodev", m->readonly ? "ro" : "rw", size};
+            json_array_append_new(mounts,
+                                  mount_entry(m->target, "tmpfs", "tmpfs", o, m->size ? 4 : 3));
+        } else {
+            const char *o[] = {"rbind", m->readonly ? "ro" : "rw"};
+            json_array_append_new(mounts, mount_entry(m->target, "bind", m->source, o, 2));
+        }
+    }
 
     json_t *ns = json_array();
-    const char *nss[] = {"pid", "ipc", "uts", "mount", "network"};
-    for (size_t i = 0; i < (s->network_host ? 4u : 5u); i++)
+    const char *nss[] = {"pid", "ipc", "uts", "mount"};
+    for (size_t i = 0; i < 4; i++)
         json_array_append_new(ns, json_pack("{s:s}", "type", nss[i]));
+    if (!s->network_host && s->netns_path != NULL)
+        json_array_append_new(ns,
+                              json_pack("{s:s, s:s}", "type", "network", "path", s->netns_path));
+    else if (!s->network_host)
+        json_array_append_new(ns, json_pack("{s:s}", "type", "network"));
 
     static const char *const masked[] = {
         "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
@@ -322,6 +342,85 @@ static char *join_or_null(const char *a, const char *b)
     return a ? lc_fs_join(a, b) : NULL;
 }
 
+/* Mounts shallowest target first (stable), so /a is mounted before /a/b
+ * whatever the order written, as BuildKit sorts them. */
+static int order_mounts(const lc_runc_step *s, size_t **out, lc_err *err)
+{
+    size_t n = s->n_mounts, *o = malloc((n ? n : 1) * sizeof(*o));
+    if (o == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const lc_runc_mount *m = &s->mounts[i];
+        if (m->target == NULL || m->target[0] != '/' ||
+            (m->kind == LC_RUNC_BIND && m->source == NULL)) {
+            free(o);
+            return lc_err_set(err, LC_INVALID_ARGUMENT, "mount %zu needs an absolute target%s", i,
+                              m->kind == LC_RUNC_BIND ? " and a source" : "");
+        }
+        o[i] = i;
+    }
+    for (size_t i = 1; i < n; i++) { /* insertion sort: stable, n is small */
+        size_t v = o[i], j = i;
+        size_t dv = 0;
+        for (const char *p = s->mounts[v].target; *p; p++)
+            dv += *p == '/';
+        while (j > 0) {
+            size_t dj = 0;
+            for (const char *p = s->mounts[o[j - 1]].target; *p; p++)
+                dj += *p == '/';
+            if (dj <= dv)
+                break;
+            o[j] = o[j - 1];
+            j--;
+        }
+        o[j] = v;
+    }
+    *out = o;
+    return 0;
+}
+
+/* Whether target lies in or on dir ("/dev" holds "/dev/x"). */
+static int under(const char *target, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(target, dir, n) == 0 && (target[n] == '\0' || target[n] == '/');
+}
+
+/* Makes the mount points missing from the rootfs (stubs.h). A target below
+ * /proc, /dev or /sys, or below another extra mount, is made by runc inside
+ * that mount, not in the rootfs. */
+static int make_stubs(lc_runc *r, const lc_runc_step *s, const size_t *order, lc_err *err)
+{
+    size_t n = NBASE + s->n_mounts, k = 0;
+    const char **targets = calloc(n, sizeof(*targets));
+    bool *is_file = calloc(n, sizeof(*is_file));
+    int rc = 0;
+    if (targets == NULL || is_file == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < NBASE; i++)
+        targets[k++] = base_targets[i];
+    for (size_t i = 0; i < s->n_mounts; i++) {
+        const lc_runc_mount *m = &s->mounts[order[i]];
+        int nested = 0;
+        for (size_t b = 0; b < NBASE; b++)
+            nested |= under(m->target, base_targets[b]);
+        for (size_t j = 0; j < i; j++)
+            nested |= under(m->target, s->mounts[order[j]].target);
+        if (nested)
+            continue;
+        struct stat st;
+        is_file[k] = m->kind == LC_RUNC_BIND && stat(m->source, &st) == 0 && !S_ISDIR(st.st_mode);
+        targets[k++] = m->target;
+    }
+    rc = lc_stubs_make(r->rootfs, targets, is_file, k, &r->stubs, err);
+out:
+    free(targets);
+    free(is_file);
+    return rc;
+}
+
 static void free_runc(lc_runc *r)
 {
     free(r->bundle);
@@ -347,6 +446,7 @@ int lc_runc_prepare(const lc_runc_step *s, lc_runc **out, lc_err *err)
     lc_strlist env = {0};
     json_t *cfg = NULL;
     char *home = NULL, *cfgpath = NULL, *empty = NULL;
+    size_t *order = NULL;
     int rc = 0, made_bundle = 0;
     if (r == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
@@ -389,12 +489,8 @@ int lc_runc_prepare(const lc_runc_step *s, lc_runc **out, lc_err *err)
     if (rc < 0)
         goto fail;
     r->mounted = 1;
-    for (size_t i = 0; i < NSTUBS; i++) {
-        char *p = lc_fs_join(r->rootfs, stub_names[i]);
-        struct stat st;
-        r->stub[i] = p != NULL && lstat(p, &st) < 0 && errno == ENOENT;
-        free(p);
-    }
+    if ((rc = order_mounts(s, &order, err)) < 0 || (rc = make_stubs(r, s, order, err)) < 0)
+        goto fail;
 
     unsigned uid, gid, groups[MAX_GROUPS];
     size_t ngroups = MAX_GROUPS;
@@ -419,7 +515,7 @@ int lc_runc_prepare(const lc_runc_step *s, lc_runc **out, lc_err *err)
     }
     if (rc < 0)
         goto fail;
-    cfg = build_config(s, uid, gid, groups, ngroups, &env);
+    cfg = build_config(s, order, uid, gid, groups, ngroups, &env);
     char *text = cfg ? json_dumps(cfg, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     if (text == NULL) {
         rc = lc_err_set(err, LC_INVALID_ARGUMENT,
@@ -427,6 +523,7 @@ int lc_runc_prepare(const lc_runc_step *s, lc_runc **out, lc_err *err)
         goto fail;
     }
     rc = lc_fs_write_file(cfgpath, text, strlen(text), err);
+    explicit_bzero(text, strlen(text)); /* the environment may hold a secret */
     free(text);
     if (rc < 0)
         goto fail;
@@ -447,6 +544,8 @@ int lc_runc_prepare(const lc_runc_step *s, lc_runc **out, lc_err *err)
 fail:
     if (r->mounted && lc_overlay_unmount(r->rootfs, NULL) == 0)
         r->mounted = 0;
+    if (!r->mounted)
+        lc_stubs_remove(&r->stubs, r->upper);
     if (made_bundle && !r->mounted) /* never rm -rf through a live mount */
         lc_fs_rm_rf(r->bundle);
     free_runc(r);
@@ -454,6 +553,7 @@ fail:
 done:
     json_decref(cfg);
     lc_strlist_clear(&env);
+    free(order);
     free(home);
     free(cfgpath);
     free(empty);
@@ -530,14 +630,7 @@ int lc_runc_cleanup(lc_runc **rp, lc_err *err)
             r->mounted = 0;
     }
     if (!r->mounted) {
-        for (size_t i = 0; i < NSTUBS; i++) {
-            if (!r->stub[i])
-                continue;
-            char *p = lc_fs_join(r->upper, stub_names[i]);
-            if (p != NULL)
-                rmdir(p); /* only if still an empty directory */
-            free(p);
-        }
+        lc_stubs_remove(&r->stubs, r->upper);
         int d = lc_fs_rm_rf(r->bundle);
         if (d < 0 && rc == 0)
             rc = lc_err_set(err, lc_code_from_errno(-d), "remove bundle %s: %s", r->bundle,

@@ -12,12 +12,23 @@
  * or, blocking (tests, simple callers): lc_runc_run(&step, out_fd, err_fd,
  * &exit_code, &err).
  *
- * The container: its own pid/ipc/uts/mount namespaces and a network
- * namespace with only loopback (unless network_host), Docker's default
- * capability set, /proc, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue,
- * /sys (ro). Mount points that runc had to create in the rootfs (/proc,
- * /dev, /sys missing from the parent) are removed from the upper dir at
- * cleanup, so they do not become part of the layer.
+ * The container: its own pid/ipc/uts/mount namespaces; a network
+ * namespace with only loopback, or the one at netns_path, or the host's
+ * (network_host); Docker's default capability set, /proc, /dev (tmpfs),
+ * /dev/pts, /dev/shm, /dev/mqueue, /sys (ro), then step->mounts (binds of
+ * host files and directories, tmpfs), shallowest target first.
+ *
+ * Mount points missing from the rootfs (/proc, /dev, /sys missing from the
+ * parent, a bind target like /etc/resolv.conf or /run/secrets/x) are made
+ * before runc starts, resolving symlinks inside the rootfs as runc does,
+ * and removed from the upper dir at cleanup when they are still empty (a
+ * RUN that wrote into one keeps it), together with the parent directories
+ * overlayfs copied up only to hold them: mount stubs never become part of
+ * the layer (BuildKit's executor/stubs.go does the same).
+ *
+ * Files a step must not leave on disk (its config.json holds the process
+ * environment, which may hold a secret) belong on a tmpfs: put bundle_dir
+ * inside one (runtime/mounts.h lc_mount_private_dir).
  *
  * lc_runc_cleanup is blocking (it may run `runc delete --force`, unmounts,
  * removes the bundle dir); call it from a worker thread if the loop must
@@ -30,6 +41,20 @@
 
 #include "err.h"
 #include "strlist.h"
+
+/* An extra mount of the container. */
+typedef enum lc_runc_mount_kind {
+    LC_RUNC_BIND,  /* source: a host file, directory or unix socket */
+    LC_RUNC_TMPFS, /* source unused */
+} lc_runc_mount_kind;
+
+typedef struct lc_runc_mount {
+    lc_runc_mount_kind kind;
+    const char *target; /* absolute path in the container */
+    const char *source; /* host path (BIND) */
+    int readonly;
+    unsigned long long size; /* TMPFS: bytes, 0 = the kernel's default */
+} lc_runc_mount;
 
 typedef struct lc_runc_step {
     const char *id;                /* container id, unique on the host: [A-Za-z0-9_.-]+ */
@@ -44,11 +69,15 @@ typedef struct lc_runc_step {
     size_t argc;
     const char *const *env; /* "KEY=value"; PATH and HOME are added when missing */
     size_t n_env;
-    const char *cwd;       /* NULL = "/" (runc creates it if missing) */
-    const char *user;      /* NULL/"" = root; "uid", "uid:gid", "name", "name:group";
-                              names resolve through the rootfs /etc/passwd, /etc/group */
-    const char *hostname;  /* NULL = "layercache" */
-    int network_host;      /* 1: share the host's network namespace */
+    const char *cwd;             /* NULL = "/" (runc creates it if missing) */
+    const char *user;            /* NULL/"" = root; "uid", "uid:gid", "name", "name:group";
+                                    names resolve through the rootfs /etc/passwd, /etc/group */
+    const char *hostname;        /* NULL = "layercache" */
+    int network_host;            /* 1: share the host's network namespace */
+    const char *netns_path;      /* join this network namespace (network_host == 0);
+                                    NULL = a new one with only loopback */
+    const lc_runc_mount *mounts; /* extra mounts (borrowed until prepare returns) */
+    size_t n_mounts;
     const char *runc_path; /* NULL = "runc" (found through PATH) */
 } lc_runc_step;
 
