@@ -15,7 +15,7 @@
 
 #include "digest.h"
 
-#define LC_KEY_ENCODING_VERSION "layercache-key-v1"
+#define LC_KEY_ENCODING_VERSION "layercache-key-v2"
 
 typedef struct lc_keyenc {
     lc_hasher *h; /* owned; NULL after an allocation failure */
