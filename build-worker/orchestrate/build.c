@@ -196,8 +196,21 @@ static int lower_dirs(builder *b, const lc_image *img, int slot, char ***out, si
         free(dirs);
         return rc;
     }
+    /* Identical layers (two empty ones, say) share one unpacked directory,
+     * which overlayfs refuses twice (ELOOP). The topmost copy is enough:
+     * it provides everything the lower one did, above it. */
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < kept && !dup; j++)
+            dup = strcmp(dirs[j], dirs[i]) == 0;
+        if (dup)
+            free(dirs[i]);
+        else
+            dirs[kept++] = dirs[i];
+    }
     *out = dirs;
-    *n = count;
+    *n = kept;
     return 0;
 }
 

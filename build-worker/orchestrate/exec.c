@@ -304,15 +304,15 @@ static int do_copy(const lc_exec_copy_opts *o, const char *merged, lc_err *err)
     size_t dl = strlen(raw);
     bool dir_syntax = dl == 0 || raw[dl - 1] == '/' || strcmp(raw, ".") == 0 ||
                       (dl >= 2 && strcmp(raw + dl - 2, "/.") == 0);
-    char *dest = raw[0] == '/' ? lc_path_clean(raw) : lc_path_join(o->workdir, raw);
+    /* path.Join of WORKDIR and the destination, as BuildKit: ".." is
+     * lexical and stops at "/". */
+    char *joined = NULL;
+    if (asprintf(&joined, "/%s/%s", raw[0] == '/' ? "" : o->workdir, raw) < 0)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    char *dest = lc_path_clean(joined);
+    free(joined);
     if (dest == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    if (dest[0] != '/') { /* lc_path_join keeps a relative WORKDIR relative */
-        char *abs = lc_path_join("/", dest);
-        free(dest);
-        if ((dest = abs) == NULL)
-            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    }
     bool into_dir = dir_syntax || o->nsources > 1 || o->parents || lc_copy_is_dir(merged, dest);
 
     lc_selection *from_sel = NULL;
