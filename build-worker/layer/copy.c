@@ -264,7 +264,7 @@ static void copy_xattrs(const char *src, int dirfd, const char *name)
         char val[4096];
         ssize_t vl = lgetxattr(src, nm, val, sizeof(val));
         if (vl >= 0)
-            lsetxattr(fdpath, nm, val, (size_t)vl, 0);
+            setxattr(fdpath, nm, val, (size_t)vl, 0); /* through the fd: the file */
     }
     close(fd);
 }

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "build-worker/layer/copy.h"
@@ -158,6 +159,7 @@ static void test_copy_keeps_dirs_links_holes(void **state)
     lc_fs_mkdir_p(P("src2"));
     lc_fs_write_file(P("src2/one"), "same inode\n", 11, NULL);
     assert_int_equal(link(P("src2/one"), P("src2/two")), 0);
+    assert_int_equal(setxattr(P("src2/one"), "user.note", "hi", 2, 0), 0);
     int fd = open(P("src2/holes"), O_WRONLY | O_CREAT, 0644);
     assert_int_equal(ftruncate(fd, 64 << 20), 0);
     assert_int_equal(pwrite(fd, "x", 1, 32 << 20), 1);
@@ -178,6 +180,9 @@ static void test_copy_keeps_dirs_links_holes(void **state)
     assert_int_equal(lstat(P("root/l/two"), &b), 0);
     assert_int_equal(a.st_ino, b.st_ino);
     assert_int_equal(a.st_nlink, 2);
+    char note[8];
+    assert_int_equal(getxattr(P("root/l/one"), "user.note", note, sizeof(note)), 2);
+    assert_memory_equal(note, "hi", 2);
     assert_int_equal(lstat(P("root/l/holes"), &st), 0);
     assert_int_equal(st.st_size, 64 << 20);
     assert_true(st.st_blocks * 512 < (1 << 20));
