@@ -525,7 +525,8 @@ static void upload_step(builder *b, node *n, const lc_step_action *action, const
         blobs[3 + i].digest = layer.blob;
         blobs[3 + i].path = paths[i];
     }
-    lc_step_result result = {.state = n->state, .layers = layers, .nlayers = nl};
+    /* The state as serialized here: a local hit knows its digest without the size. */
+    lc_step_result result = {.state = blobs[2].digest, .layers = layers, .nlayers = nl};
     lc_remote_upload(b->remote, &action->action_digest, &result, n->start, n->end, blobs, nl + 3,
                      NULL, NULL);
 out:

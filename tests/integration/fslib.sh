@@ -16,6 +16,7 @@
 #   fs_get NAME PATH                     fstree.py's line for PATH in that root
 #   fs_expect NAME PATH PATTERN WHY      that line matches the extended regex
 #   fs_config NAME                       the image config JSON of $work/NAME.oci
+#   fs_buildah_import OCI TAG NAME       a layout's image into buildah's store
 #   fs_buildah_build CTX NAME            Debian's buildah 1.28 (vfs, chroot) builds
 #                                        CTX, pushed to $work/NAME.oci and unpacked
 #                                        to $work/NAME.root (needs fs_debian_base)
@@ -86,13 +87,19 @@ fs_buildah() {
   buildah --storage-driver vfs --root "$work/buildah/root" --runroot "$work/buildah/run" "$@"
 }
 
+# fs_buildah_import OCI-DIR TAG NAME: the layout's image into buildah's
+# store as NAME (skopeo writes it: buildah would name it after the path).
+fs_buildah_import() {
+  mkdir -p "$work/buildah/root" "$work/buildah/run"
+  skopeo copy -q "oci:$1:$2" \
+    "containers-storage:[vfs@$work/buildah/root+$work/buildah/run]$3" >"$work/buildah-import.log" 2>&1 ||
+    fail "skopeo copy $1 into buildah's store: $(tail -5 "$work/buildah-import.log")"
+}
+
 fs_buildah_build() {
-  local ctx=$1 name=$2 id
-  if ! fs_buildah images -q localhost/debbase:1 >/dev/null 2>&1; then
-    id=$(fs_buildah pull -q "oci:$work/debbase.oci:1" 2>"$work/buildah-pull.log") ||
-      fail "buildah pull: $(tail -5 "$work/buildah-pull.log")"
-    fs_buildah tag "$id" localhost/debbase:1 >/dev/null
-  fi
+  local ctx=$1 name=$2
+  fs_buildah images -q localhost/debbase:1 >/dev/null 2>&1 ||
+    fs_buildah_import "$work/debbase.oci" 1 localhost/debbase:1
   fs_buildah bud --isolation chroot -t "$name" "$ctx" >"$work/$name.buildah.log" 2>&1 ||
     fail "buildah bud $name: $(tail -20 "$work/$name.buildah.log")"
   rm -rf "$work/$name.oci"
