@@ -341,8 +341,7 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
     const lc_df_instr *in = step->instr;
     lc_exec_copy_opts co = {.dest = step->nwords ? step->words[step->nwords - 1] : ".",
                             .workdir = step->workdir ? step->workdir : "/",
-                            .sources = step->words,
-                            .nsources = step->nwords ? step->nwords - 1 : 0,
+                            .nargs = step->nwords ? step->nwords - 1 : 0,
                             .is_add = in->kind == LC_DF_ADD};
     const lc_df_flag *f;
     const char *excludes[64];
@@ -379,7 +378,8 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
                               in->pos.file, in->pos.line, lc_df_kind_name(in->kind), step->words[i]);
     int rc = 0;
     char **src_dirs = NULL;
-    size_t nsrc = 0;
+    size_t nsrc = 0, nlocal = 0;
+    const char *local[64];
     char mnt[PATH_MAX], view[PATH_MAX];
     bool mounted = false;
     /* ADD <url>: downloaded while keying, or now (--checksum) and checked. */
@@ -438,12 +438,25 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
         co.src_root = view;
         co.src_paths = (const char *const *)ks->from_paths.items;
         co.nsrc_paths = ks->from_paths.len;
+        co.sources = co.src_paths;
+        co.nsources = co.nsrc_paths;
     } else {
         co.src_root = b->o->context;
         if (ks->selection != NULL) {
             co.entries = ks->selection->entries;
             co.nentries = ks->selection->n;
         }
+        /* The sources the selection was made of (keys.c skips heredoc
+         * words and URLs the same way). */
+        for (size_t i = 0; i + 1 < step->nwords && nlocal < 64; i++) {
+            const char *w = step->words[i];
+            size_t digits = strspn(w, "0123456789");
+            if (strncmp(w + digits, "<<", 2) != 0 && strstr(w, "://") == NULL &&
+                strncmp(w, "git@", 4) != 0)
+                local[nlocal++] = w;
+        }
+        co.sources = local;
+        co.nsources = nlocal;
     }
     rc = lc_exec_copy(fs, &co, err);
 out:

@@ -313,7 +313,7 @@ static int do_copy(const lc_exec_copy_opts *o, const char *merged, lc_err *err)
     free(joined);
     if (dest == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    bool into_dir = dir_syntax || o->nsources > 1 || o->parents || lc_copy_is_dir(merged, dest);
+    bool into_dir = dir_syntax || o->nargs > 1 || o->parents || lc_copy_is_dir(merged, dest);
 
     lc_selection *from_sel = NULL;
     lc_ignore *exclude = NULL;

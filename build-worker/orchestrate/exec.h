@@ -45,9 +45,12 @@ typedef struct lc_exec_copy_opts {
     size_t nsrc_paths;
     const char *const *excludes; /* for --from: --exclude patterns */
     size_t nexcludes;
-    const char *const *sources;  /* every source argument as expanded (for
-                                  * --parents and the count of sources) */
+    const char *const *sources;  /* the local source arguments as expanded, in
+                                  * the order entries' src index them (for
+                                  * --parents: the /./ pivot) */
     size_t nsources;
+    size_t nargs;                /* every source argument, heredocs and URLs
+                                  * included (several: a directory) */
     const char *dest;            /* destination as expanded (may be relative) */
     const char *workdir;         /* for relative destinations */
     const char *chown;           /* "--chown" value or NULL */
