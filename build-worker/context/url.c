@@ -37,8 +37,8 @@ char *lc_url_name(const char *url)
 int lc_url_parse_checksum(const char *s, lc_digest *out, lc_err *err)
 {
     if (s == NULL || strncmp(s, "sha256:", 7) != 0 || lc_digest_parse_oci(s, out, NULL) != 0)
-        return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "--checksum=%s: need sha256:<64 hex digits>", s ? s : "");
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "--checksum=%s: need sha256:<64 hex digits>",
+                          s ? s : "");
     out->size = 0;
     return 0;
 }
@@ -83,8 +83,7 @@ int lc_url_fetch(const char *url, const char *dir, const lc_digest *expect, lc_u
                           url);
     out->url = strdup(url);
     out->name = lc_url_name(url);
-    if (out->url == NULL || out->name == NULL ||
-        asprintf(&out->path, "%s/url.XXXXXX", dir) < 0) {
+    if (out->url == NULL || out->name == NULL || asprintf(&out->path, "%s/url.XXXXXX", dir) < 0) {
         out->path = NULL;
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
@@ -146,8 +145,10 @@ int lc_url_fetch(const char *url, const char *dir, const lc_digest *expect, lc_u
         char want[LC_DIGEST_OCI_LEN + 1], got[LC_DIGEST_OCI_LEN + 1];
         lc_digest_oci(expect, want);
         lc_digest_oci(&out->digest, got);
-        rc = lc_err_set(err, LC_DATA_LOSS, "download %s: checksum mismatch: --checksum says %s, "
-                        "the content is %s", url, want, got);
+        rc = lc_err_set(err, LC_DATA_LOSS,
+                        "download %s: checksum mismatch: --checksum says %s, "
+                        "the content is %s",
+                        url, want, got);
     }
 out:
     if (h != NULL) {

@@ -325,7 +325,7 @@ static int add_match(walker *w, const char *rel, uint32_t src, bool *found, bool
         goto out;
     }
     if (lstat(full, &st) != 0)
-        goto out; /* not there */
+        goto out;         /* not there */
     const char *at = rel; /* where the content is read from */
     if (S_ISLNK(st.st_mode)) {
         /* The source itself is followed, inside the root. */

@@ -42,7 +42,7 @@ typedef struct lc_ctx_entry {
     lc_stat_key st;   /* for the stat cache */
     lc_digest digest; /* regular files: content digest, valid once hashed */
     bool hashed;
-    bool match;       /* the matched source itself (not something below it) */
+    bool match; /* the matched source itself (not something below it) */
 } lc_ctx_entry;
 
 typedef struct lc_selection {

@@ -205,9 +205,9 @@ typedef struct lc_df_step {
     const char **heredocs; /* COPY/ADD: each heredoc's content as the file
                             * gets it (variables expanded unless the
                             * delimiter was quoted); RUN: as written */
-    const char *workdir; /* absolute WORKDIR after this instruction ("/" default) */
-    const char *user;    /* USER after this instruction, NULL = image default */
-    const char **shell;  /* SHELL in effect: {"/bin/sh","-c"} by default */
+    const char *workdir;   /* absolute WORKDIR after this instruction ("/" default) */
+    const char *user;      /* USER after this instruction, NULL = image default */
+    const char **shell;    /* SHELL in effect: {"/bin/sh","-c"} by default */
     size_t nshell;
     int copy_from_stage;         /* COPY/ADD --from naming a stage: its index, else -1 */
     const char *copy_from_image; /* --from naming an image (not a stage), else NULL */

@@ -49,9 +49,8 @@ static int push_shell(const lc_df_step *st, lc_strlist *argv)
 static int shebang_argv(const lc_df_heredoc *h, lc_strlist *argv)
 {
     char *script = NULL;
-    if (asprintf(&script,
-                 "mkdir -p /dev/pipes && printf '%%s' \"$1\" > \"/dev/pipes/$2\" && "
-                 "chmod 755 \"/dev/pipes/$2\" && exec \"/dev/pipes/$2\"") < 0)
+    if (asprintf(&script, "mkdir -p /dev/pipes && printf '%%s' \"$1\" > \"/dev/pipes/$2\" && "
+                          "chmod 755 \"/dev/pipes/$2\" && exec \"/dev/pipes/$2\"") < 0)
         return -LC_RESOURCE_EXHAUSTED;
     int rc = lc_strlist_push(argv, "/bin/sh");
     if (rc == 0)

@@ -115,7 +115,10 @@ struct lc_copy_links {
     size_t n, cap;
 };
 
-lc_copy_links *lc_copy_links_new(void) { return calloc(1, sizeof(lc_copy_links)); }
+lc_copy_links *lc_copy_links_new(void)
+{
+    return calloc(1, sizeof(lc_copy_links));
+}
 
 void lc_copy_links_free(lc_copy_links **l)
 {
@@ -173,16 +176,28 @@ static mode_t sym_clause(const char *c, size_t n, mode_t mode, int is_dir, int *
         mode_t bits = 0;
         for (; i < n && !strchr("+-=", c[i]); i++) {
             switch (c[i]) {
-            case 'r': bits |= 0444; break;
-            case 'w': bits |= 0222; break;
-            case 'x': bits |= 0111; break;
+            case 'r':
+                bits |= 0444;
+                break;
+            case 'w':
+                bits |= 0222;
+                break;
+            case 'x':
+                bits |= 0111;
+                break;
             case 'X':
                 if (is_dir || (mode & 0111))
                     bits |= 0111;
                 break;
-            case 's': bits |= 06000; break;
-            case 't': bits |= 01000; break;
-            default: *ok = 0; return mode;
+            case 's':
+                bits |= 06000;
+                break;
+            case 't':
+                bits |= 01000;
+                break;
+            default:
+                *ok = 0;
+                return mode;
             }
         }
         bits &= who;
@@ -326,8 +341,8 @@ static int copy_file_fd(int srcfd, off_t size, int dirfd, const char *name, lc_e
         pos = h > d ? h : d + 1;
     }
     if (rc == 0 && ftruncate(out, size) < 0)
-        rc = lc_err_set(err, lc_code_from_errno(errno), "COPY %s: write: %s", what,
-                        strerror(errno));
+        rc =
+            lc_err_set(err, lc_code_from_errno(errno), "COPY %s: write: %s", what, strerror(errno));
     close(out);
     return rc;
 }
@@ -355,8 +370,8 @@ static int link_to(cctx *c, const char *first, int dirfd, const char *name)
 
 /* Copies host entry src (already lstat'ed) to dirfd/name; dest is that
  * target's root-relative path (for hard links). */
-static int copy_entry(cctx *c, const char *src, const struct stat *st, int dirfd,
-                      const char *name, const char *dest)
+static int copy_entry(cctx *c, const char *src, const struct stat *st, int dirfd, const char *name,
+                      const char *dest)
 {
     const lc_copy_opts *o = c->o;
     lc_err *err = c->err;
@@ -465,8 +480,7 @@ static int merge_dir(cctx *c, const char *src, int dirfd, const char *dest)
 {
     DIR *d = opendir(src);
     if (d == NULL)
-        return lc_err_set(c->err, lc_code_from_errno(errno), "COPY %s: %s", src,
-                          strerror(errno));
+        return lc_err_set(c->err, lc_code_from_errno(errno), "COPY %s: %s", src, strerror(errno));
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {

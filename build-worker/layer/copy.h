@@ -37,11 +37,11 @@ typedef struct lc_copy_opts {
     gid_t gid;
     int set_mode; /* --chmod given, octal: mode below (07777 bits) */
     mode_t mode;
-    char mode_sym[64]; /* --chmod given, symbolic ("u+x,g-w"): applied to each
-                        * file's own bits; "" when none */
-    int keep_owner;    /* keep the source's uid/gid (COPY --from without --chown) */
-    int shallow;       /* a directory source makes only the directory (its
-                        * contents are copied entry by entry) */
+    char mode_sym[64];    /* --chmod given, symbolic ("u+x,g-w"): applied to each
+                           * file's own bits; "" when none */
+    int keep_owner;       /* keep the source's uid/gid (COPY --from without --chown) */
+    int shallow;          /* a directory source makes only the directory (its
+                           * contents are copied entry by entry) */
     lc_copy_links *links; /* may be NULL: every file is copied */
 } lc_copy_opts;
 

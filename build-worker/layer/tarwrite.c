@@ -413,7 +413,8 @@ static int write_data(struct archive *a, int fd, const char *full, int64_t size,
         if (sp != NULL && next < sp->n)
             hole_end = sp->v[next].off;
         int in_hole = sp != NULL && pos < hole_end;
-        int64_t limit = in_hole ? hole_end : (sp != NULL ? sp->v[next].off + sp->v[next].len : size);
+        int64_t limit =
+            in_hole ? hole_end : (sp != NULL ? sp->v[next].off + sp->v[next].len : size);
         size_t want = limit - pos < (int64_t)sizeof(buf) ? (size_t)(limit - pos) : sizeof(buf);
         const char *p = zeros;
         ssize_t r = (ssize_t)want;

@@ -40,7 +40,10 @@ static void sb_addn(sbuf *b, const char *s, size_t n)
     b->s[b->len] = '\0';
 }
 
-static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
+static void sb_add(sbuf *b, const char *s)
+{
+    sb_addn(b, s, strlen(s));
+}
 
 /* Go's %q of one string (strconv.Quote for ASCII; other bytes kept). */
 static void sb_goquote(sbuf *b, const char *s)

@@ -322,8 +322,8 @@ static int do_copy(const lc_exec_copy_opts *o, const char *merged, lc_err *err)
     if (o->nsrc_paths > 0) {
         if ((o->nexcludes > 0 &&
              (rc = lc_ignore_from_patterns(o->excludes, o->nexcludes, &exclude, err)) < 0) ||
-            (rc = lc_walk_select(o->src_root, NULL, o->src_paths, o->nsrc_paths, exclude,
-                                 &from_sel, err)) < 0)
+            (rc = lc_walk_select(o->src_root, NULL, o->src_paths, o->nsrc_paths, exclude, &from_sel,
+                                 err)) < 0)
             goto out;
         entries = from_sel->entries;
         n = from_sel->n;
@@ -404,8 +404,7 @@ static int mkdir_fn(void *ctx, const char *merged, lc_err *err)
     lc_err ignored = {0};
     /* BuildKit: new directories belong to the USER (a name alone with its
      * primary group); a user the image does not know is root. */
-    if (m->user != NULL && *m->user &&
-        lc_copy_parse_chown(merged, m->user, &co, &ignored) < 0)
+    if (m->user != NULL && *m->user && lc_copy_parse_chown(merged, m->user, &co, &ignored) < 0)
         co = (lc_copy_opts){0};
     return lc_copy_mkdir(merged, m->dir, &co, err);
 }
