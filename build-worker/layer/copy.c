@@ -151,9 +151,12 @@ static void links_add(lc_copy_links *l, const struct stat *st, const char *dest)
         l->v = v;
         l->cap = cap;
     }
-    char *d = strdup(dest);
-    if (d != NULL)
-        l->v[l->n++] = (struct link_ent){st->st_dev, st->st_ino, d};
+    struct link_ent *e = &l->v[l->n];
+    if ((e->dest = strdup(dest)) == NULL)
+        return;
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    l->n++;
 }
 
 /* ---- metadata ------------------------------------------------------------ */

@@ -268,7 +268,7 @@ static int add_xattrs(struct archive_entry *ae, const char *full)
         return -ENOMEM;
     n = llistxattr(full, list, (size_t)n);
     int rc = 0;
-    char *names[256];
+    char *names[256] = {0};
     size_t cnt = 0;
     for (ssize_t off = 0; n > 0 && off < n && cnt < 256; off += (ssize_t)strlen(list + off) + 1) {
         const char *nm = list + off;
