@@ -12,6 +12,8 @@
 #include "build-worker/context/statcache.h"
 #include "build-worker/dockerfile/dockerfile.h"
 #include "build-worker/keys/keys.h"
+#include "build-worker/oci/image.h"
+#include "build-worker/registry/pull.h"
 #include "build-worker/oci/platform.h"
 #include "err.h"
 #include "flags.h"
@@ -41,6 +43,27 @@ static const char usage_text[] =
     "files each COPY/ADD reads. Nothing is built or uploaded.\n\n"
     "JSON output: {\"steps\": [{\"stage\": \"name-or-index\", \"index\": N,\n"
     "  \"instruction\": \"...\", \"key\": \"sha256:...\", \"files\": N, \"bytes\": N}, ...]}";
+
+/* lc_keys_image_env_fn over the local state directory, as builds see it:
+ * a pulled or local image's config Env (ENV PATH=/x:$PATH expands it). */
+static int local_image_env(void *ctx, const char *image, const char *platform, lc_strlist *env)
+{
+    lc_statedir *sd = ctx;
+    lc_digest manifest, state;
+    char *json = NULL;
+    size_t len = 0;
+    lc_image *img = NULL;
+    if ((lc_pull_recorded(sd, image, platform, &manifest, &state) != 0 &&
+         lc_statedir_image_get(sd, image, &state, NULL) != 0) ||
+        lc_statedir_read_blob(sd, &state, &json, &len, NULL) != 0)
+        return -LC_NOT_FOUND;
+    int rc = lc_image_parse(json, len, &img, NULL);
+    free(json);
+    if (rc == 0)
+        rc = lc_image_env_list(img, env);
+    lc_image_free(&img);
+    return rc;
+}
 
 static void print_text(const lc_keys *k)
 {
@@ -215,6 +238,8 @@ int lc_cmd_keys(int argc, char **argv)
                        .nbases = nbases,
                        .resolve = sd ? lc_statedir_resolve : NULL,
                        .resolve_ctx = sd,
+                       .image_env = sd ? local_image_env : NULL,
+                       .image_env_ctx = sd,
                        .statcache = sc,
                        .extra_hosts = (const char *const *)lc_cli_build_opts.add_hosts.items,
                        .n_extra_hosts = lc_cli_build_opts.add_hosts.len};
@@ -224,6 +249,7 @@ int lc_cmd_keys(int argc, char **argv)
         goto out;
     }
     ko.network = (enum lc_df_network)network;
+    lc_keys_epoch(vars, nvars, &ko.has_epoch, &ko.epoch);
     if (lc_keys_compute(file, &ko, &keys, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         goto out;

@@ -6,10 +6,12 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "path.h"
@@ -277,6 +279,39 @@ out:
     return rc;
 }
 
+/* Resolves the symlink rel the way the image or context root would see it
+ * (absolute targets and ".." stay inside root, as BuildKit scopes them):
+ * *resolved (malloc'd) is the root-relative path it leads to, st its stat. */
+static int resolve_in_root(walker *w, const char *rel, char **resolved, struct stat *st)
+{
+    int rfd = open(w->root_real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0)
+        return lc_err_set(w->err, lc_code_from_errno(errno), "cannot open %s: %s", w->root,
+                          strerror(errno));
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    long fd = syscall(SYS_openat2, rfd, rel, &how, sizeof(how));
+    int e = errno;
+    close(rfd);
+    if (fd < 0)
+        return lc_err_set(w->err, LC_NOT_FOUND, "'%s' is a symlink to a missing file (%s)", rel,
+                          strerror(e));
+    char proc[64], real[PATH_MAX];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%ld", fd);
+    ssize_t n = readlink(proc, real, sizeof(real) - 1);
+    int ok = n > 0 && fstat((int)fd, st) == 0;
+    close((int)fd);
+    size_t lr = strlen(w->root_real);
+    if (!ok || (size_t)n < lr || strncmp(real, w->root_real, lr) != 0)
+        return lc_err_set(w->err, LC_INTERNAL, "cannot resolve symlink '%s'", rel);
+    real[n] = '\0';
+    const char *tail = real + lr;
+    while (*tail == '/')
+        tail++;
+    *resolved = lc_path_rel_clean(tail);
+    return *resolved ? 0 : lc_err_set(w->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+}
+
 /* Adds one matched path of source src. *found is set when it selected
  * something (or was an existing but ignored path: *ignored). */
 static int add_match(walker *w, const char *rel, uint32_t src, bool *found, bool *ignored)
@@ -290,34 +325,31 @@ static int add_match(walker *w, const char *rel, uint32_t src, bool *found, bool
         goto out;
     }
     if (lstat(full, &st) != 0)
-        goto out; /* not there */
+        goto out;         /* not there */
+    const char *at = rel; /* where the content is read from */
     if (S_ISLNK(st.st_mode)) {
-        /* The source itself is followed, but must not leave the context. */
-        real = realpath(full, NULL);
-        size_t lr = strlen(w->root_real);
-        if (real == NULL || stat(full, &st) != 0) {
-            rc = lc_err_set(w->err, LC_NOT_FOUND, "'%s' is a symlink to a missing file", rel);
+        /* The source itself is followed, inside the root. */
+        if ((rc = resolve_in_root(w, rel, &real, &st)) != 0)
             goto out;
-        }
-        if (strncmp(real, w->root_real, lr) != 0 ||
-            (real[lr] != '/' && real[lr] != '\0' && strcmp(w->root_real, "/") != 0)) {
-            rc = lc_err_set(w->err, LC_PERMISSION_DENIED,
-                            "'%s' is a symlink that points outside the build context", rel);
+        at = real;
+        free(full);
+        if ((full = full_path(w, at)) == NULL) {
+            rc = lc_err_set(w->err, LC_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
     }
     bool ign = strcmp(rel, ".") != 0 && lc_ignore_match(w->ig, rel);
     const char *base = strrchr(rel, '/');
     base = base ? base + 1 : rel;
+    size_t mark = w->sel->n;
     if (S_ISDIR(st.st_mode)) {
         if (ign && !w->descend_ignored) {
             *ignored = true;
             goto out;
         }
-        size_t mark = w->sel->n;
-        rc = add_entry(w, rel, ".", src, &st, AT_FDCWD, full);
+        rc = add_entry(w, at, ".", src, &st, AT_FDCWD, full);
         if (rc == 0)
-            rc = walk_dir(w, rel, ".", src, 0);
+            rc = walk_dir(w, at, ".", src, 0);
         if (rc == 0 && ign && w->sel->n == mark + 1) {
             entry_clear(&w->sel->entries[--w->sel->n]);
             *ignored = true;
@@ -329,9 +361,11 @@ static int add_match(walker *w, const char *rel, uint32_t src, bool *found, bool
             *ignored = true;
             goto out;
         }
-        rc = add_entry(w, rel, base, src, &st, AT_FDCWD, full);
+        rc = add_entry(w, at, base, src, &st, AT_FDCWD, full);
         *found = rc == 0;
     }
+    if (rc == 0 && w->sel->n > mark)
+        w->sel->entries[mark].match = true;
 out:
     free(real);
     free(full);

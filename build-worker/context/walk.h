@@ -6,8 +6,10 @@
  *    '[...]', never crossing '/'), matched element by element;
  *  - a matched directory selects its contents recursively (the directory's
  *    entry itself is kept too, dest "."); a matched file selects itself;
- *  - a matched top-level symlink is followed (it must stay inside the
- *    context); symlinks below a selected directory are kept as links;
+ *  - a matched top-level symlink is followed inside the root (an absolute
+ *    target or ".." cannot leave it, as BuildKit scopes them): the entry's
+ *    path is where it leads; symlinks below a selected directory are kept
+ *    as links;
  *  - anything .dockerignore excludes is invisible; a directory excluded as a
  *    whole is still descended when an exception ('!') could re-include
  *    something below it, and then kept only if something below it is;
@@ -40,6 +42,7 @@ typedef struct lc_ctx_entry {
     lc_stat_key st;   /* for the stat cache */
     lc_digest digest; /* regular files: content digest, valid once hashed */
     bool hashed;
+    bool match; /* the matched source itself (not something below it) */
 } lc_ctx_entry;
 
 typedef struct lc_selection {

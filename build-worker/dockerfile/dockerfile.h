@@ -167,18 +167,25 @@ typedef struct lc_df_plan_opts {
     size_t nbuild_args;
     const char *target_platform; /* "linux/amd64" when NULL */
     const char *build_platform;  /* target_platform when NULL */
-    /* Optional: the config Env of an external base image, so `ENV
-     * PATH=$PATH:/x` sees it. NULL or returning n=0 means none. */
-    const lc_df_var *(*image_env)(void *ctx, const char *image, size_t *n);
+    /* Optional: the config Env of an external base image (as FROM names it
+     * after expansion, for the stage's platform), so `ENV PATH=/x:$PATH`
+     * sees it. NULL or returning n=0 means none; the array needs to stay
+     * valid only until the next call. */
+    const lc_df_var *(*image_env)(void *ctx, const char *image, const char *platform, size_t *n);
     void *image_env_ctx;
 } lc_df_plan_opts;
+
+/* The PATH BuildKit gives a Linux stage whose base image sets none. */
+#define LC_DF_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /* One instruction of a stage, evaluated with the scope Docker gives it. */
 typedef struct lc_df_step {
     const lc_df_instr *instr;
     /* Scope in effect when the instruction runs (before its own effect). */
-    lc_df_var *env; /* ENV of the stage (inherited from a base stage), in
-                     * order of first definition, values expanded */
+    lc_df_var *env; /* ENV of the stage: the base image's config Env (and
+                     * PATH, as BuildKit sets it when the base has none),
+                     * inherited from a base stage, then ENV instructions;
+                     * in order of first definition, values expanded */
     size_t nenv;
     lc_df_var *args; /* ARGs declared in the stage so far that have a value
                       * (--build-arg, default, or global default), in
@@ -195,9 +202,12 @@ typedef struct lc_df_step {
     lc_df_flag *flags; /* flags with --from --chown --chmod --platform
                         * --mount expanded as BuildKit does */
     size_t nflags;
-    const char *workdir; /* absolute WORKDIR after this instruction ("/" default) */
-    const char *user;    /* USER after this instruction, NULL = image default */
-    const char **shell;  /* SHELL in effect: {"/bin/sh","-c"} by default */
+    const char **heredocs; /* COPY/ADD: each heredoc's content as the file
+                            * gets it (variables expanded unless the
+                            * delimiter was quoted); RUN: as written */
+    const char *workdir;   /* absolute WORKDIR after this instruction ("/" default) */
+    const char *user;      /* USER after this instruction, NULL = image default */
+    const char **shell;    /* SHELL in effect: {"/bin/sh","-c"} by default */
     size_t nshell;
     int copy_from_stage;         /* COPY/ADD --from naming a stage: its index, else -1 */
     const char *copy_from_image; /* --from naming an image (not a stage), else NULL */
@@ -228,6 +238,18 @@ typedef struct lc_df_plan {
 int lc_df_plan_build(const lc_df_file *f, const lc_df_plan_opts *opts, lc_df_plan **out,
                      lc_err *err);
 void lc_df_plan_free(lc_df_plan **p);
+
+/* The argv a RUN step runs, as BuildKit builds it: the exec form as is;
+ * the shell form as SHELL + [command]; a command that is only a heredoc
+ * (`RUN <<EOF`) runs the body as the script (a body starting with "#!" is
+ * written to /dev/pipes/NAME, a tmpfs, and executed); otherwise each
+ * heredoc body and its delimiter follow the command on lines of their own,
+ * so the shell gives them to the command as stdin. Appends to argv; 0 or
+ * -LC_RESOURCE_EXHAUSTED. */
+int lc_df_run_argv(const lc_df_step *st, lc_strlist *argv);
+/* The heredoc name when the RUN step is a "#!" script run from
+ * /dev/pipes/NAME, else NULL. */
+const char *lc_df_run_script(const lc_df_step *st);
 
 /* Resolves a WORKDIR argument (already expanded) against the previous one:
  * "a" after "/x" -> "/x/a"; cleans "." and ".." like Go's path.Clean.

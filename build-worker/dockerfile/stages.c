@@ -29,6 +29,7 @@ typedef struct planner {
     size_t *final_nshell;
     lc_df_plan *plan;
     bool **deps; /* deps[i][j]: stage i needs stage j */
+    const char *target_platform;
 } planner;
 
 #define OOM(p) lc_err_set((p)->err, LC_RESOURCE_EXHAUSTED, "out of memory planning a Dockerfile")
@@ -194,6 +195,30 @@ static int eval_step(planner *p, int idx, scope *sc, lc_df_step *st, const lc_df
     st->nwords = in->nargs;
     st->nkvs = in->nkvs;
     st->nflags = in->nflags;
+    st->heredocs = lc_df__alloc(p->a, (in->nheredocs + 1) * sizeof(char *));
+    if (!st->heredocs)
+        return OOM(p);
+    for (size_t i = 0; i < in->nheredocs; i++) {
+        const lc_df_heredoc *h = &in->heredocs[i];
+        st->heredocs[i] = h->content;
+        /* COPY <<EOF bodies expand like BuildKit's ExpandRaw: variables
+         * and escapes, quotes literal; the shell expands RUN's itself. */
+        if (h->expand && (in->kind == LC_DF_COPY || in->kind == LC_DF_ADD)) {
+            char *x = NULL;
+            lc_err e = {0};
+            rc = lc_df_expand_word(h->content, '\\', LC_DF_EXPAND_NO_QUOTES, scope_lookup, sc, &x,
+                                   &e);
+            if (rc == -LC_RESOURCE_EXHAUSTED)
+                return OOM(p);
+            if (rc)
+                return lc_df__errat(p->err, LC_INVALID_ARGUMENT, &in->pos, "heredoc %s: %s",
+                                    h->name, e.msg);
+            st->heredocs[i] = lc_df__strdup(p->a, x);
+            free(x);
+            if (!st->heredocs[i])
+                return OOM(p);
+        }
+    }
     for (size_t i = 0; i < in->nargs; i++) {
         st->words[i] = in->args[i];
         if (ex && (rc = expand(p, in, in->args[i], scope_lookup, sc, &st->words[i])))
@@ -334,7 +359,8 @@ static int eval_stage(planner *p, int idx)
     }
     if (sp->base_stage < 0 && p->o && p->o->image_env && strcasecmp(sp->base, "scratch")) {
         size_t n = 0;
-        const lc_df_var *iv = p->o->image_env(p->o->image_env_ctx, sp->base, &n);
+        const char *plat = sp->platform ? sp->platform : p->target_platform;
+        const lc_df_var *iv = p->o->image_env(p->o->image_env_ctx, sp->base, plat, &n);
         for (size_t i = 0; iv && i < n; i++) {
             const char *nm = lc_df__strdup(p->a, iv[i].name),
                        *vl = lc_df__strdup(p->a, iv[i].value);
@@ -342,6 +368,10 @@ static int eval_stage(planner *p, int idx)
                 return OOM(p);
         }
     }
+    /* BuildKit makes sure every (Linux) stage has a PATH. */
+    if (sp->base_stage < 0 && !find_var(&sc.env, "PATH", 4) &&
+        set_var(p->a, &sc.env, "PATH", LC_DF_DEFAULT_PATH))
+        return OOM(p);
     sp->nsteps = s->ninstrs;
     sp->steps = lc_df__alloc(p->a, (s->ninstrs + 1) * sizeof(lc_df_step));
     if (!sp->steps)
@@ -437,6 +467,7 @@ int lc_df_plan_build(const lc_df_file *f, const lc_df_plan_opts *opts, lc_df_pla
 
     const char *tp = o->target_platform ? o->target_platform : "linux/amd64";
     const char *bp = o->build_platform ? o->build_platform : tp;
+    p.target_platform = tp;
     if ((rc = add_platform(&p, "TARGET", tp)) || (rc = add_platform(&p, "BUILD", bp)))
         goto fail;
     /* global ARGs: a --build-arg wins over the default, expanded in order */

@@ -103,6 +103,20 @@ void lc_keys_scratch_digest(lc_digest *out)
     out->size = 0;
 }
 
+void lc_keys_epoch(const lc_df_var *build_args, size_t n, bool *has, int64_t *epoch)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(build_args[i].name, "SOURCE_DATE_EPOCH") == 0)
+            v = build_args[i].value;
+    if (v == NULL)
+        v = getenv("SOURCE_DATE_EPOCH");
+    char *end = NULL;
+    long long e = v && *v ? strtoll(v, &end, 10) : -1;
+    *has = e >= 0 && end != NULL && *end == '\0';
+    *epoch = *has ? (int64_t)e : 0;
+}
+
 const char *lc_keys_host_platform(void)
 {
     struct utsname u;
@@ -130,8 +144,7 @@ static const char *first_line_end(const char *s)
 
 static int is_remote(const char *src)
 {
-    return strncmp(src, "http://", 7) == 0 || strncmp(src, "https://", 8) == 0 ||
-           strncmp(src, "git@", 4) == 0 || strncmp(src, "git://", 6) == 0;
+    return lc_url_is_http(src) || strncmp(src, "git@", 4) == 0 || strncmp(src, "git://", 6) == 0;
 }
 
 /* Whether word names one of the instruction's heredocs ("<<EOF", "<<-EOF",
@@ -276,13 +289,15 @@ static void enc_selection(lc_keyenc *e, const lc_selection *s, int chmod_octal)
     }
 }
 
-static void enc_heredocs(lc_keyenc *e, const lc_df_instr *in)
+/* Heredocs as the step uses them (COPY's expanded). */
+static void enc_heredocs(lc_keyenc *e, const lc_df_step *st)
 {
+    const lc_df_instr *in = st->instr;
     lc_keyenc_list(e, "heredocs", in->nheredocs);
     for (size_t i = 0; i < in->nheredocs; i++) {
         const lc_df_heredoc *h = &in->heredocs[i];
         lc_keyenc_str(e, "name", h->name);
-        lc_keyenc_str(e, "content", h->content);
+        lc_keyenc_str(e, "content", st->heredocs ? st->heredocs[i] : h->content);
         lc_keyenc_u64(e, "strip_tabs", h->strip_tabs);
         lc_keyenc_u64(e, "expand", h->expand);
         lc_keyenc_u64(e, "fd", (uint64_t)h->fd);
@@ -465,7 +480,35 @@ typedef struct engine {
     lc_keys *k;
     lc_ignore *ig;
     lc_err *err;
+    lc_strlist image_env; /* the last base image's Env, for the planner */
+    lc_df_var *image_vars;
 } engine;
+
+/* The planner's image_env: the resolver's "K=V" list as name/value pairs
+ * (valid until the next call). */
+static const lc_df_var *plan_image_env(void *ctx, const char *image, const char *platform,
+                                       size_t *n)
+{
+    engine *g = ctx;
+    *n = 0;
+    lc_strlist_clear(&g->image_env);
+    free(g->image_vars);
+    g->image_vars = NULL;
+    if (g->o->image_env(g->o->image_env_ctx, image, platform, &g->image_env) != 0 ||
+        g->image_env.len == 0 ||
+        (g->image_vars = calloc(g->image_env.len, sizeof(*g->image_vars))) == NULL)
+        return NULL;
+    for (size_t i = 0; i < g->image_env.len; i++) {
+        char *kv = g->image_env.items[i];
+        char *eq = strchr(kv, '=');
+        if (eq == NULL || eq == kv)
+            continue;
+        *eq = '\0'; /* the list is ours: split in place */
+        g->image_vars[*n].name = kv;
+        g->image_vars[(*n)++].value = eq + 1;
+    }
+    return g->image_vars;
+}
 
 /* Selects the context files of a COPY/ADD step (not for --from). */
 static int select_sources(engine *g, lc_key_step *ks)
@@ -511,6 +554,65 @@ out:
     free(srcs);
     free(ex);
     return rc;
+}
+
+/* ADD <http(s) URL>: with --checksum the URL is keyed by it (fetched only
+ * if the step runs); without, it is downloaded now and keyed by its
+ * content, as BuildKit does. COPY takes no URL. */
+static int select_urls(engine *g, lc_key_step *ks)
+{
+    const lc_df_step *st = ks->step;
+    const lc_df_instr *in = st->instr;
+    const char *const *w;
+    size_t nw, nf = 0, n = 0;
+    step_words(st, &w, &nw);
+    const lc_df_flag *fl = step_flags(st, &nf);
+    const char *checksum = NULL;
+    for (size_t i = 0; i < nf; i++)
+        if (strcmp(fl[i].name, "checksum") == 0)
+            checksum = fl[i].value;
+    for (size_t i = 0; i + 1 < nw; i++)
+        n += lc_url_is_http(w[i]);
+    const lc_df_pos *pos = &in->pos;
+    if (n > 0 && in->kind == LC_DF_COPY)
+        return lc_err_set(g->err, LC_INVALID_ARGUMENT, "%s:%d:%d: source can't be a URL for COPY",
+                          pos->file, pos->line, pos->col);
+    if (checksum != NULL && (nw != 2 || n != 1))
+        return lc_err_set(g->err, LC_INVALID_ARGUMENT,
+                          "%s:%d:%d: --checksum needs exactly one http(s) source", pos->file,
+                          pos->line, pos->col);
+    if (n == 0)
+        return 0;
+    if ((ks->urls = calloc(n, sizeof(*ks->urls))) == NULL)
+        return lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i + 1 < nw; i++) {
+        if (!lc_url_is_http(w[i]))
+            continue;
+        lc_url_file *u = &ks->urls[ks->nurls];
+        int rc;
+        if (checksum != NULL) {
+            u->mtime = -1;
+            u->url = strdup(w[i]);
+            u->name = lc_url_name(w[i]);
+            if (u->url == NULL || u->name == NULL)
+                rc = lc_err_set(g->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            else
+                rc = lc_url_parse_checksum(checksum, &u->digest, g->err);
+        } else {
+            rc = lc_url_fetch(w[i], g->o->download_dir ? g->o->download_dir : "/tmp", NULL, u,
+                              g->err);
+        }
+        ks->nurls++;
+        if (rc != 0) {
+            char msg[LC_ERR_MSG_MAX];
+            snprintf(msg, sizeof(msg), "%s", g->err ? g->err->msg : "");
+            return lc_err_set(g->err, -rc, "%s:%d:%d: ADD: %s", pos->file, pos->line, pos->col,
+                              msg);
+        }
+        ks->files++;
+        ks->bytes += (uint64_t)(u->digest.size > 0 ? u->digest.size : 0);
+    }
+    return 0;
 }
 
 /* Parses a RUN's flags (runflags.h) and selects what each bind mount of
@@ -713,7 +815,7 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
             lc_keyenc_str(&e, "arg", st->shell[i]);
         lc_keyenc_str(&e, "user", st->user);
         lc_keyenc_str(&e, "workdir", st->workdir);
-        enc_heredocs(&e, in);
+        enc_heredocs(&e, st);
         if ((rc = enc_run(g, &e, ks, platform)) != 0) {
             lc_keyenc_abort(&e);
             free(env);
@@ -729,15 +831,10 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
             if (strcmp(fl[i].name, "chmod") == 0)
                 chmod = fl[i].value;
         lc_keyenc_str(&e, "workdir", st->workdir); /* a relative destination resolves here */
-        enc_heredocs(&e, in);
+        enc_heredocs(&e, st); /* bodies as expanded with the variables in scope */
         for (size_t i = 0; i < in->nheredocs; i++) {
             ks->files++;
-            ks->bytes += strlen(in->heredocs[i].content);
-            if (in->heredocs[i].expand) {
-                /* The body is expanded with the variables in scope. */
-                enc_env(&e, env, nenv);
-                break;
-            }
+            ks->bytes += strlen(st->heredocs ? st->heredocs[i] : in->heredocs[i].content);
         }
         if (ks->from_content) {
             lc_keyenc_digest(&e, "from_content", &ks->from_digest);
@@ -754,13 +851,20 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
             ks->files += ks->selection->files;
             ks->bytes += ks->selection->bytes;
         }
+        /* ADD <url>: its name and content (the --checksum, or the digest
+         * of what was downloaded). */
+        lc_keyenc_list(&e, "urls", ks->nurls);
+        for (size_t i = 0; i < ks->nurls; i++) {
+            lc_keyenc_str(&e, "name", ks->urls[i].name);
+            lc_keyenc_digest(&e, "content", &ks->urls[i].digest);
+        }
         const char *const *w;
         size_t nw;
         step_words(st, &w, &nw);
         for (size_t i = 0; i + 1 < nw; i++) {
-            if (is_remote(w[i])) {
-                /* Remote content cannot be keyed before it is fetched:
-                 * such a step never hits (see CACHE_KEYS.md). */
+            if (is_remote(w[i]) && !lc_url_is_http(w[i])) {
+                /* git content cannot be keyed before it is fetched: such
+                 * a step never hits (see CACHE_KEYS.md). */
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 lc_keyenc_u64(&e, "remote_nonce",
@@ -772,11 +876,16 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
         break;
     }
     case LC_DF_WORKDIR:
+        /* WORKDIR creates the directory, owned by the USER in effect. */
         lc_keyenc_str(&e, "workdir", st->workdir);
+        lc_keyenc_str(&e, "user", st->user);
         break;
     default:
         break;
     }
+    /* SOURCE_DATE_EPOCH stamps layer times and the config's created. */
+    if (g->o->has_epoch)
+        lc_keyenc_u64(&e, "epoch", (uint64_t)g->o->epoch);
     lc_keyenc_finish(&e, &ks->key);
     if ((rc = wrap_key(g, ks, ks->normalized, platform)) < 0) {
         free(env);
@@ -856,7 +965,9 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
                           .build_args = o->build_args,
                           .nbuild_args = o->nbuild_args,
                           .target_platform = platform,
-                          .build_platform = lc_keys_host_platform()};
+                          .build_platform = lc_keys_host_platform(),
+                          .image_env = o->image_env ? plan_image_env : NULL,
+                          .image_env_ctx = &g};
     if ((rc = lc_df_plan_build(file, &po, &k->plan, err)) != 0)
         goto out;
     if ((rc = lc_ignore_load(o->context_dir, o->dockerfile_path, &g.ig, NULL, err)) != 0)
@@ -967,7 +1078,7 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
                     }
                 continue;
             }
-            if ((rc = select_sources(&g, s)) != 0)
+            if ((rc = select_urls(&g, s)) != 0 || (rc = select_sources(&g, s)) != 0)
                 goto out;
             sels[nsel++] = s->selection;
         }
@@ -1029,6 +1140,8 @@ int lc_keys_compute(const lc_df_file *file, const lc_keys_opts *o, lc_keys **out
     }
 out:
     lc_ignore_free(&g.ig);
+    lc_strlist_clear(&g.image_env);
+    free(g.image_vars);
     free(sels);
     if (rc != 0)
         lc_keys_free(&k);
@@ -1046,6 +1159,9 @@ void lc_keys_free(lc_keys **kp)
         free((char *)s->instruction);
         free(s->normalized);
         lc_selection_free(&s->selection);
+        for (size_t j = 0; j < s->nurls; j++)
+            lc_url_file_clear(&s->urls[j]);
+        free(s->urls);
         lc_strlist_clear(&s->from_paths);
         lc_strlist_clear(&s->argv);
         lc_strlist_clear(&s->env);

@@ -18,6 +18,7 @@
 
 #include "build-worker/context/hash.h"
 #include "build-worker/context/statcache.h"
+#include "build-worker/context/url.h"
 #include "build-worker/context/walk.h"
 #include "build-worker/dockerfile/dockerfile.h"
 #include "build-worker/dockerfile/runflags.h"
@@ -35,6 +36,13 @@
 typedef int (*lc_keys_resolve_fn)(void *ctx, const char *image, const char *platform,
                                   lc_digest *out, lc_err *err);
 
+/* The config Env of a base image ("K=V" strings appended to env) for a
+ * platform, so the planner expands `ENV PATH=/x:$PATH` with the base's
+ * PATH. 0, or negative when unknown (the stage then starts without it; the
+ * resolver reports the image's real problem). */
+typedef int (*lc_keys_image_env_fn)(void *ctx, const char *image, const char *platform,
+                                    lc_strlist *env);
+
 typedef struct lc_keys_base {
     const char *image; /* reference exactly as FROM names it after expansion */
     lc_digest digest;
@@ -51,6 +59,10 @@ typedef struct lc_keys_opts {
     size_t nbases;
     lc_keys_resolve_fn resolve; /* may be NULL */
     void *resolve_ctx;
+    lc_keys_image_env_fn image_env; /* may be NULL: base images add no Env */
+    void *image_env_ctx;
+    bool has_epoch; /* SOURCE_DATE_EPOCH given: it stamps every result */
+    int64_t epoch;
     lc_statcache *statcache; /* may be NULL (everything is read) */
     /* Context bytes hashed so far (hash.h); may be NULL. */
     lc_hash_progress_fn hash_progress;
@@ -61,6 +73,8 @@ typedef struct lc_keys_opts {
     enum lc_df_network network;
     const char *const *extra_hosts;
     size_t n_extra_hosts;
+    const char *download_dir; /* ADD <url> without --checksum is fetched here
+                               * to be keyed by its content; NULL = /tmp */
 } lc_keys_opts;
 
 typedef struct lc_key_step {
@@ -83,6 +97,11 @@ typedef struct lc_key_step {
 
     /* COPY/ADD from the context: what was selected and hashed. */
     lc_selection *selection; /* owned; NULL otherwise */
+    /* ADD <http(s) URL>: one per URL source, in order. With --checksum the
+     * digest is the checksum and nothing is fetched yet (path NULL);
+     * otherwise the file was downloaded to be keyed by its content. */
+    lc_url_file *urls; /* owned */
+    size_t nurls;
     lc_digest sources;       /* content digest of the selected sources */
     uint64_t files, bytes;
     /* COPY/ADD --from: the stage (index, -1 if none) or image, and the source
@@ -168,6 +187,10 @@ int lc_keys_rekey_mounts(lc_keys *k, const lc_keys_opts *opts, size_t step,
 /* The content digest of a hashed selection, as the keys encode it
  * (layercache-sources-v1). */
 void lc_keys_content_digest(const lc_selection *sel, lc_digest *out);
+/* SOURCE_DATE_EPOCH for a build: the --build-arg of that name (as in
+ * BuildKit), else the environment variable; *has = false when neither is a
+ * non-negative integer (then *epoch = 0). */
+void lc_keys_epoch(const lc_df_var *build_args, size_t n, bool *has, int64_t *epoch);
 
 /* The key that stands for `FROM scratch`. */
 void lc_keys_scratch_digest(lc_digest *out);

@@ -270,11 +270,13 @@ static int add_xattrs(struct archive_entry *ae, const char *full)
         return -ENOMEM;
     n = llistxattr(full, list, (size_t)n);
     int rc = 0;
-    char *names[256];
+    char *names[256] = {0};
     size_t cnt = 0;
     for (ssize_t off = 0; n > 0 && off < n && cnt < 256; off += (ssize_t)strlen(list + off) + 1) {
         const char *nm = list + off;
-        if (strncmp(nm, "user.", 5) == 0 || strncmp(nm, "security.", 9) == 0)
+        /* security.selinux is the host's label, not image content. */
+        if ((strncmp(nm, "user.", 5) == 0 || strncmp(nm, "security.", 9) == 0) &&
+            strcmp(nm, "security.selinux") != 0)
             names[cnt++] = list + off;
     }
     qsort(names, cnt, sizeof(names[0]), cmp_str);
@@ -327,34 +329,123 @@ static la_ssize_t a_write_cb(struct archive *a, void *ud, const void *buf, size_
     return (la_ssize_t)len;
 }
 
-static int write_data(struct archive *a, const char *full, int64_t size, lc_err *err)
+/* A data region of a sparse file. */
+struct region {
+    int64_t off, len;
+};
+
+struct regions {
+    struct region *v;
+    size_t n, cap;
+};
+
+static int region_add(struct regions *r, int64_t off, int64_t len)
 {
-    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return lc_err_set(err, lc_code_from_errno(errno), "open %s: %s", full, strerror(errno));
+    if (r->n > 0 && r->v[r->n - 1].off + r->v[r->n - 1].len == off) {
+        r->v[r->n - 1].len += len;
+        return 0;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct region *v = realloc(r->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -ENOMEM;
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[r->n++] = (struct region){off, len};
+    return 0;
+}
+
+static int all_zero(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return 0;
+    return 1;
+}
+
+/* The data regions of a file with holes, by content: maximal runs of
+ * 4 KiB blocks (aligned to the file offset) that are not all zeros, so the
+ * map does not depend on how a file system happened to allocate it. Returns
+ * 1 with *r filled when the file has a hole, 0 when it has none (written
+ * as a plain file), or -errno. */
+#define SPARSE_BLOCK 4096
+static int sparse_regions(int fd, int64_t size, struct regions *r)
+{
+    off_t hole = lseek(fd, 0, SEEK_HOLE);
+    if (hole < 0 || hole >= size)
+        return 0; /* no hole, or SEEK_HOLE unsupported: a plain file */
+    static __thread char blk[SPARSE_BLOCK];
+    off_t pos = 0;
+    while (pos < size) {
+        off_t d = lseek(fd, pos, SEEK_DATA);
+        if (d < 0 && errno == ENXIO)
+            break; /* a hole up to the end */
+        if (d < 0)
+            return -errno;
+        off_t h = lseek(fd, d, SEEK_HOLE);
+        if (h < 0)
+            return -errno;
+        if (h > size)
+            h = size;
+        for (off_t b = d - d % SPARSE_BLOCK; b < h; b += SPARSE_BLOCK) {
+            size_t want = (size_t)(size - b < SPARSE_BLOCK ? size - b : SPARSE_BLOCK);
+            ssize_t got = pread(fd, blk, want, b);
+            if (got < 0)
+                return -errno;
+            if (!all_zero(blk, (size_t)got) && region_add(r, b, (int64_t)want) < 0)
+                return -ENOMEM;
+        }
+        pos = h > d ? h : d + 1;
+    }
+    return 1;
+}
+
+/* Streams size bytes of the file; with regions (a sparse entry), the gaps
+ * are fed as zeros, which the pax writer skips. */
+static int write_data(struct archive *a, int fd, const char *full, int64_t size,
+                      const struct regions *sp, lc_err *err)
+{
     static __thread char buf[65536];
-    int64_t left = size;
+    static const char zeros[65536];
+    int64_t pos = 0;
+    size_t next = 0;
     int rc = 0;
-    while (left > 0) {
-        size_t want = left < (int64_t)sizeof(buf) ? (size_t)left : sizeof(buf);
-        ssize_t r = read(fd, buf, want);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = lc_err_set(err, lc_code_from_errno(errno), "read %s: %s", full, strerror(errno));
-            break;
+    while (pos < size && rc == 0) {
+        /* In a hole until the next region starts (or the end). */
+        int64_t hole_end = size;
+        if (sp != NULL && next < sp->n)
+            hole_end = sp->v[next].off;
+        int in_hole = sp != NULL && pos < hole_end;
+        int64_t limit =
+            in_hole ? hole_end : (sp != NULL ? sp->v[next].off + sp->v[next].len : size);
+        size_t want = limit - pos < (int64_t)sizeof(buf) ? (size_t)(limit - pos) : sizeof(buf);
+        const char *p = zeros;
+        ssize_t r = (ssize_t)want;
+        if (!in_hole) {
+            r = pread(fd, buf, want, pos);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                rc = lc_err_set(err, lc_code_from_errno(errno), "read %s: %s", full,
+                                strerror(errno));
+                break;
+            }
+            if (r == 0) { /* shrank while we read: pad so the header stays true */
+                memset(buf, 0, want);
+                r = (ssize_t)want;
+            }
+            p = buf;
         }
-        if (r == 0) { /* shrank while we read: pad so the header stays true */
-            memset(buf, 0, want);
-            r = (ssize_t)want;
-        }
-        if (archive_write_data(a, buf, (size_t)r) != r) {
+        if (archive_write_data(a, p, (size_t)r) != r) {
             rc = lc_err_set(err, LC_INTERNAL, "tar %s: %s", full, archive_error_string(a));
             break;
         }
-        left -= r;
+        pos += r;
+        if (sp != NULL && !in_hole && next < sp->n && pos >= sp->v[next].off + sp->v[next].len)
+            next++;
     }
-    close(fd);
     return rc;
 }
 
@@ -364,7 +455,9 @@ static int write_entry(struct archive *a, const char *root, const struct ent *e,
     struct archive_entry *ae = archive_entry_new();
     char *full = NULL;
     char *path = NULL;
-    int rc = 0;
+    int rc = 0, fd = -1;
+    struct regions sp = {0};
+    int sparse = 0;
     if (ae == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     int64_t size = 0;
@@ -406,6 +499,23 @@ static int write_entry(struct archive *a, const char *root, const struct ent *e,
             archive_entry_set_filetype(ae, AE_IFREG);
             size = e->st.st_size;
             archive_entry_set_size(ae, size);
+            if (size > 0 && (fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+                rc = lc_err_set(err, lc_code_from_errno(errno), "open %s: %s", full,
+                                strerror(errno));
+                goto out;
+            }
+            /* Fewer blocks than bytes: maybe holes, written as a sparse
+             * entry (GNU 1.0 pax) so they cost nothing in the layer. */
+            if (fd >= 0 && (int64_t)e->st.st_blocks * 512 < size &&
+                (sparse = sparse_regions(fd, size, &sp)) < 0) {
+                rc = lc_err_set(err, lc_code_from_errno(-sparse), "read %s: %s", full,
+                                strerror(-sparse));
+                goto out;
+            }
+            for (size_t i = 0; sparse && i < sp.n; i++)
+                archive_entry_sparse_add_entry(ae, sp.v[i].off, sp.v[i].len);
+            if (sparse && sp.n == 0) /* all holes: one empty region at the end */
+                archive_entry_sparse_add_entry(ae, size, 0);
         } else if (fmt == S_IFDIR) {
             archive_entry_set_filetype(ae, AE_IFDIR);
         } else if (fmt == S_IFLNK) {
@@ -437,12 +547,48 @@ static int write_entry(struct archive *a, const char *root, const struct ent *e,
         goto out;
     }
     if (size > 0)
-        rc = write_data(a, full, size, err);
+        rc = write_data(a, fd, full, size, sparse ? &sp : NULL, err);
 out:
+    if (fd >= 0)
+        close(fd);
+    free(sp.v);
     free(path);
     free(full);
     archive_entry_free(ae);
     return rc;
+}
+
+static int is_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 0;
+    return 1;
+}
+
+/* Whether any name or symlink target is not ASCII: then the layer is
+ * written with binary pax names (hdrcharset=BINARY: no charset conversion,
+ * any byte string is a valid name). Only then, because libarchive marks
+ * every entry of such an archive with that record. */
+static int needs_binary_names(const struct walk *w, const char *root)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        const struct ent *e = &w->v[i];
+        if (!is_ascii(e->name))
+            return 1;
+        if (e->kind != K_NORMAL || !S_ISLNK(e->st.st_mode))
+            continue;
+        char *full = lc_fs_join(root, e->src);
+        char target[4096];
+        ssize_t n = full ? readlink(full, target, sizeof(target) - 1) : -1;
+        free(full);
+        if (n > 0) {
+            target[n] = '\0';
+            if (!is_ascii(target))
+                return 1;
+        }
+    }
+    return 0;
 }
 
 static int open_compressor(struct writer *wr, const lc_layer_opts *o, lc_err *err)
@@ -527,7 +673,14 @@ int lc_layer_write(const char *dir, const char *out_path, const lc_layer_opts *o
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    /* Names and link targets are byte strings: no charset conversion when
+     * one is not ASCII (the POSIX locale cannot translate it). xattrs as
+     * SCHILY.xattr records only, the form Go's archive/tar (umoci, buildah)
+     * reads. */
     if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+        (needs_binary_names(&w, dir) &&
+         archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK) ||
+        archive_write_set_format_option(a, "pax", "xattrheader", "SCHILY") != ARCHIVE_OK ||
         archive_write_add_filter_none(a) != ARCHIVE_OK ||
         archive_write_open2(a, &wr, NULL, a_write_cb, NULL, NULL) != ARCHIVE_OK) {
         rc = lc_err_set(err, LC_INTERNAL, "tar writer: %s", archive_error_string(a));

@@ -47,7 +47,9 @@ typedef struct lc_untar_opts {
     int force_owner;   /* 1: every entry gets uid/gid below (ADD --chown) */
     uid_t uid;
     gid_t gid;
-    int xattrs;                      /* restore user.* / security.* xattrs (trusted.* never) */
+    int xattrs;                      /* restore user.* / security.* xattrs (never
+                                        trusted.*, nor another host's security.selinux;
+                                        a file system without xattrs loses them) */
     const lc_digest *expect_blob;    /* optional: sha256 (+size if > 0) of the blob */
     const lc_digest *expect_diff_id; /* optional: sha256 of the uncompressed tar */
 } lc_untar_opts;

@@ -257,9 +257,58 @@ static json_t *history(const lc_image *img)
     return h;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), 0 when invalid. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = (s[0] & 0xe0) == 0xc0   ? 2
+               : (s[0] & 0xf0) == 0xe0 ? 3
+               : (s[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    if (n == 0 || (n == 2 && s[0] < 0xc2) || (n == 4 && s[0] > 0xf4))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+        (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+        return 0; /* overlong, surrogate, above U+10FFFF */
+    return n;
+}
+
+/* A JSON string of s with bytes that are not UTF-8 replaced by U+FFFD, as
+ * Go's encoding/json writes them (a history text may quote file names). */
+static json_t *json_string_lossy(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    size_t n = strlen(s);
+    char *buf = malloc(n * 3 + 1), *o = buf;
+    if (buf == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t l = utf8_len(p);
+        if (l == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        } else {
+            memcpy(o, p, l);
+            o += l;
+            p += l;
+        }
+    }
+    *o = '\0';
+    j = json_string(buf);
+    free(buf);
+    return j;
+}
+
 int lc_image_add_history(lc_image *img, const char *created_by, int empty_layer, lc_err *err)
 {
-    json_t *e = json_pack("{s:s}", "created_by", created_by ? created_by : "");
+    json_t *e = json_pack("{s:o}", "created_by", json_string_lossy(created_by ? created_by : ""));
     if (e == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     if (empty_layer)

@@ -2,6 +2,7 @@
 #include "apply.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,246 @@ bool lc_apply_has_layer(enum lc_df_kind kind)
     return kind == LC_DF_RUN || kind == LC_DF_COPY || kind == LC_DF_ADD;
 }
 
-const char *lc_apply_created_by(const lc_df_step *step) { return step->instr->original; }
+/* ---- history text --------------------------------------------------------- */
+
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_addn(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 128;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *g = realloc(b->s, cap);
+        if (g == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->s = g;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void sb_add(sbuf *b, const char *s)
+{
+    sb_addn(b, s, strlen(s));
+}
+
+/* Go's %q of one string (strconv.Quote for ASCII; other bytes kept). */
+static void sb_goquote(sbuf *b, const char *s)
+{
+    sb_add(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            sb_addn(b, esc, 2);
+        } else if (c == '\n') {
+            sb_add(b, "\\n");
+        } else if (c == '\t') {
+            sb_add(b, "\\t");
+        } else if (c == '\r') {
+            sb_add(b, "\\r");
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\x%02x", c);
+            sb_add(b, esc);
+        } else {
+            sb_addn(b, (const char *)&c, 1);
+        }
+    }
+    sb_add(b, "\"");
+}
+
+/* Go's %v (quoted: %q) of a []string: [a b c]. */
+static void sb_golist(sbuf *b, const char *const *v, size_t n, bool quote)
+{
+    sb_add(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            sb_add(b, " ");
+        if (quote)
+            sb_goquote(b, v[i]);
+        else
+            sb_add(b, v[i]);
+    }
+    sb_add(b, "]");
+}
+
+static bool is_heredoc_word(const char *w)
+{
+    while (*w >= '0' && *w <= '9')
+        w++;
+    return strncmp(w, "<<", 2) == 0;
+}
+
+/* CMD/ENTRYPOINT: the argv the config gets, %q-formatted. */
+static void sb_command(sbuf *b, const lc_df_step *step)
+{
+    const lc_df_instr *in = step->instr;
+    if (in->json) {
+        sb_golist(b, in->args, in->nargs, true);
+        return;
+    }
+    const char *argv[17];
+    size_t n = 0;
+    for (size_t i = 0; i < step->nshell && n < 16; i++)
+        argv[n++] = step->shell[i];
+    argv[n++] = in->nargs > 0 ? in->args[0] : "";
+    sb_golist(b, argv, n, true);
+}
+
+/* RUN: the build args in scope ("|N K=V ...", ENV winning), then argv. */
+static void sb_run(sbuf *b, const lc_df_step *step)
+{
+    if (step->nargs > 0) {
+        char num[32];
+        snprintf(num, sizeof(num), "|%zu", step->nargs);
+        sb_add(b, " ");
+        sb_add(b, num);
+        for (size_t i = 0; i < step->nargs; i++) {
+            const char *v = step->args[i].value;
+            for (size_t k = 0; k < step->nenv; k++)
+                if (strcmp(step->env[k].name, step->args[i].name) == 0)
+                    v = step->env[k].value;
+            sb_add(b, " ");
+            sb_add(b, step->args[i].name);
+            sb_add(b, "=");
+            sb_add(b, v ? v : "");
+        }
+    }
+    const char *script = lc_df_run_script(step);
+    if (script != NULL) { /* BuildKit runs the file it mounts there */
+        sb_add(b, " /dev/pipes/");
+        sb_add(b, script);
+        return;
+    }
+    lc_strlist argv = {0};
+    if (lc_df_run_argv(step, &argv) < 0)
+        b->oom = true;
+    for (size_t i = 0; i < argv.len; i++) {
+        sb_add(b, " ");
+        sb_add(b, argv.items[i]);
+    }
+    lc_strlist_clear(&argv);
+}
+
+static void sb_copy(sbuf *b, const lc_df_step *step)
+{
+    for (size_t i = 0; i < step->nflags; i++) {
+        const lc_df_flag *f = &step->flags[i];
+        if (strcmp(f->name, "parents") == 0 && (f->value == NULL || strcmp(f->value, "false")))
+            sb_add(b, " --parents");
+    }
+    for (size_t i = 0; i < step->nflags; i++) {
+        const lc_df_flag *f = &step->flags[i];
+        if (strcmp(f->name, "chown") == 0 && f->value && *f->value) {
+            sb_add(b, " --chown=");
+            sb_add(b, f->value);
+        }
+    }
+    for (size_t i = 0; i < step->nflags; i++) {
+        const lc_df_flag *f = &step->flags[i];
+        if (strcmp(f->name, "chmod") == 0 && f->value && *f->value) {
+            sb_add(b, " --chmod=");
+            sb_add(b, f->value);
+        }
+    }
+    for (size_t i = 0; i + 1 < step->nwords; i++) {
+        if (is_heredoc_word(step->words[i]))
+            continue;
+        sb_add(b, " ");
+        sb_add(b, step->words[i]);
+    }
+    for (size_t i = 0; i < step->instr->nheredocs; i++) {
+        sb_add(b, " <<");
+        sb_add(b, step->instr->heredocs[i].name);
+    }
+    if (step->nwords > 0) {
+        sb_add(b, " ");
+        sb_add(b, step->words[step->nwords - 1]);
+    }
+}
+
+char *lc_apply_created_by(const lc_df_step *step)
+{
+    const lc_df_instr *in = step->instr;
+    sbuf b = {0};
+    sb_add(&b, lc_df_kind_name(in->kind));
+    switch (in->kind) {
+    case LC_DF_RUN:
+        sb_run(&b, step);
+        break;
+    case LC_DF_COPY:
+    case LC_DF_ADD:
+        sb_copy(&b, step);
+        break;
+    case LC_DF_WORKDIR:
+        sb_add(&b, " ");
+        sb_add(&b, step->workdir ? step->workdir : "/");
+        break;
+    case LC_DF_ENV:
+    case LC_DF_LABEL:
+    case LC_DF_ARG:
+        for (size_t i = 0; i < step->nkvs; i++) {
+            sb_add(&b, " ");
+            sb_add(&b, step->kvs[i].key);
+            if (step->kvs[i].value != NULL || in->kind != LC_DF_ARG) {
+                sb_add(&b, "=");
+                sb_add(&b, step->kvs[i].value ? step->kvs[i].value : "");
+            }
+        }
+        break;
+    case LC_DF_CMD:
+    case LC_DF_ENTRYPOINT:
+        sb_add(&b, " ");
+        sb_command(&b, step);
+        break;
+    case LC_DF_SHELL:
+        sb_add(&b, " ");
+        sb_golist(&b, in->args, in->nargs, false);
+        break;
+    case LC_DF_EXPOSE: {
+        sb_add(&b, " [");
+        for (size_t i = 0; i < step->nwords; i++) {
+            sb_add(&b, i ? " " : "");
+            sb_add(&b, step->words[i]);
+            if (strchr(step->words[i], '/') == NULL)
+                sb_add(&b, "/tcp");
+        }
+        sb_add(&b, "]");
+        break;
+    }
+    case LC_DF_VOLUME:
+        sb_add(&b, " ");
+        sb_golist(&b, step->words, step->nwords, false);
+        break;
+    case LC_DF_USER:
+    case LC_DF_STOPSIGNAL:
+        sb_add(&b, " ");
+        sb_add(&b, step->nwords ? step->words[0] : "");
+        break;
+    default: /* MAINTAINER, HEALTHCHECK, ONBUILD: as written */
+        sb_add(&b, " ");
+        sb_add(&b, in->rest ? in->rest : "");
+        break;
+    }
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
 
 /* Go duration ("30s", "1m30s", "500ms") to nanoseconds; -1 if malformed. */
 static int64_t go_duration_ns(const char *s)
@@ -97,7 +337,7 @@ static int apply_healthcheck(lc_image *img, const lc_df_step *step, lc_err *err)
     return lc_image_set_healthcheck(img, &hc);
 }
 
-int lc_apply_metadata(lc_image *img, const lc_df_step *step, bool *cmd_set, lc_err *err)
+int lc_apply_config(lc_image *img, const lc_df_step *step, bool *cmd_set, lc_err *err)
 {
     const lc_df_instr *in = step->instr;
     int rc = 0;
@@ -157,5 +397,18 @@ int lc_apply_metadata(lc_image *img, const lc_df_step *step, bool *cmd_set, lc_e
     }
     if (rc < 0)
         return err && err->code ? rc : lc_err_set(err, -rc, "cannot apply %s", in->original);
-    return lc_image_add_history(img, lc_apply_created_by(step), 1, err);
+    return 0;
+}
+
+int lc_apply_metadata(lc_image *img, const lc_df_step *step, bool *cmd_set, lc_err *err)
+{
+    int rc = lc_apply_config(img, step, cmd_set, err);
+    if (rc < 0 || step->instr->kind == LC_DF_ONBUILD)
+        return rc;
+    char *text = lc_apply_created_by(step);
+    if (text == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    rc = lc_image_add_history(img, text, 1, err);
+    free(text);
+    return rc;
 }

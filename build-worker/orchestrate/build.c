@@ -14,6 +14,7 @@
 #include "apply.h"
 #include "build-worker/context/hash.h"
 #include "build-worker/context/statcache.h"
+#include "build-worker/context/url.h"
 #include "build-worker/context/walk.h"
 #include "build-worker/keys/keys.h"
 #include "build-worker/layer/fsutil.h"
@@ -79,6 +80,10 @@ typedef struct builder {
     int hash_xfer;              /* progress of context hashing, -1 none */
     lc_image *final;            /* the target stage's image, with --label */
     lc_digest final_state;      /* its state document */
+    int64_t epoch;              /* SOURCE_DATE_EPOCH (else 0): layer times, created */
+    bool has_epoch;
+    char created[32];           /* epoch as RFC 3339 */
+    char downloads[PATH_MAX];   /* ADD <url> sources fetched while keying */
 } builder;
 
 static double wall_now(void)
@@ -170,6 +175,7 @@ static int ensure_unpacked(builder *b, const lc_image_layer *layer, char *dir, s
         return rc;
     lc_untar_opts uo = {.mode = LC_UNTAR_OVERLAY,
                         .allow_devices = 0,
+                        .xattrs = 1, /* security.capability and friends */
                         .expect_blob = &layer->blob,
                         .expect_diff_id = &layer->diff_id};
     rc = lc_untar_file(blob_path, tmp, &uo, NULL, err);
@@ -207,9 +213,9 @@ static int lower_dirs(builder *b, const lc_image *img, int slot, char ***out, si
         free(dirs);
         return rc;
     }
-    /* The same layer twice (two RUN steps that changed nothing) is one
-     * directory, and overlayfs refuses a lower dir given twice. Keeping only
-     * the topmost copy is exact: every path it has is found there first. */
+    /* Identical layers (two empty ones, say) share one unpacked directory,
+     * which overlayfs refuses twice (ELOOP). The topmost copy is enough:
+     * it provides everything the lower one did, above it. */
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) {
         bool dup = false;
@@ -255,7 +261,10 @@ static int commit_layer(builder *b, const char *upper, lc_image *img, const char
     char tmp[PATH_MAX], dir[PATH_MAX];
     snprintf(tmp, sizeof(tmp), "%s/tmp/layer.%d", lc_statedir_path(b->sd), getpid());
     pack_show show = {.progress = b->progress, .slot = slot, .xfer = -1};
-    lc_layer_opts lo = {.compression = b->o->compression, .epoch = -1, .progress = on_pack,
+    lc_layer_opts lo = {.compression = b->o->compression,
+                        .epoch = b->epoch,
+                        .xattrs = 1,
+                        .progress = on_pack,
                         .progress_ctx = &show};
     lc_layer_info info;
     int rc = lc_layer_write(upper, tmp, &lo, &info, err);
@@ -354,7 +363,6 @@ static int mount_layers(void *ctx, int stage, const char *image, char ***dirs, s
 static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *img, lc_err *err)
 {
     const lc_df_step *step = n->ks->step;
-    const lc_df_instr *in = step->instr;
     lc_strlist env = {0}, argv = {0};
     lc_runmounts *mounts = NULL;
     int rc = run_env(img, step, &env);
@@ -362,18 +370,9 @@ static int exec_run(builder *b, node *n, const lc_exec_fs *fs, const lc_image *i
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    if (in->json) {
-        for (size_t i = 0; i < in->nargs; i++)
-            lc_strlist_push(&argv, in->args[i]);
-    } else {
-        for (size_t i = 0; i < step->nshell; i++)
-            lc_strlist_push(&argv, step->shell[i]);
-        /* Heredoc RUN: the body is the script. */
-        if (in->nheredocs > 0 && in->args != NULL && in->nargs > 0 &&
-            strncmp(in->args[0], "<<", 2) == 0)
-            lc_strlist_push(&argv, in->heredocs[0].content);
-        else
-            lc_strlist_push(&argv, in->nargs ? in->args[0] : "");
+    if (lc_df_run_argv(step, &argv) < 0) { /* exec form, shell form, heredocs */
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
     }
     /* RUN --mount (runmounts.h) and the network (runtime/network.h) */
     lc_runmounts_env me = {.state_dir = lc_statedir_path(b->sd),
@@ -425,36 +424,74 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
     const lc_df_instr *in = step->instr;
     lc_exec_copy_opts co = {.dest = step->nwords ? step->words[step->nwords - 1] : ".",
                             .workdir = step->workdir ? step->workdir : "/",
+                            .nargs = step->nwords ? step->nwords - 1 : 0,
                             .is_add = in->kind == LC_DF_ADD};
     const lc_df_flag *f;
+    const char *excludes[64];
     for (size_t i = 0; i < step->nflags; i++) {
         f = &step->flags[i];
         if (strcmp(f->name, "chown") == 0)
             co.chown = f->value;
         else if (strcmp(f->name, "chmod") == 0)
             co.chmod = f->value;
+        else if (strcmp(f->name, "parents") == 0)
+            co.parents = f->value == NULL || strcmp(f->value, "false") != 0;
+        else if (strcmp(f->name, "exclude") == 0 && f->value != NULL && co.nexcludes < 64)
+            excludes[co.nexcludes++] = f->value;
     }
+    co.excludes = excludes;
     const char *names[16], *bodies[16];
+    if (in->nheredocs > 16)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "%s:%d: more than 16 heredocs in one %s",
+                          in->pos.file, in->pos.line, lc_df_kind_name(in->kind));
     if (in->nheredocs > 0) {
-        for (size_t i = 0; i < in->nheredocs && i < 16; i++) {
+        for (size_t i = 0; i < in->nheredocs; i++) {
             names[i] = in->heredocs[i].name;
-            bodies[i] = in->heredocs[i].content;
+            bodies[i] = step->heredocs ? step->heredocs[i] : in->heredocs[i].content;
         }
         co.heredoc_names = names;
         co.heredoc_bodies = bodies;
-        co.nheredocs = in->nheredocs < 16 ? in->nheredocs : 16;
+        co.nheredocs = in->nheredocs;
     }
     for (size_t i = 0; i + 1 < step->nwords; i++)
-        if (strstr(step->words[i], "://") != NULL)
+        if (strstr(step->words[i], "://") != NULL && !lc_url_is_http(step->words[i]))
             return lc_err_set(err, LC_UNIMPLEMENTED,
-                              "%s:%d: %s from a URL (%s) is not supported: download it in a RUN "
-                              "step or into the build context",
+                              "%s:%d: %s from %s is not supported: only http(s) URLs are; fetch "
+                              "it in a RUN step or into the build context",
                               in->pos.file, in->pos.line, lc_df_kind_name(in->kind), step->words[i]);
     int rc = 0;
     char **src_dirs = NULL;
-    size_t nsrc = 0;
+    size_t nsrc = 0, nlocal = 0;
+    const char *local[64];
     char mnt[PATH_MAX], view[PATH_MAX];
     bool mounted = false;
+    /* ADD <url>: downloaded while keying, or now (--checksum) and checked. */
+    lc_url_file fetched[16];
+    const char *url_files[16], *url_names[16];
+    int64_t url_mtimes[16];
+    size_t nfetched = 0;
+    if (ks->nurls > 16) {
+        rc = lc_err_set(err, LC_INVALID_ARGUMENT, "%s:%d: more than 16 URLs in one ADD",
+                        in->pos.file, in->pos.line);
+        goto out;
+    }
+    for (size_t i = 0; i < ks->nurls; i++) {
+        const lc_url_file *u = &ks->urls[i];
+        if (u->path == NULL) {
+            if ((rc = lc_url_fetch(u->url, fs->scratch, &u->digest, &fetched[nfetched], err)) < 0) {
+                lc_err_prefix(err, "%s:%d", in->pos.file, in->pos.line);
+                goto out;
+            }
+            u = &fetched[nfetched++];
+        }
+        url_files[i] = u->path;
+        url_names[i] = ks->urls[i].name;
+        url_mtimes[i] = u->mtime;
+    }
+    co.url_files = url_files;
+    co.url_names = url_names;
+    co.url_mtimes = url_mtimes;
+    co.nurls = ks->nurls;
     if (ks->from_stage >= 0 || ks->from_image != NULL) {
         const lc_image *src = NULL;
         lc_image *loaded = NULL;
@@ -465,14 +502,14 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
             /* registry: the local store, or the image pulled for the keys */
             if ((rc = lc_pull_state(b->registry, ks->from_image, ks->platform, &d, err)) < 0 ||
                 (rc = load_state(b, &d, &loaded, err)) < 0)
-                return rc;
+                goto out;
             src = loaded;
         }
         rc = src ? lower_dirs(b, src, n->slot, &src_dirs, &nsrc, err)
                  : lc_err_set(err, LC_INTERNAL, "source stage of %s was not built", ks->instruction);
         lc_image_free(&loaded);
         if (rc < 0)
-            return rc;
+            goto out;
         snprintf(mnt, sizeof(mnt), "%s/from", fs->scratch);
         if (mkdir(mnt, 0755) != 0 && errno != EEXIST) {
             rc = lc_err_set(err, lc_code_from_errno(errno), "cannot create %s", mnt);
@@ -484,18 +521,33 @@ static int exec_copy(builder *b, node *n, const lc_exec_fs *fs, lc_err *err)
         co.src_root = view;
         co.src_paths = (const char *const *)ks->from_paths.items;
         co.nsrc_paths = ks->from_paths.len;
+        co.sources = co.src_paths;
+        co.nsources = co.nsrc_paths;
     } else {
         co.src_root = b->o->context;
         if (ks->selection != NULL) {
             co.entries = ks->selection->entries;
             co.nentries = ks->selection->n;
         }
+        /* The sources the selection was made of (keys.c skips heredoc
+         * words and URLs the same way). */
+        for (size_t i = 0; i + 1 < step->nwords && nlocal < 64; i++) {
+            const char *w = step->words[i];
+            size_t digits = strspn(w, "0123456789");
+            if (strncmp(w + digits, "<<", 2) != 0 && strstr(w, "://") == NULL &&
+                strncmp(w, "git@", 4) != 0)
+                local[nlocal++] = w;
+        }
+        co.sources = local;
+        co.nsources = nlocal;
     }
     rc = lc_exec_copy(fs, &co, err);
 out:
     if (mounted)
         lc_exec_unmount(mnt);
     free_dirs(src_dirs, nsrc);
+    for (size_t i = 0; i < nfetched; i++)
+        lc_url_file_clear(&fetched[i]);
     return rc;
 }
 
@@ -509,20 +561,32 @@ static int exec_fs_step(builder *b, node *n, lc_image *img, lc_err *err)
     if (rc < 0)
         return rc;
     upper[0] = scratch[0] = '\0';
+    char *created_by = NULL;
     if ((rc = lc_statedir_mktemp(b->sd, "upper", upper, sizeof(upper), err)) < 0 ||
         (rc = lc_statedir_mktemp(b->sd, "step", scratch, sizeof(scratch), err)) < 0)
         goto out;
+    /* The upper dir is the container's "/": mkdtemp made it 0700, which
+     * would lock out every user but root. */
+    if (chmod(upper, 0755) < 0) {
+        rc = lc_err_set(err, lc_code_from_errno(errno), "chmod %s: %s", upper, strerror(errno));
+        goto out;
+    }
     lc_exec_fs fs = {.lowers = (const char *const *)lowers,
                      .nlowers = nlowers,
                      .upper = upper,
                      .scratch = scratch};
     if (n->ks->kind == LC_DF_RUN)
         rc = exec_run(b, n, &fs, img, err);
+    else if (n->ks->kind == LC_DF_WORKDIR)
+        rc = lc_exec_mkdir(&fs, n->ks->step->workdir, n->ks->step->user, err);
     else
         rc = exec_copy(b, n, &fs, err);
+    if (rc == 0 && (created_by = lc_apply_created_by(n->ks->step)) == NULL)
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     if (rc == 0)
-        rc = commit_layer(b, upper, img, lc_apply_created_by(n->ks->step), n->slot, err);
+        rc = commit_layer(b, upper, img, created_by, n->slot, err);
 out:
+    free(created_by);
     if (scratch[0])
         lc_fs_rm_rf(scratch);
     if (upper[0] && access(upper, F_OK) == 0)
@@ -557,7 +621,8 @@ static void upload_step(builder *b, node *n, const lc_step_action *action, const
         blobs[3 + i].digest = layer.blob;
         blobs[3 + i].path = paths[i];
     }
-    lc_step_result result = {.state = n->state, .layers = layers, .nlayers = nl};
+    /* The state as serialized here: a local hit knows its digest without the size. */
+    lc_step_result result = {.state = blobs[2].digest, .layers = layers, .nlayers = nl};
     lc_remote_upload(b->remote, &action->action_digest, &result, n->start, n->end, blobs, nl + 3,
                      n->slot, NULL, NULL);
 out:
@@ -595,15 +660,41 @@ static int check_runnable(const lc_key_step *ks, lc_err *err)
     return rc;
 }
 
+/* A step that hit through its content key (COPY --from a rebuilt stage
+ * whose output did not change, and the steps after it) is recorded under
+ * its definition key too, so the next build, here or on another worker,
+ * hits without rebuilding the source stage. */
+static void record_alt_hit(builder *b, node *n)
+{
+    if (n->alt.action == NULL || !n->have_state)
+        return;
+    lc_statedir_ac_put(b->sd, &n->alt.action_digest, &n->state, NULL);
+    if (!lc_remote_writable(b->remote))
+        return;
+    lc_image *img = NULL;
+    lc_err err = {0};
+    if (load_state(b, &n->state, &img, &err) == 0)
+        upload_step(b, n, &n->alt, img);
+    lc_image_free(&img);
+}
+
 static int exec_step(builder *b, node *n, lc_image *img, bool *cmd_set, lc_err *err)
 {
     double t0 = mono_now();
     n->start = wall_now();
     lc_progress_begin(b->progress, n->slot);
+    /* Every entry this step adds to the history carries the build's epoch. */
+    lc_image_set_created(img, b->created);
+    const lc_df_step *st = n->ks->step;
+    bool workdir_layer = n->ks->kind == LC_DF_WORKDIR &&
+                         strcmp(st->workdir ? st->workdir : "/", "/") != 0;
     int rc = n->ks->kind == LC_DF_RUN ? check_runnable(n->ks, err) : 0;
+    if (rc == 0 && workdir_layer) /* WORKDIR makes its directory in a layer (BuildKit) */
+        rc = lc_apply_config(img, st, cmd_set, err);
     if (rc == 0)
-        rc = lc_apply_has_layer(n->ks->kind) ? exec_fs_step(b, n, img, err)
-                                             : lc_apply_metadata(img, n->ks->step, cmd_set, err);
+        rc = lc_apply_has_layer(n->ks->kind) || workdir_layer
+                 ? exec_fs_step(b, n, img, err)
+                 : lc_apply_metadata(img, st, cmd_set, err);
     n->end = wall_now();
     if (rc == 0)
         rc = save_state(b, img, &n->state, err);
@@ -619,7 +710,20 @@ static int exec_step(builder *b, node *n, lc_image *img, bool *cmd_set, lc_err *
 
 /* ---- the build ------------------------------------------------------------ */
 
+static int stage_base_image(builder *b, const lc_key_stage *st, lc_image **out, lc_err *err);
+
+/* The stage's starting state: its base, with a PATH when the base has none
+ * (BuildKit gives every Linux stage one). */
 static int stage_base(builder *b, const lc_key_stage *st, lc_image **out, lc_err *err)
+{
+    int rc = stage_base_image(b, st, out, err);
+    if (rc == 0 && lc_image_get_env(*out, "PATH") == NULL &&
+        lc_image_set_env(*out, "PATH", LC_DF_DEFAULT_PATH) < 0)
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    return rc;
+}
+
+static int stage_base_image(builder *b, const lc_key_stage *st, lc_image **out, lc_err *err)
 {
     if (st->base_stage >= 0) {
         if (b->stage_final[st->base_stage] == NULL)
@@ -797,6 +901,8 @@ static int run_stage_from(builder *b, const lc_key_stage *st, size_t start, lc_e
         for (size_t i = 1; i <= start; i++)
             if (nodes[i].hit_remote && !nodes[i].hit_local)
                 lc_statedir_ac_put(b->sd, &nodes[i].ks->key, &nodes[i].state, NULL);
+        for (size_t i = 1; i <= start; i++)
+            record_alt_hit(b, &nodes[i]);
         /* CMD set by the stage itself matters for a later ENTRYPOINT. */
         for (size_t i = 1; i <= start; i++)
             if (nodes[i].ks->kind == LC_DF_CMD)
@@ -907,6 +1013,33 @@ static void on_hash(void *ctx, uint64_t done, uint64_t total)
     lc_progress_transfer_update(b->progress, b->hash_xfer, done);
 }
 
+/* lc_keys_image_env_fn: the Env of a base image (local store or pulled). */
+static int base_image_env(void *ctx, const char *image, const char *platform, lc_strlist *env)
+{
+    builder *b = ctx;
+    lc_digest d;
+    lc_image *img = NULL;
+    lc_err e = {0};
+    if (lc_pull_state(b->registry, image, platform, &d, &e) < 0 ||
+        load_state(b, &d, &img, &e) < 0)
+        return -LC_NOT_FOUND; /* the key engine reports the image's problem */
+    int rc = lc_image_env_list(img, env);
+    lc_image_free(&img);
+    return rc;
+}
+
+/* SOURCE_DATE_EPOCH, from --build-arg as in BuildKit, else the
+ * environment: the time of every layer entry and of the config. Without it,
+ * 0: the same inputs give the same image, bit for bit. */
+static void build_epoch(builder *b)
+{
+    lc_keys_epoch(b->o->build_args, b->o->nbuild_args, &b->has_epoch, &b->epoch);
+    time_t t = (time_t)b->epoch;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(b->created, sizeof(b->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 /* RUN --network=host needs the network.host entitlement (BuildKit's
  * rule): refused before anything runs, hit or not. */
 static int check_entitlements(builder *b, lc_err *err)
@@ -929,6 +1062,9 @@ static int check_entitlements(builder *b, lc_err *err)
 static int plan_platform(builder *b, int nplatforms, lc_err *err)
 {
     const lc_build_opts *o = b->o;
+    build_epoch(b);
+    /* ADD <url> sources are downloaded while keying, into the state dir. */
+    snprintf(b->downloads, sizeof(b->downloads), "%s/tmp", lc_statedir_path(b->sd));
     b->ko = (lc_keys_opts){.context_dir = o->context,
                            .dockerfile_path = o->dockerfile_text ? NULL : b->dockerfile,
                            .target = o->target,
@@ -937,6 +1073,11 @@ static int plan_platform(builder *b, int nplatforms, lc_err *err)
                            .platform = b->platform,
                            .resolve = lc_pull_resolve, /* registry: local store, else pull */
                            .resolve_ctx = b->registry,
+                           .image_env = base_image_env,
+                           .image_env_ctx = b,
+                           .has_epoch = b->has_epoch,
+                           .epoch = b->epoch,
+                           .download_dir = b->downloads,
                            .statcache = b->statcache,
                            .hash_progress = on_hash,
                            .hash_progress_ctx = b,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "build-worker/context/dockerignore.h"
 #include "build-worker/context/path.h"
 #include "build-worker/layer/copy.h"
 #include "agentfwd.h"
@@ -396,35 +397,70 @@ int lc_exec_view(const char *const *lowers, size_t nlowers, const char *mnt, cha
 
 void lc_exec_unmount(const char *mnt) { lc_overlay_unmount(mnt, NULL); }
 
-/* The in-image path of an entry: dest dir + entry dest, or dest itself. */
-static char *entry_target(const char *dest, bool dest_is_dir, const lc_ctx_entry *e)
+/* --parents: the directory a source's paths are kept relative to (the part
+ * before "/./", else the root). Returns a malloc'd cleaned path, "." for
+ * the root. */
+static char *parents_pivot(const char *src)
 {
-    if (!dest_is_dir || strcmp(e->dest, ".") == 0)
+    const char *cut = strstr(src, "/./");
+    if (cut == NULL)
+        return strdup(".");
+    char *pre = strndup(src, (size_t)(cut - src));
+    char *clean = pre ? lc_path_rel_clean(pre) : NULL;
+    free(pre);
+    return clean;
+}
+
+/* The in-image path of an entry. */
+static char *entry_target(const lc_exec_copy_opts *o, const char *dest, bool into_dir,
+                          const lc_ctx_entry *e)
+{
+    if (o->parents) {
+        const char *src = e->src < o->nsources ? o->sources[e->src] : "";
+        char *pivot = parents_pivot(src);
+        if (pivot == NULL)
+            return NULL;
+        const char *rel = e->path;
+        size_t pl = strlen(pivot);
+        if (strcmp(pivot, ".") != 0 && strncmp(rel, pivot, pl) == 0 && rel[pl] == '/')
+            rel += pl + 1;
+        else if (strcmp(pivot, ".") != 0 && strcmp(rel, pivot) == 0)
+            rel = ".";
+        char *t = lc_path_join(dest, rel);
+        free(pivot);
+        return t;
+    }
+    if (e->match && !S_ISDIR(e->mode) && !into_dir)
+        return strdup(dest);
+    if (strcmp(e->dest, ".") == 0)
         return strdup(dest);
     return lc_path_join(dest, e->dest);
 }
 
 /* Copies selected entries into the image root (layer/copy.c resolves every
  * destination inside root). A directory entry only creates the directory:
- * its contents are entries of their own, already filtered by .dockerignore. */
-static int copy_entries(const lc_exec_copy_opts *o, const char *merged, const char *emptydir,
-                        const lc_ctx_entry *entries, size_t n, const char *dest, bool dest_is_dir,
-                        const lc_copy_opts *co, lc_err *err)
+ * its contents are entries of their own, already filtered by .dockerignore
+ * and --exclude. */
+static int copy_entries(const lc_exec_copy_opts *o, const char *merged, const lc_ctx_entry *entries,
+                        size_t n, const char *dest, bool into_dir, const lc_copy_opts *co,
+                        lc_err *err)
 {
+    lc_copy_opts shallow = *co;
+    shallow.shallow = 1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const lc_ctx_entry *e = &entries[i];
-        char *dst = entry_target(dest, dest_is_dir, e);
+        char *dst = entry_target(o, dest, into_dir, e);
         char *src = lc_path_join(o->src_root, e->path);
         if (dst == NULL || src == NULL) {
             rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         } else if (S_ISDIR(e->mode)) {
-            chmod(emptydir, e->mode & 07777);
-            rc = lc_copy_path(emptydir, merged, dst, co, err);
-        } else if (S_ISREG(e->mode) && o->is_add && lc_copy_is_archive(src) == 1) {
-            /* ADD extracts local archives into the destination directory. */
+            rc = lc_copy_path(src, merged, dst, &shallow, err);
+        } else if (e->match && S_ISREG(e->mode) && o->is_add && lc_copy_is_archive(src) == 1) {
+            /* ADD extracts a local archive (a source itself, not a file
+             * inside a copied directory) into the destination directory. */
             rc = lc_copy_add_archive(src, merged, dest, co, err);
-        } else if (S_ISREG(e->mode) || S_ISLNK(e->mode)) {
+        } else {
             rc = lc_copy_path(src, merged, dst, co, err);
         }
         free(dst);
@@ -433,8 +469,31 @@ static int copy_entries(const lc_exec_copy_opts *o, const char *merged, const ch
     return rc;
 }
 
-static int do_copy(const lc_exec_copy_opts *o, const char *merged, const char *emptydir,
-                   lc_err *err)
+/* ADD <url>: the downloaded files, named after the URL path. */
+static int copy_urls(const lc_exec_copy_opts *o, const char *merged, const char *dest,
+                     bool into_dir, const lc_copy_opts *co, lc_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < o->nurls && rc == 0; i++) {
+        char *dst = into_dir ? lc_path_join(dest, o->url_names[i]) : strdup(dest);
+        if (dst == NULL)
+            return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        rc = lc_copy_path(o->url_files[i], merged, dst, co, err);
+        if (rc == 0 && o->url_mtimes != NULL && o->url_mtimes[i] >= 0) {
+            /* Last-Modified becomes the file's mtime, as in Docker. */
+            char *host = NULL;
+            if (asprintf(&host, "%s%s", merged, dst) >= 0) {
+                struct timespec ts[2] = {{o->url_mtimes[i], 0}, {o->url_mtimes[i], 0}};
+                utimensat(AT_FDCWD, host, ts, AT_SYMLINK_NOFOLLOW);
+            }
+            free(host);
+        }
+        free(dst);
+    }
+    return rc;
+}
+
+static int do_copy(const lc_exec_copy_opts *o, const char *merged, lc_err *err)
 {
     lc_copy_opts co = {0};
     int rc = 0;
@@ -445,67 +504,75 @@ static int do_copy(const lc_exec_copy_opts *o, const char *merged, const char *e
     /* COPY --from keeps the source's owners unless --chown says otherwise. */
     co.keep_owner = o->nsrc_paths > 0 && o->chown == NULL;
 
-    char *dest = o->dest[0] == '/' ? lc_path_clean(o->dest) : lc_path_join(o->workdir, o->dest);
+    /* "", ".", "x/", "x/." name a directory (BuildKit keeps the slash). */
+    const char *raw = o->dest;
+    size_t dl = strlen(raw);
+    bool dir_syntax = dl == 0 || raw[dl - 1] == '/' || strcmp(raw, ".") == 0 ||
+                      (dl >= 2 && strcmp(raw + dl - 2, "/.") == 0);
+    /* path.Join of WORKDIR and the destination, as BuildKit: ".." is
+     * lexical and stops at "/". */
+    char *joined = NULL;
+    if (asprintf(&joined, "/%s/%s", raw[0] == '/' ? "" : o->workdir, raw) < 0)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    char *dest = lc_path_clean(joined);
+    free(joined);
     if (dest == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    size_t dl = strlen(o->dest);
-    bool trailing = dl > 0 && o->dest[dl - 1] == '/';
-    char merged_dest[PATH_MAX];
-    snprintf(merged_dest, sizeof(merged_dest), "%s%s", merged, dest);
-    struct stat st;
-    bool exists_dir = stat(merged_dest, &st) == 0 && S_ISDIR(st.st_mode);
-
-    if (o->nheredocs > 0) {
-        bool into_dir = trailing || exists_dir || o->nheredocs > 1;
-        for (size_t i = 0; i < o->nheredocs && rc == 0; i++) {
-            char *path = into_dir ? lc_path_join(dest, o->heredoc_names[i]) : strdup(dest);
-            rc = path ? lc_copy_write_file(merged, path, o->heredoc_bodies[i],
-                                           strlen(o->heredoc_bodies[i]), 0644, &co, err)
-                      : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            free(path);
-        }
-        free(dest);
-        return rc;
-    }
+    bool into_dir = dir_syntax || o->nargs > 1 || o->parents || lc_copy_is_dir(merged, dest);
 
     lc_selection *from_sel = NULL;
+    lc_ignore *exclude = NULL;
     const lc_ctx_entry *entries = o->entries;
     size_t n = o->nentries;
     if (o->nsrc_paths > 0) {
-        if ((rc = lc_walk_select(o->src_root, NULL, o->src_paths, o->nsrc_paths, NULL, &from_sel,
-                                 err)) < 0) {
-            free(dest);
-            return rc;
-        }
+        if ((o->nexcludes > 0 &&
+             (rc = lc_ignore_from_patterns(o->excludes, o->nexcludes, &exclude, err)) < 0) ||
+            (rc = lc_walk_select(o->src_root, NULL, o->src_paths, o->nsrc_paths, exclude, &from_sel,
+                                 err)) < 0)
+            goto out;
         entries = from_sel->entries;
         n = from_sel->n;
     }
-    /* One file copied to a path without a trailing slash is that path,
-     * unless a directory is there already. */
-    bool multiple_sources = false;
-    for (size_t i = 1; i < n; i++)
-        if (entries[i].src != entries[0].src)
-            multiple_sources = true;
-    bool single_file = n == 1 && !S_ISDIR(entries[0].mode) && !trailing && !exists_dir;
-    if (multiple_sources && !trailing && !exists_dir)
-        rc = lc_err_set(err, LC_INVALID_ARGUMENT,
-                        "when copying several sources the destination '%s' must be a directory "
-                        "and end with a /", o->dest);
-    else
-        rc = copy_entries(o, merged, emptydir, entries, n, dest, !single_file, &co, err);
+    /* A wildcard that matched several sources makes the destination a
+     * directory too. */
+    size_t matches = o->nheredocs + o->nurls;
+    for (size_t i = 0; i < n; i++)
+        matches += entries[i].match;
+    if (matches > 1)
+        into_dir = true;
+
+    if ((co.links = lc_copy_links_new()) == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < o->nheredocs && rc == 0; i++) {
+        char *path = into_dir ? lc_path_join(dest, o->heredoc_names[i]) : strdup(dest);
+        rc = path ? lc_copy_write_file(merged, path, o->heredoc_bodies[i],
+                                       strlen(o->heredoc_bodies[i]), 0644, &co, err)
+                  : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        free(path);
+    }
+    if (rc == 0)
+        rc = copy_urls(o, merged, dest, into_dir, &co, err);
+    if (rc == 0)
+        rc = copy_entries(o, merged, entries, n, dest, into_dir, &co, err);
+out:
+    lc_copy_links_free(&co.links);
+    lc_ignore_free(&exclude);
     lc_selection_free(&from_sel);
     free(dest);
     return rc;
 }
 
-int lc_exec_copy(const lc_exec_fs *fs, const lc_exec_copy_opts *o, lc_err *err)
+/* Mounts the step's overlay at scratch/merged, runs fn on it, unmounts. */
+static int with_overlay(const lc_exec_fs *fs, int (*fn)(void *ctx, const char *merged, lc_err *err),
+                        void *ctx, lc_err *err)
 {
-    char merged[PATH_MAX], work[PATH_MAX], empty[PATH_MAX], lower0[PATH_MAX];
+    char merged[PATH_MAX], work[PATH_MAX], lower0[PATH_MAX];
     snprintf(merged, sizeof(merged), "%s/merged", fs->scratch);
     snprintf(work, sizeof(work), "%s/work", fs->scratch);
-    snprintf(empty, sizeof(empty), "%s/empty", fs->scratch);
     snprintf(lower0, sizeof(lower0), "%s/lower0", fs->scratch);
-    if ((mkdir(merged, 0755) != 0 && errno != EEXIST) || (mkdir(empty, 0755) != 0 && errno != EEXIST) ||
+    if ((mkdir(merged, 0755) != 0 && errno != EEXIST) ||
         (mkdir(lower0, 0755) != 0 && errno != EEXIST))
         return lc_err_set(err, lc_code_from_errno(errno), "cannot prepare %s: %s", fs->scratch,
                           strerror(errno));
@@ -514,9 +581,41 @@ int lc_exec_copy(const lc_exec_fs *fs, const lc_exec_copy_opts *o, lc_err *err)
                               fs->upper, work, merged, err);
     if (rc < 0)
         return rc;
-    rc = do_copy(o, merged, empty, err);
+    rc = fn(ctx, merged, err);
     lc_err unmount_err = {0};
     if (lc_overlay_unmount(merged, &unmount_err) < 0 && rc == 0)
         rc = lc_err_set(err, unmount_err.code, "%s", unmount_err.msg);
     return rc;
+}
+
+static int copy_fn(void *ctx, const char *merged, lc_err *err)
+{
+    return do_copy(ctx, merged, err);
+}
+
+int lc_exec_copy(const lc_exec_fs *fs, const lc_exec_copy_opts *o, lc_err *err)
+{
+    return with_overlay(fs, copy_fn, (void *)o, err);
+}
+
+typedef struct mkdir_req {
+    const char *dir, *user;
+} mkdir_req;
+
+static int mkdir_fn(void *ctx, const char *merged, lc_err *err)
+{
+    const mkdir_req *m = ctx;
+    lc_copy_opts co = {0};
+    lc_err ignored = {0};
+    /* BuildKit: new directories belong to the USER (a name alone with its
+     * primary group); a user the image does not know is root. */
+    if (m->user != NULL && *m->user && lc_copy_parse_chown(merged, m->user, &co, &ignored) < 0)
+        co = (lc_copy_opts){0};
+    return lc_copy_mkdir(merged, m->dir, &co, err);
+}
+
+int lc_exec_mkdir(const lc_exec_fs *fs, const char *dir, const char *user, lc_err *err)
+{
+    mkdir_req m = {dir, user};
+    return with_overlay(fs, mkdir_fn, &m, err);
 }

@@ -72,18 +72,41 @@ typedef struct lc_exec_copy_opts {
     size_t nentries;
     const char *const *src_paths;/* for --from: source paths (walked under src_root) */
     size_t nsrc_paths;
-    const char *dest;            /* absolute destination as expanded */
+    const char *const *excludes; /* for --from: --exclude patterns */
+    size_t nexcludes;
+    const char *const *sources;  /* the local source arguments as expanded, in
+                                  * the order entries' src index them (for
+                                  * --parents: the /./ pivot) */
+    size_t nsources;
+    size_t nargs;                /* every source argument, heredocs and URLs
+                                  * included (several: a directory) */
+    const char *dest;            /* destination as expanded (may be relative) */
     const char *workdir;         /* for relative destinations */
     const char *chown;           /* "--chown" value or NULL */
     const char *chmod;           /* "--chmod" value or NULL */
+    bool parents;                /* --parents: keep the source's directories */
     bool is_add;                 /* ADD: local tar archives are extracted */
     const char *const *heredoc_names;   /* COPY <<EOF /path: files to create */
-    const char *const *heredoc_bodies;
+    const char *const *heredoc_bodies;  /* expanded already where they expand */
     size_t nheredocs;
+    const char *const *url_files; /* ADD <url>: downloaded files (host paths) */
+    const char *const *url_names; /* and their names (from the URL path) */
+    const int64_t *url_mtimes;    /* Last-Modified (Unix seconds), -1 if none */
+    size_t nurls;
 } lc_exec_copy_opts;
 
-/* Copies into the overlay. Errors name the source. */
+/* Copies into the overlay with the Dockerfile reference's rules: the
+ * destination is a directory when it ends in "/" or "/.", is ".", exists as
+ * a directory, or there are several sources (or a wildcard matched several);
+ * a relative one resolves against WORKDIR; parents are created; a
+ * directory source copies its contents. Errors name the source. */
 int lc_exec_copy(const lc_exec_fs *fs, const lc_exec_copy_opts *o, lc_err *err);
+
+/* WORKDIR: creates directory dir (absolute) and its parents in the
+ * overlay; new directories are 0755 and owned by user ("name[:group]",
+ * "uid[:gid]", NULL = root; resolved through the image, an unknown name
+ * is root, as in BuildKit). An existing directory is left as it is. */
+int lc_exec_mkdir(const lc_exec_fs *fs, const char *dir, const char *user, lc_err *err);
 
 /* Mounts a read-only view of layers (top first) at mnt (for COPY --from);
  * *mounted tells whether lc_exec_unmount must be called. With one layer the

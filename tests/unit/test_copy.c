@@ -13,7 +13,10 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "build-worker/layer/copy.h"
@@ -93,7 +96,136 @@ static void test_copy_dir_chown_chmod(void **state)
     assert_int_equal(lc_copy_parse_chown(P("root"), "nobody", &bad, &err), -LC_NOT_FOUND);
     assert_int_equal(lc_copy_parse_chmod("rwx", &bad, &err), -LC_INVALID_ARGUMENT);
     assert_int_equal(lc_copy_parse_chown(NULL, "1000", &bad, &err), 0);
-    assert_int_equal(bad.gid, 1000); /* Docker: the UID doubles as GID */
+    assert_int_equal(bad.gid, 1000); /* BuildKit: a UID alone doubles as GID */
+    /* A name alone takes its primary group from the image's passwd. */
+    lc_copy_opts byname = {0};
+    assert_int_equal(lc_copy_parse_chown(P("root"), "web", &byname, &err), 0);
+    assert_int_equal(byname.uid, 33);
+    assert_int_equal(byname.gid, 34);
+    assert_int_equal(lc_copy_parse_chown(P("root"), "web:0", &byname, &err), 0);
+    assert_int_equal(byname.gid, 0);
+}
+
+static void test_symbolic_chmod(void **state)
+{
+    (void)state;
+    assert_int_equal(lc_copy_apply_symbolic("u+x", 0644, 0), 0744);
+    assert_int_equal(lc_copy_apply_symbolic("+x", 0644, 0), 0755); /* no who: all */
+    assert_int_equal(lc_copy_apply_symbolic("go-w", 0666, 0), 0644);
+    assert_int_equal(lc_copy_apply_symbolic("a=r,u+w", 0777, 0), 0644);
+    assert_int_equal(lc_copy_apply_symbolic("a+X", 0644, 0), 0644); /* X: no x anywhere */
+    assert_int_equal(lc_copy_apply_symbolic("a+X", 0644, 1), 0755); /* X: a directory */
+    assert_int_equal(lc_copy_apply_symbolic("a+X", 0744, 0), 0755); /* X: some x */
+    assert_int_equal(lc_copy_apply_symbolic("u+s,+t", 0755, 0), 05755);
+    assert_int_equal(lc_copy_apply_symbolic("o=", 0757, 0), 0750);
+    lc_copy_opts o = {0};
+    lc_err err = {0};
+    assert_int_equal(lc_copy_parse_chmod("u+x,go-w", &o, &err), 0);
+    assert_false(o.set_mode);
+    assert_string_equal(o.mode_sym, "u+x,go-w");
+    assert_int_equal(lc_copy_parse_chmod("u+q", &o, &err), -LC_INVALID_ARGUMENT);
+    assert_int_equal(lc_copy_parse_chmod("99", &o, &err), -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "octal"));
+    assert_int_equal(lc_copy_parse_chmod("u,x", &o, &err), -LC_INVALID_ARGUMENT);
+    /* Applied to each file's own bits. */
+    lc_copy_opts sym = {0};
+    assert_int_equal(lc_copy_parse_chmod("g+w,o-r", &sym, &err), 0);
+    assert_int_equal(chmod(P("src/a.txt"), 0640), 0);
+    assert_int_equal(lc_copy_path(P("src"), P("root"), "/sym", &sym, &err), 0);
+    struct stat st;
+    assert_int_equal(lstat(P("root/sym/a.txt"), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0660);
+    assert_int_equal(lstat(P("root/sym/sub/b.txt"), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0660); /* 0644 before */
+}
+
+/* Existing directories keep their owner and mode (BuildKit's copier sets
+ * them only on directories it creates); hard links among the sources stay
+ * hard links; holes stay holes; fifos and devices are made again. */
+static void test_copy_keeps_dirs_links_holes(void **state)
+{
+    (void)state;
+    lc_err err = {0};
+    assert_int_equal(mkdir(P("root/opt"), 0700), 0);
+    assert_int_equal(chown(P("root/opt"), 7, 7), 0);
+    assert_int_equal(lc_copy_path(P("src"), P("root"), "/opt", NULL, &err), 0);
+    struct stat st;
+    assert_int_equal(lstat(P("root/opt"), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    assert_int_equal(st.st_uid, 7);
+    assert_int_equal(lstat(P("root/opt/sub"), &st), 0); /* created: the source's mode, 0:0 */
+    assert_int_equal(st.st_uid, 0);
+
+    lc_fs_mkdir_p(P("src2"));
+    lc_fs_write_file(P("src2/one"), "same inode\n", 11, NULL);
+    assert_int_equal(link(P("src2/one"), P("src2/two")), 0);
+    assert_int_equal(setxattr(P("src2/one"), "user.note", "hi", 2, 0), 0);
+    int fd = open(P("src2/holes"), O_WRONLY | O_CREAT, 0644);
+    assert_int_equal(ftruncate(fd, 64 << 20), 0);
+    assert_int_equal(pwrite(fd, "x", 1, 32 << 20), 1);
+    close(fd);
+    assert_int_equal(mkfifo(P("src2/fifo"), 0640), 0);
+    assert_int_equal(mknod(P("src2/null"), S_IFCHR | 0666, makedev(1, 3)), 0);
+    lc_copy_opts o = {.links = lc_copy_links_new()};
+    assert_non_null(o.links);
+    assert_int_equal(lc_copy_path(P("src2/one"), P("root"), "/l/one", &o, &err), 0);
+    assert_int_equal(lc_copy_path(P("src2/two"), P("root"), "/l/two", &o, &err), 0);
+    assert_int_equal(lc_copy_path(P("src2/holes"), P("root"), "/l/holes", &o, &err), 0);
+    assert_int_equal(lc_copy_path(P("src2/fifo"), P("root"), "/l/fifo", &o, &err), 0);
+    assert_int_equal(lc_copy_path(P("src2/null"), P("root"), "/l/null", &o, &err), 0);
+    lc_copy_links_free(&o.links);
+    assert_null(o.links);
+    struct stat a, b;
+    assert_int_equal(lstat(P("root/l/one"), &a), 0);
+    assert_int_equal(lstat(P("root/l/two"), &b), 0);
+    assert_int_equal(a.st_ino, b.st_ino);
+    assert_int_equal(a.st_nlink, 2);
+    char note[8];
+    assert_int_equal(getxattr(P("root/l/one"), "user.note", note, sizeof(note)), 2);
+    assert_memory_equal(note, "hi", 2);
+    assert_int_equal(lstat(P("root/l/holes"), &st), 0);
+    assert_int_equal(st.st_size, 64 << 20);
+    assert_true(st.st_blocks * 512 < (1 << 20));
+    char c = 0;
+    fd = open(P("root/l/holes"), O_RDONLY);
+    assert_int_equal(pread(fd, &c, 1, 32 << 20), 1);
+    close(fd);
+    assert_int_equal(c, 'x');
+    assert_int_equal(lstat(P("root/l/fifo"), &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(lstat(P("root/l/null"), &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+    assert_int_equal(st.st_rdev, makedev(1, 3));
+}
+
+static void test_is_dir_and_mkdir(void **state)
+{
+    (void)state;
+    lc_err err = {0};
+    assert_true(lc_copy_is_dir(P("root"), "/lib")); /* a symlink to a directory, in root */
+    assert_true(lc_copy_is_dir(P("root"), "/"));
+    assert_false(lc_copy_is_dir(P("root"), "/etc/passwd"));
+    assert_false(lc_copy_is_dir(P("root"), "/missing"));
+    lc_copy_opts o = {.set_owner = 1, .uid = 33, .gid = 34};
+    assert_int_equal(lc_copy_mkdir(P("root"), "/srv/www/app", &o, &err), 0);
+    struct stat st;
+    assert_int_equal(lstat(P("root/srv/www/app"), &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0755);
+    assert_int_equal(st.st_uid, 33);
+    assert_int_equal(lstat(P("root/srv"), &st), 0); /* parents made too, same owner */
+    assert_int_equal(st.st_uid, 33);
+    /* An existing directory is left alone. */
+    assert_int_equal(lc_copy_mkdir(P("root"), "/etc", &o, &err), 0);
+    assert_int_equal(lstat(P("root/etc"), &st), 0);
+    assert_int_equal(st.st_uid, 0);
+    /* Through /lib -> usr/lib, inside the root. */
+    assert_int_equal(lc_copy_mkdir(P("root"), "/lib/x", NULL, &err), 0);
+    assert_int_equal(lstat(P("root/usr/lib/x"), &st), 0);
+    /* A file in the way is an error naming the path. */
+    assert_true(lc_copy_mkdir(P("root"), "/etc/passwd/x", NULL, &err) < 0);
+    assert_non_null(strstr(err.msg, "/etc/passwd/x"));
 }
 
 static void test_dest_symlinks_resolve_in_root(void **state)
@@ -186,6 +318,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_copy_dir_chown_chmod, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_symlinks_resolve_in_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_archive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symbolic_chmod, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_keeps_dirs_links_holes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_is_dir_and_mkdir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

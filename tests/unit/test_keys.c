@@ -133,11 +133,14 @@ static void test_scratch_from_and_run_command(void **state)
     assert_int_equal(run->argv.len, 3);
     assert_string_equal(run->argv.items[0], "/bin/bash");
     assert_string_equal(run->argv.items[2], "echo $A");
-    /* Env sorted by name; ARGs in scope included. */
-    assert_int_equal(run->env.len, 3);
+    /* Env sorted by name; ARGs in scope included; PATH as BuildKit gives
+     * every stage whose base has none. */
+    assert_int_equal(run->env.len, 4);
     assert_string_equal(run->env.items[0], "A=1");
     assert_string_equal(run->env.items[1], "B=2");
-    assert_string_equal(run->env.items[2], "Z=9");
+    assert_string_equal(run->env.items[2],
+                        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    assert_string_equal(run->env.items[3], "Z=9");
     assert_string_equal(run->workdir, "/w");
     assert_string_equal(run->user, "app");
     assert_string_equal(k->steps[7].argv.items[0], "/bin/true");
@@ -243,18 +246,141 @@ static void test_heredoc_and_remote_sources(void **state)
     (void)state;
     lc_df_file *f = NULL;
     const char *df = "FROM scratch\nARG V=1\nCOPY <<EOF /etc/x\nv=$V\nEOF\n"
-                     "ADD https://example.invalid/f /f\n";
+                     "COPY <<'EOF' /etc/y\nv=$V\nEOF\n"
+                     "ADD --checksum=sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+                     " https://example.invalid/f /f\n";
     lc_keys *k = compute(df, NULL, &f, 0, NULL);
     assert_int_equal(k->steps[2].files, 1);
-    lc_digest h1 = k->steps[2].key, r1 = k->steps[3].key;
+    /* The expanded body is what the key sees; a quoted delimiter keeps $V. */
+    assert_string_equal(k->steps[2].step->heredocs[0], "v=1\n");
+    assert_string_equal(k->steps[3].step->heredocs[0], "v=$V\n");
+    /* --checksum: keyed by it, nothing fetched (example.invalid never
+     * resolves), named after the URL path. */
+    assert_int_equal(k->steps[4].nurls, 1);
+    assert_null(k->steps[4].urls[0].path);
+    assert_string_equal(k->steps[4].urls[0].name, "f");
+    lc_digest h1 = k->steps[2].key, q1 = k->steps[3].key, r1 = k->steps[4].key;
     lc_keys_free(&k);
     lc_df_file_free(&f);
     lc_df_var v = {"V", "2"};
     lc_keys_opts o = {.build_args = &v, .nbuild_args = 1};
     k = compute(df, &o, &f, 0, NULL);
-    /* An expanding heredoc sees V; a URL's content is unknown: never equal. */
+    /* The expanding heredoc sees V; the quoted one does not (its key still
+     * chains from the first, so compare the inputs' own fields instead). */
     assert_false(lc_digest_equal(&h1, &k->steps[2].key));
-    assert_false(lc_digest_equal(&r1, &k->steps[3].key));
+    assert_string_equal(k->steps[3].step->heredocs[0], "v=$V\n");
+    (void)q1;
+    (void)r1;
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+
+    /* Another checksum, another key; the same one, the same key. */
+    const char *a = "FROM scratch\nADD --checksum=sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 http://h/f /f\n";
+    const char *b = "FROM scratch\nADD --checksum=sha256:3cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 http://h/f /f\n";
+    k = compute(a, NULL, &f, 0, NULL);
+    lc_digest ka = k->steps[1].key;
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+    k = compute(a, NULL, &f, 0, NULL);
+    assert_true(lc_digest_equal(&ka, &k->steps[1].key));
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+    k = compute(b, NULL, &f, 0, NULL);
+    assert_false(lc_digest_equal(&ka, &k->steps[1].key));
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+
+    /* COPY takes no URL; --checksum needs exactly one http source. */
+    lc_err err = {0};
+    k = compute("FROM scratch\nCOPY http://h/f /f\n", NULL, &f, -LC_INVALID_ARGUMENT, &err);
+    assert_non_null(strstr(err.msg, "URL for COPY"));
+    lc_df_file_free(&f);
+    k = compute("FROM scratch\nADD --checksum=sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 a.txt /f\n",
+                NULL, &f, -LC_INVALID_ARGUMENT, &err);
+    assert_non_null(strstr(err.msg, "--checksum"));
+    lc_df_file_free(&f);
+}
+
+/* The base image's Env as a resolver would give it. */
+static int base_env(void *ctx, const char *image, const char *platform, lc_strlist *env)
+{
+    int *calls = ctx;
+    (*calls)++;
+    assert_string_equal(platform, "linux/amd64");
+    if (strcmp(image, "local/base:1") != 0)
+        return -LC_NOT_FOUND;
+    lc_strlist_push(env, "PATH=/base/bin:/bin");
+    lc_strlist_push(env, "LANG=C.UTF-8");
+    return 0;
+}
+
+static void test_base_image_env_and_epoch(void **state)
+{
+    (void)state;
+    resolver_log log = {0};
+    int calls = 0;
+    lc_keys_opts o = {.resolve = resolve,
+                      .resolve_ctx = &log,
+                      .image_env = base_env,
+                      .image_env_ctx = &calls};
+    lc_df_file *f = NULL;
+    lc_keys *k = compute("FROM scratch\nENV PATH=/x:$PATH\n", &o, &f, 0, NULL);
+    assert_int_equal(calls, 0); /* scratch has no config to ask for */
+    assert_string_equal(k->steps[1].normalized,
+                        "ENV PATH=/x:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+    const char *df = "FROM local/base:1\nENV PATH=/opt/app/bin:$PATH L=${LANG}\nRUN x\n";
+    k = compute(df, &o, &f, 0, NULL);
+    assert_int_equal(calls, 1);
+    assert_string_equal(k->steps[1].normalized, "ENV PATH=/opt/app/bin:/base/bin:/bin L=C.UTF-8");
+    /* The base's Env is part of what RUN sees, hence of its key. */
+    const lc_key_step *run = &k->steps[2];
+    assert_int_equal(run->env.len, 3);
+    assert_string_equal(run->env.items[0], "L=C.UTF-8");
+    assert_string_equal(run->env.items[1], "LANG=C.UTF-8");
+    assert_string_equal(run->env.items[2], "PATH=/opt/app/bin:/base/bin:/bin");
+    lc_digest plain = k->steps[2].key;
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+
+    /* SOURCE_DATE_EPOCH stamps results: every key after FROM changes. */
+    o.has_epoch = true;
+    o.epoch = 1700000000;
+    k = compute(df, &o, &f, 0, NULL);
+    assert_false(lc_digest_equal(&plain, &k->steps[2].key));
+    lc_digest e1 = k->steps[2].key;
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+    o.epoch = 1700000001;
+    k = compute(df, &o, &f, 0, NULL);
+    assert_false(lc_digest_equal(&e1, &k->steps[2].key));
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+
+    bool has;
+    int64_t ep;
+    lc_df_var v = {"SOURCE_DATE_EPOCH", "42"};
+    lc_keys_epoch(&v, 1, &has, &ep);
+    assert_true(has);
+    assert_int_equal(ep, 42);
+    v.value = "not-a-number";
+    lc_keys_epoch(&v, 1, &has, &ep);
+    assert_false(has);
+}
+
+static void test_workdir_owner_in_key(void **state)
+{
+    (void)state;
+    lc_df_file *f = NULL;
+    /* WORKDIR creates its directory as the USER: another USER, another
+     * result. */
+    lc_keys *k = compute("FROM scratch\nUSER 0\nWORKDIR /w\n", NULL, &f, 0, NULL);
+    lc_digest root_w = k->steps[2].input;
+    lc_keys_free(&k);
+    lc_df_file_free(&f);
+    k = compute("FROM scratch\nUSER 0\nUSER 1000\nWORKDIR /w\n", NULL, &f, 0, NULL);
+    assert_false(lc_digest_equal(&root_w, &k->steps[3].input));
     lc_keys_free(&k);
     lc_df_file_free(&f);
 }
@@ -267,6 +393,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_copy_from_stage_and_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_platform_and_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heredoc_and_remote_sources, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_base_image_env_and_epoch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workdir_owner_in_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

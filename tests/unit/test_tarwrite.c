@@ -1,6 +1,7 @@
 /* test_tarwrite.c - deterministic layer tars: order, normalization,
- * whiteouts, hard links, both digests, gzip/zstd headers. Needs root (mknod,
- * trusted.* xattrs, chown), as the build worker does. */
+ * whiteouts, hard links, both digests, gzip/zstd headers, byte-string
+ * names, sparse files, file capabilities. Needs root (mknod, trusted.* and
+ * security.* xattrs, chown), as the build worker does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 
 #include "build-worker/layer/fsutil.h"
 #include "build-worker/layer/tarwrite.h"
+#include "build-worker/layer/untar.h"
 
 static char tmp[256];
 
@@ -325,6 +327,153 @@ static void test_xattrs_when_asked(void **state)
     assert_int_equal(e->xattrs, 0);
 }
 
+/* The raw bytes of a file, for looking at pax records. */
+static int file_has(const char *path, const char *needle)
+{
+    char *buf;
+    size_t len;
+    assert_int_equal(lc_fs_read_file(path, 1 << 26, &buf, &len, NULL), 0);
+    int found = memmem(buf, len, needle, strlen(needle)) != NULL;
+    free(buf);
+    return found;
+}
+
+/* Any byte string is a name or a link target (ca-certificates installs
+ * "NetLock_Arany_=Class_Gold=_F\xc5\x91tan\xc3\xbas\xc3\xadtv\xc3\xa1ny.pem" links),
+ * also bytes that are not UTF-8; an all-ASCII layer has no charset record. */
+static void test_byte_string_names(void **state)
+{
+    (void)state;
+    char root[300], out[300], ascii[300], aout[300];
+    snprintf(root, sizeof(root), "%s/names", tmp);
+    snprintf(out, sizeof(out), "%s/names.tar", tmp);
+    snprintf(ascii, sizeof(ascii), "%s/ascii", tmp);
+    snprintf(aout, sizeof(aout), "%s/ascii.tar", tmp);
+    assert_int_equal(lc_fs_mkdir_p(root), 0);
+    assert_int_equal(lc_fs_mkdir_p(ascii), 0);
+    put(ascii, "plain", "p\n", 0644);
+    const char *utf8 = "F\xc5\x91tan\xc3\xbas\xc3\xadtv\xc3\xa1ny.pem";
+    const char *latin1 = "caf\xe9";
+    put(root, utf8, "cert\n", 0644);
+    put(root, latin1, "x\n", 0644);
+    char *p = lc_fs_join(root, "to-utf8");
+    assert_int_equal(symlink(utf8, p), 0);
+    free(p);
+    p = lc_fs_join(root, "to-latin1");
+    assert_int_equal(symlink("/x/\xe9t\xe9", p), 0);
+    free(p);
+    lc_layer_opts o = {.compression = LC_LAYER_NONE};
+    lc_layer_info info;
+    lc_err err = {0};
+    assert_int_equal(lc_layer_write(root, out, &o, &info, &err), 0);
+    struct listed v[16];
+    size_t n = list_tar(out, v, 16);
+    assert_int_equal(n, 4);
+    assert_non_null(find(v, n, utf8));
+    assert_non_null(find(v, n, latin1));
+    assert_string_equal(find(v, n, "to-utf8")->link, utf8);
+    assert_string_equal(find(v, n, "to-latin1")->link, "/x/\xe9t\xe9");
+    assert_true(file_has(out, "hdrcharset=BINARY"));
+    assert_int_equal(lc_layer_write(ascii, aout, &o, &info, &err), 0);
+    assert_false(file_has(aout, "hdrcharset"));
+}
+
+/* A file with holes is a GNU 1.0 sparse entry: the layer does not carry
+ * the holes, and extraction gives back the same bytes. */
+static void test_sparse_file(void **state)
+{
+    (void)state;
+    char root[300], out[300], back[300];
+    snprintf(root, sizeof(root), "%s/sparse", tmp);
+    snprintf(out, sizeof(out), "%s/sparse.tar", tmp);
+    snprintf(back, sizeof(back), "%s/back", tmp);
+    assert_int_equal(lc_fs_mkdir_p(root), 0);
+    assert_int_equal(lc_fs_mkdir_p(back), 0);
+    char *p = lc_fs_join(root, "disk.img");
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 256 << 20), 0);
+    assert_int_equal(pwrite(fd, "middle", 6, 100 << 20), 6);
+    assert_int_equal(pwrite(fd, "end", 3, (256 << 20) - 3), 3);
+    close(fd);
+    free(p);
+    p = lc_fs_join(root, "empty.img"); /* all hole */
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_int_equal(ftruncate(fd, 8 << 20), 0);
+    close(fd);
+    free(p);
+    lc_layer_opts o = {.compression = LC_LAYER_NONE};
+    lc_layer_info info;
+    lc_err err = {0};
+    assert_int_equal(lc_layer_write(root, out, &o, &info, &err), 0);
+    assert_true(info.diff_id.size < 64 * 1024); /* not 264 MiB of zeros */
+    struct listed v[8];
+    size_t n = list_tar(out, v, 8);
+    assert_int_equal(n, 2);
+    assert_int_equal(find(v, n, "disk.img")->size, 256 << 20);
+    assert_int_equal(find(v, n, "empty.img")->size, 8 << 20);
+    /* The same tree written again: the same bytes (the map is by content). */
+    lc_layer_info again;
+    char out2[300];
+    snprintf(out2, sizeof(out2), "%s/sparse2.tar", tmp);
+    assert_int_equal(lc_layer_write(root, out2, &o, &again, &err), 0);
+    assert_true(lc_digest_equal(&info.diff_id, &again.diff_id));
+
+    /* Back through the extractor: same size, same bytes, still sparse. */
+    lc_untar_opts uo = {.mode = LC_UNTAR_PLAIN};
+    assert_int_equal(lc_untar_file(out, back, &uo, NULL, &err), 0);
+    char *q = lc_fs_join(back, "disk.img");
+    struct stat st;
+    assert_int_equal(stat(q, &st), 0);
+    assert_int_equal(st.st_size, 256 << 20);
+    assert_true(st.st_blocks * 512 < (4 << 20));
+    char buf[8];
+    fd = open(q, O_RDONLY);
+    assert_int_equal(pread(fd, buf, 6, 100 << 20), 6);
+    assert_memory_equal(buf, "middle", 6);
+    assert_int_equal(pread(fd, buf, 3, (256 << 20) - 3), 3);
+    assert_memory_equal(buf, "end", 3);
+    assert_int_equal(pread(fd, buf, 4, 4096), 4);
+    assert_memory_equal(buf, "\0\0\0\0", 4);
+    close(fd);
+    free(q);
+    q = lc_fs_join(back, "empty.img");
+    assert_int_equal(stat(q, &st), 0);
+    assert_int_equal(st.st_size, 8 << 20);
+    free(q);
+}
+
+/* File capabilities travel (setcap'd binaries like ping), as SCHILY.xattr
+ * records only (what Go's archive/tar reads). */
+static void test_capability_xattr(void **state)
+{
+    (void)state;
+    char root[300], out[300], back[300];
+    snprintf(root, sizeof(root), "%s/caps", tmp);
+    snprintf(out, sizeof(out), "%s/caps.tar", tmp);
+    snprintf(back, sizeof(back), "%s/caps-back", tmp);
+    assert_int_equal(lc_fs_mkdir_p(root), 0);
+    assert_int_equal(lc_fs_mkdir_p(back), 0);
+    put(root, "ping", "ELF\n", 0755);
+    char *p = lc_fs_join(root, "ping");
+    /* VFS_CAP_REVISION_2, cap_net_raw (bit 13) permitted and effective. */
+    static const unsigned char cap[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x20};
+    assert_int_equal(setxattr(p, "security.capability", cap, sizeof(cap), 0), 0);
+    free(p);
+    lc_layer_opts o = {.compression = LC_LAYER_NONE, .xattrs = 1};
+    lc_err err = {0};
+    assert_int_equal(lc_layer_write(root, out, &o, NULL, &err), 0);
+    assert_true(file_has(out, "SCHILY.xattr.security.capability"));
+    assert_false(file_has(out, "LIBARCHIVE.xattr"));
+    lc_untar_opts uo = {.mode = LC_UNTAR_OVERLAY, .xattrs = 1};
+    assert_int_equal(lc_untar_file(out, back, &uo, NULL, &err), 0);
+    p = lc_fs_join(back, "ping");
+    unsigned char got[32];
+    assert_int_equal(getxattr(p, "security.capability", got, sizeof(got)), (ssize_t)sizeof(cap));
+    assert_memory_equal(got, cap, sizeof(cap));
+    free(p);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -362,6 +511,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deterministic_and_digests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xattrs_when_asked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_string_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sparse_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capability_xattr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

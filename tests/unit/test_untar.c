@@ -424,6 +424,120 @@ static void test_digest_mismatch(void **state)
     assert_true(rc < 0);
 }
 
+/* ---- a tar as Go's archive/tar writes it (docker, buildah, umoci) ---- */
+
+/* One 512-byte ustar header block. */
+static void ustar_header(unsigned char *b, const char *name, char type, size_t size,
+                         const char *link)
+{
+    memset(b, 0, 512);
+    snprintf((char *)b, 100, "%s", name);
+    snprintf((char *)b + 100, 8, "%07o", 0644);
+    snprintf((char *)b + 108, 8, "%07o", 0);
+    snprintf((char *)b + 116, 8, "%07o", 0);
+    snprintf((char *)b + 124, 12, "%011zo", size);
+    snprintf((char *)b + 136, 12, "%011o", 0);
+    b[156] = (unsigned char)type;
+    if (link != NULL)
+        snprintf((char *)b + 157, 100, "%s", link);
+    memcpy(b + 257, "ustar\0" "00", 8);
+    memset(b + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += b[i];
+    snprintf((char *)b + 148, 8, "%06o", sum);
+}
+
+/* A pax record "LEN key=value\n" (LEN counts itself). */
+static size_t pax_record(char *out, const char *key, const char *value)
+{
+    size_t body = strlen(key) + strlen(value) + 3; /* ' ' '=' '\n' */
+    size_t len = body + 1;
+    while (snprintf(NULL, 0, "%zu", len) + body != len)
+        len++;
+    return (size_t)sprintf(out, "%zu %s=%s\n", len, key, value);
+}
+
+/* A file named name and a symlink to target, each name in a pax "path" /
+ * "linkpath" record holding the raw bytes (UTF-8 as Go writes it, or not
+ * UTF-8 at all), no hdrcharset record. */
+static void write_go_tar(const char *rel, const char *name, const char *target)
+{
+    unsigned char blk[512];
+    char pax[512];
+    char *p = path_of(rel);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    size_t n = pax_record(pax, "path", name);
+    ustar_header(blk, "PaxHeaders/f", 'x', n, NULL);
+    fwrite(blk, 1, 512, f);
+    memset(blk, 0, 512);
+    memcpy(blk, pax, n);
+    fwrite(blk, 1, 512, f);
+    ustar_header(blk, "f", '0', 5, NULL);
+    fwrite(blk, 1, 512, f);
+    memset(blk, 0, 512);
+    memcpy(blk, "data\n", 5);
+    fwrite(blk, 1, 512, f);
+    n = pax_record(pax, "linkpath", target);
+    ustar_header(blk, "PaxHeaders/l", 'x', n, NULL);
+    fwrite(blk, 1, 512, f);
+    memset(blk, 0, 512);
+    memcpy(blk, pax, n);
+    fwrite(blk, 1, 512, f);
+    ustar_header(blk, "link", '2', 0, "x");
+    fwrite(blk, 1, 512, f);
+    memset(blk, 0, 512);
+    fwrite(blk, 1, 512, f);
+    fwrite(blk, 1, 512, f);
+    fclose(f);
+    free(p);
+}
+
+/* Base layers from registries name files in UTF-8 pax records; in the
+ * worker's POSIX locale libarchive cannot convert them but must still give
+ * the bytes, which become the names on disk unchanged. */
+static void test_non_ascii_names_from_other_tools(void **state)
+{
+    (void)state;
+    const char *utf8 = "NetLock_Arany_=Class_Gold=_F\xc5\x91tan\xc3\xbas\xc3\xadtv\xc3\xa1ny.pem";
+    write_go_tar("go.tar", utf8, "/usr/share/ca-certificates/mozilla/F\xc5\x91.crt");
+    write_go_tar("latin1.tar", "caf\xe9", "/x/\xe9t\xe9");
+    mkd("out");
+    mkd("out2");
+    char *tar = path_of("go.tar"), *out = path_of("out");
+    lc_err err = {0};
+    lc_untar_opts o = {.mode = LC_UNTAR_OVERLAY};
+    assert_int_equal(lc_untar_file(tar, out, &o, NULL, &err), 0);
+    free(tar);
+    free(out);
+    char rel[300], target[300];
+    snprintf(rel, sizeof(rel), "out/%s", utf8);
+    char *body = slurp(rel);
+    assert_non_null(body);
+    assert_string_equal(body, "data\n");
+    free(body);
+    char *l = path_of("out/link");
+    ssize_t n = readlink(l, target, sizeof(target) - 1);
+    assert_true(n > 0);
+    target[n] = '\0';
+    assert_string_equal(target, "/usr/share/ca-certificates/mozilla/F\xc5\x91.crt");
+    free(l);
+
+    tar = path_of("latin1.tar");
+    out = path_of("out2");
+    assert_int_equal(lc_untar_file(tar, out, &o, NULL, &err), 0);
+    free(tar);
+    free(out);
+    assert_true(exists("out2/caf\xe9"));
+    l = path_of("out2/link");
+    n = readlink(l, target, sizeof(target) - 1);
+    assert_true(n > 0);
+    target[n] = '\0';
+    assert_string_equal(target, "/x/\xe9t\xe9");
+    free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +552,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overlay_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_mode_and_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_ascii_names_from_other_tools, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
