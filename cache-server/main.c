@@ -86,9 +86,11 @@ static const lc_flag flags[] = {
     {"tls-client-ca", 0, LC_FLAG_STRING, &opt_tls_client_ca, NULL, "FILE",
      "mutual TLS: require client certificates signed by a CA in this PEM file"},
     /* http.h: /metrics, /status and the dashboard, apart from gRPC. */
-    {"http-listen", 0, LC_FLAG_STRING, &opt_http_listen, "0.0.0.0:9090", "ADDR",
+    {"http-listen", 0, LC_FLAG_STRING, &opt_http_listen, "127.0.0.1:9090", "ADDR",
      "HTTP listen address HOST:PORT (numeric IPv4 or [IPv6]) for /metrics (Prometheus), "
-     "/status (JSON) and the dashboard page at /; port 0 picks a free port"},
+     "/status (JSON) and the dashboard page at /; port 0 picks a free port. Loopback unless "
+     "told otherwise (e.g. 0.0.0.0:9090): the dashboard shows instruction texts, so with "
+     "--tokens every page but /metrics and /healthz needs a token (docs/SECURITY.md)"},
     /* cluster.h: off unless --peers is given. */
     {"peers", 0, LC_FLAG_STRING, &opt_peers, NULL, "LIST|NAME:PORT",
      "cluster mode: the replicas, as a comma-separated HOST:PORT list (this one included) or "
@@ -380,7 +382,11 @@ int main(int argc, char **argv)
                         .stats = stats,
                         .max_bytes = opt_max_size,
                         .max_age = opt_max_age,
-                        .describe = lc_admin_describe};
+                        .describe = lc_admin_describe,
+                        .auth = auth,       /* auth.h: pages need a token too */
+                        .trust = trust,     /* trust.h */
+                        .hits = hits,       /* admin.h: the entry list */
+                        .entries = lc_admin_entries_json};
     char http_addr[300];
     if (lc_http_start(opt_http_listen, &hctx, &http, http_addr, sizeof(http_addr), &err) < 0) {
         fprintf(stderr, "layercache-server: %s\n", err.msg);
