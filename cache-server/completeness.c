@@ -159,8 +159,8 @@ int lc_complete_needs_of(const action_result *ar, lc_complete_fetch_fn fetch, vo
     for (size_t i = 0; i < ar->n_output_files; i++) {
         const Build__Bazel__Remote__Execution__V2__OutputFile *f = ar->output_files[i];
         if (f == NULL || f->path == NULL || f->path[0] == '\0')
-            return lc_err_set(err, LC_INVALID_ARGUMENT, "action_result.output_files[%zu] has no path",
-                              i);
+            return lc_err_set(err, LC_INVALID_ARGUMENT,
+                              "action_result.output_files[%zu] has no path", i);
         snprintf(what, sizeof(what), "action_result.output_files[%zu].digest", i);
         if ((rc = add_wire(out, f->digest, what, err)) < 0)
             return rc;
@@ -169,8 +169,8 @@ int lc_complete_needs_of(const action_result *ar, lc_complete_fetch_fn fetch, vo
         const reapi_digest *d = i == 0 ? ar->stdout_digest : ar->stderr_digest;
         /* Optional; when present they must be valid. */
         if (d != NULL &&
-            (rc = add_wire(out, d, i == 0 ? "action_result.stdout_digest"
-                                          : "action_result.stderr_digest",
+            (rc = add_wire(out, d,
+                           i == 0 ? "action_result.stdout_digest" : "action_result.stderr_digest",
                            err)) < 0)
             return rc;
     }

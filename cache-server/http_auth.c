@@ -163,7 +163,8 @@ int lc_http_auth_identify(lc_http_auth *h, const lc_http_request *req, int64_t n
     size_t len = 0;
     int b = bearer(req, &tok, &len);
     if (b < 0)
-        return lc_err_set(err, LC_UNAUTHENTICATED, "the Authorization header is not 'Bearer <token>'");
+        return lc_err_set(err, LC_UNAUTHENTICATED,
+                          "the Authorization header is not 'Bearer <token>'");
     if (b > 0) {
         int rc = lc_auth_lookup(h->auth, tok, len, id, NULL, err);
         return rc < 0 ? rc : 1;

@@ -45,8 +45,8 @@ int lc_store_blob_peek(lc_store *s, const lc_digest *d, uint8_t **data, size_t *
     it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_BLOB_CHUNKS]);
     int64_t pos = 0;
     rc = 0;
-    for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo)); pos < m.size && rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo));
+         pos < m.size && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
@@ -68,8 +68,9 @@ int lc_store_blob_peek(lc_store *s, const lc_digest *d, uint8_t **data, size_t *
     if (e != NULL)
         rc = lc_store__rdb_err(err, e, "reading blob chunks");
     else if (pos != m.size)
-        rc = lc_err_set(err, LC_DATA_LOSS, "blob %s/%" PRId64 ": chunks do not cover offset %" PRId64,
-                        hex, d->size, pos);
+        rc = lc_err_set(err, LC_DATA_LOSS,
+                        "blob %s/%" PRId64 ": chunks do not cover offset %" PRId64, hex, d->size,
+                        pos);
 out:
     if (it != NULL)
         rocksdb_iter_destroy(it);
@@ -173,8 +174,8 @@ int lc_store_ac_untrusted_get(lc_store *s, const char *instance, const lc_digest
         char hex[LC_HASH_HEX_LEN + 1];
         lc_digest_hex(action, hex);
         return lc_err_set(err, LC_NOT_FOUND,
-                          "no untrusted action result of '%s' for %s/%" PRId64 " in \"%s\"",
-                          writer, hex, action->size, instance != NULL ? instance : "");
+                          "no untrusted action result of '%s' for %s/%" PRId64 " in \"%s\"", writer,
+                          hex, action->size, instance != NULL ? instance : "");
     }
     size_t vlen;
     const char *v = rocksdb_pinnableslice_value(ps, &vlen);
@@ -247,7 +248,8 @@ static int delete_if(lc_store *s, const lc_digest *action, const uint8_t *key, s
         goto out;
     size_t vlen;
     const char *v = rocksdb_pinnableslice_value(ps, &vlen);
-    bool same = expect == NULL || (vlen == expect_len && (vlen == 0 || memcmp(v, expect, vlen) == 0));
+    bool same =
+        expect == NULL || (vlen == expect_len && (vlen == 0 || memcmp(v, expect, vlen) == 0));
     rocksdb_pinnableslice_destroy(ps);
     if (!same)
         goto out;

@@ -58,9 +58,9 @@ typedef struct lc_trust_caller {
 } lc_trust_caller;
 
 typedef struct lc_trust_counts {
-    uint64_t promoted_trusted; /* keys whose untrusted results a trusted writer confirmed */
-    uint64_t promoted_quorum;  /* keys promoted by --promote-quorum */
-    uint64_t rejected;         /* untrusted writes that differ from the trusted entry */
+    uint64_t promoted_trusted;  /* keys whose untrusted results a trusted writer confirmed */
+    uint64_t promoted_quorum;   /* keys promoted by --promote-quorum */
+    uint64_t rejected;          /* untrusted writes that differ from the trusted entry */
     uint64_t untrusted_updates; /* untrusted UpdateActionResult calls stored */
 } lc_trust_counts;
 

@@ -28,9 +28,13 @@ typedef Build__Bazel__Remote__Execution__V2__Digest wire_digest;
 
 /* The blobs of the result under test, by kind. */
 enum { OUT_FILE, STDOUT, STDERR, TREE, ROOT_FILE, CHILD_FILE, ROOT_DIR, N_KINDS };
-static const char *const kind_names[N_KINDS] = {
-    "output file", "stdout", "stderr", "tree", "file in the tree's root",
-    "file in a child directory", "root_directory_digest"};
+static const char *const kind_names[N_KINDS] = {"output file",
+                                                "stdout",
+                                                "stderr",
+                                                "tree",
+                                                "file in the tree's root",
+                                                "file in a child directory",
+                                                "root_directory_digest"};
 
 typedef struct fixture {
     char dir[64];
@@ -49,7 +53,8 @@ typedef struct fixture {
 static void to_wire(fixture *f, int k)
 {
     lc_digest_hex(&f->d[k], f->hex[k]);
-    Build__Bazel__Remote__Execution__V2__Digest init = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    Build__Bazel__Remote__Execution__V2__Digest init =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
     f->w[k] = init;
     f->w[k].hash = f->hex[k];
     f->w[k].size_bytes = f->d[k].size;
@@ -83,8 +88,9 @@ static void del(fixture *f, int k)
  * digest. */
 static void make_tree(fixture *f, bool bad_file)
 {
-    Build__Bazel__Remote__Execution__V2__FileNode a = BUILD__BAZEL__REMOTE__EXECUTION__V2__FILE_NODE__INIT,
-                                                  b = BUILD__BAZEL__REMOTE__EXECUTION__V2__FILE_NODE__INIT;
+    Build__Bazel__Remote__Execution__V2__FileNode
+        a = BUILD__BAZEL__REMOTE__EXECUTION__V2__FILE_NODE__INIT,
+        b = BUILD__BAZEL__REMOTE__EXECUTION__V2__FILE_NODE__INIT;
     a.name = "a";
     a.digest = &f->w[ROOT_FILE];
     b.name = "b";
@@ -124,7 +130,8 @@ static void make_tree(fixture *f, bool bad_file)
     build__bazel__remote__execution__v2__directory__pack(&root, rbuf);
     set_blob(f, ROOT_DIR, rbuf, rlen);
     Build__Bazel__Remote__Execution__V2__Directory *children[1] = {&child};
-    Build__Bazel__Remote__Execution__V2__Tree tree = BUILD__BAZEL__REMOTE__EXECUTION__V2__TREE__INIT;
+    Build__Bazel__Remote__Execution__V2__Tree tree =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__TREE__INIT;
     tree.root = &root;
     tree.n_children = 1;
     tree.children = children;

@@ -94,8 +94,8 @@ static void test_caller_of(void **state)
     client.forwarded = true;
     lc_trust_caller_of(&client, &c);
     assert_int_equal(c.role, LC_ROLE_UNTRUSTED);
-    lc_call_ctx named_admin = {.metadata = &md, .role = LC_ROLE_ADMIN, .principal = "ops",
-                               .forwarded = true};
+    lc_call_ctx named_admin = {
+        .metadata = &md, .role = LC_ROLE_ADMIN, .principal = "ops", .forwarded = true};
     lc_trust_caller_of(&named_admin, &c);
     assert_int_equal(c.role, LC_ROLE_ADMIN);
     assert_string_equal(c.name, "ops");
@@ -127,7 +127,8 @@ static void make(result *r, const char *content, const char *worker)
     lc_digest d;
     lc_digest_of(content, strlen(content), &d);
     lc_digest_hex(&d, r->hex);
-    Build__Bazel__Remote__Execution__V2__Digest di = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    Build__Bazel__Remote__Execution__V2__Digest di =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
     r->d = di;
     r->d.hash = r->hex;
     r->d.size_bytes = d.size;
@@ -320,21 +321,16 @@ static void test_storage(void **state)
      * for an untrusted one. */
     assert_int_equal(lc_store_ac_put(f->s, "\x01odd", &k1, (const uint8_t *)"T", 1, &err), 0);
     assert_int_equal(lc_store_ac_put(f->s, "a", &k1, (const uint8_t *)"T", 1, &err), 0);
-    assert_int_equal(lc_store_ac_untrusted_put(f->s, "a", &k1, "pr-1", (const uint8_t *)"x", 1,
-                                               &err),
-                     0);
-    assert_int_equal(lc_store_ac_untrusted_put(f->s, "a", &k1, "pr-2", (const uint8_t *)"y", 1,
-                                               &err),
-                     0);
-    assert_int_equal(lc_store_ac_untrusted_put(f->s, "a", &k1, "pr-2", (const uint8_t *)"Y", 1,
-                                               &err),
-                     0);
-    assert_int_equal(lc_store_ac_untrusted_put(f->s, "a", &k2, "pr-1", (const uint8_t *)"z", 1,
-                                               &err),
-                     0);
-    assert_int_equal(lc_store_ac_untrusted_put(f->s, "b", &k1, "pr-1", (const uint8_t *)"w", 1,
-                                               &err),
-                     0);
+    assert_int_equal(
+        lc_store_ac_untrusted_put(f->s, "a", &k1, "pr-1", (const uint8_t *)"x", 1, &err), 0);
+    assert_int_equal(
+        lc_store_ac_untrusted_put(f->s, "a", &k1, "pr-2", (const uint8_t *)"y", 1, &err), 0);
+    assert_int_equal(
+        lc_store_ac_untrusted_put(f->s, "a", &k1, "pr-2", (const uint8_t *)"Y", 1, &err), 0);
+    assert_int_equal(
+        lc_store_ac_untrusted_put(f->s, "a", &k2, "pr-1", (const uint8_t *)"z", 1, &err), 0);
+    assert_int_equal(
+        lc_store_ac_untrusted_put(f->s, "b", &k1, "pr-1", (const uint8_t *)"w", 1, &err), 0);
     assert_int_equal(lc_store_ac_untrusted_put(f->s, "a", &k1, "", (const uint8_t *)"w", 1, &err),
                      -LC_INVALID_ARGUMENT);
     lc_store_totals t;
@@ -366,13 +362,13 @@ static void test_storage(void **state)
     assert_int_equal(s.n, 4);
     /* Evict only while unchanged; delete. */
     bool gone = true;
-    assert_int_equal(lc_store_ac_untrusted_evict(f->s, "a", &k1, "pr-2", (const uint8_t *)"y", 1,
-                                                 &gone, &err),
-                     0);
+    assert_int_equal(
+        lc_store_ac_untrusted_evict(f->s, "a", &k1, "pr-2", (const uint8_t *)"y", 1, &gone, &err),
+        0);
     assert_false(gone);
-    assert_int_equal(lc_store_ac_untrusted_evict(f->s, "a", &k1, "pr-2", (const uint8_t *)"Y", 1,
-                                                 &gone, &err),
-                     0);
+    assert_int_equal(
+        lc_store_ac_untrusted_evict(f->s, "a", &k1, "pr-2", (const uint8_t *)"Y", 1, &gone, &err),
+        0);
     assert_true(gone);
     assert_int_equal(lc_store_ac_untrusted_delete(f->s, "b", &k1, "pr-1", &err), 0);
     assert_int_equal(lc_store_ac_untrusted_delete(f->s, "b", &k1, "pr-1", &err), 0);
@@ -411,10 +407,12 @@ static void test_hits_per_writer(void **state)
     uint8_t *v = NULL;
     size_t len = 0;
     assert_int_equal(lc_store_ac_untrusted_get(f->s, "", &k, "pr-1", &v, &len, &err), 0);
-    Layercache__V1__StoredActionResult *u = layercache__v1__stored_action_result__unpack(NULL, len, v);
+    Layercache__V1__StoredActionResult *u =
+        layercache__v1__stored_action_result__unpack(NULL, len, v);
     free(v);
     assert_int_equal(lc_store_ac_get(f->s, "", &k, &v, &len, &err), 0);
-    Layercache__V1__StoredActionResult *tr = layercache__v1__stored_action_result__unpack(NULL, len, v);
+    Layercache__V1__StoredActionResult *tr =
+        layercache__v1__stored_action_result__unpack(NULL, len, v);
     free(v);
     assert_int_equal(u->hit_count, 2);
     assert_int_equal(u->last_hit_unix, 1001);
