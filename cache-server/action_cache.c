@@ -122,7 +122,7 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
         (rc = lc_svc_digest(req->action_digest, "action_digest", &action, err)) < 0)
         return rc;
     digest_name(&action, name, sizeof(name));
-    snprintf(why, sizeof(why), "no action result for %s in instance '%s'", name, inst);
+    why[0] = '\0'; /* set by serve when an entry is there but cannot be served */
     lc_trust_caller caller;
     lc_trust_caller_of(ctx, &caller);
     rc = 0;
@@ -155,6 +155,8 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
         lc_stats_ac(env->stats, inst, rc == 1);
     if (rc == 1)
         return 0;
+    if (why[0] == '\0')
+        return lc_err_set(err, LC_NOT_FOUND, "no action result for %s in instance '%s'", name, inst);
     return lc_err_set(err, LC_NOT_FOUND, "%s", why);
 }
 
