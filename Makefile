@@ -206,6 +206,16 @@ bench: bench-server-bins
 bench-server: all bench-server-bins
 	bench/bench-server
 
+# ---- bench-trust (owner: srvaccess) -------------------------------------------
+# bench/bench-trust: AC hit QPS and server CPU per call without tokens, with a
+# write token and with an untrusted token (its own entry), paired; set
+# BENCH_BASELINE_BIN to compare with another layercache-server build too.
+.PHONY: bench-trust
+bench-trust: export LC_BIN := $(abspath $(BINDIR))
+bench-trust: export LC_BENCH_BIN := $(abspath $(BUILD)/bench)
+bench-trust: all bench-server-bins
+	bench/bench-trust
+
 # ---- cluster benchmark: bench-cluster (owner: h2) ---------------------------
 # bench/bench-cluster: GetActionResult hit QPS and ByteStream.Read MB/s of a
 # single node vs through one replica of a 3-replica cluster vs loadgen routing

@@ -72,6 +72,7 @@ typedef struct opts {
     uint64_t seed;
     const char *peers; /* cluster: route to owners */
     int keys;          /* unary: distinct action keys */
+    const char *token; /* unary: sent as "authorization: Bearer <token>" */
 } opts;
 
 static opts g_o = {.duration = 5,
@@ -82,6 +83,8 @@ static opts g_o = {.duration = 5,
                    .channels = 1,
                    .keys = 1};
 static grpc_completion_queue *g_cq;
+static grpc_metadata g_auth_md[1]; /* --token */
+static char g_auth_value[4200];
 static grpc_channel **g_ch;
 static unsigned g_next_ch;
 /* --peers: one channel per replica, ids as the peer list names them. */
@@ -719,8 +722,8 @@ static void ucall_start(ucall *u)
     u->resp = NULL;
     u->call = new_call(rq->ch[k] != NULL ? rq->ch[k] : next_channel(), u->run->method, 30);
     grpc_op ops[6];
-    lc__cache_unary_ops(ops, NULL, 0, u->req, &u->resp, &u->init_md, &u->trail_md, &u->status,
-                        &u->details);
+    lc__cache_unary_ops(ops, g_auth_md, g_o.token != NULL ? 1 : 0, u->req, &u->resp, &u->init_md,
+                        &u->trail_md, &u->status, &u->details);
     if (grpc_call_start_batch(u->call, ops, 6, &u->t, NULL) != GRPC_CALL_OK)
         die("unary: cannot start a call");
 }
@@ -808,7 +811,7 @@ static void unary_setup(ureqs *rq)
     if (g_o.reapi) {
         char target[300];
         snprintf(target, sizeof target, "grpc://%s", g_o.target);
-        lc_cache_client_options co = {.peers = g_o.peers, .deadline_ms = 60000};
+        lc_cache_client_options co = {.peers = g_o.peers, .deadline_ms = 60000, .token = g_o.token};
         if (lc_cache_client_open(g_o.peers ? NULL : target, &co, &cl, &err) < 0)
             die("%s", err.msg);
     }
@@ -907,7 +910,7 @@ static void usage(FILE *f)
             "usage: loadgen --target HOST:PORT --kind echo|reapi --test unary|stream|write|read\n"
             "  [--concurrency 1,16,64] [--duration 5] [--warmup 1]      unary\n"
             "  [--size 256M] [--chunk 1M] [--streams 1] [--verify]     stream, write, read\n"
-            "  [--channels 1] [--seed N] [--keys 1]                     --keys: unary\n"
+            "  [--channels 1] [--seed N] [--keys 1] [--token T]         --keys, --token: unary\n"
             "  [--peers HOST:PORT,...]   cluster: each call to its key's first owner\n");
 }
 
@@ -956,6 +959,8 @@ int main(int argc, char **argv)
             g_o.peers = v;
         } else if (strcmp(a, "--keys") == 0) {
             g_o.keys = atoi(v);
+        } else if (strcmp(a, "--token") == 0) {
+            g_o.token = v;
         } else if (strcmp(a, "--seed") == 0) {
             g_o.seed = strtoull(v, NULL, 0);
         } else {
@@ -980,6 +985,11 @@ int main(int argc, char **argv)
     if (g_o.channels < 1 || g_o.streams < 1 || g_o.chunk == 0 || g_o.duration <= 0 || g_o.keys < 1)
         die("--channels, --streams, --chunk, --duration and --keys must be positive");
 
+    if (g_o.token != NULL) {
+        snprintf(g_auth_value, sizeof g_auth_value, "Bearer %s", g_o.token);
+        g_auth_md[0].key = grpc_slice_from_static_string("authorization");
+        g_auth_md[0].value = grpc_slice_from_static_string(g_auth_value);
+    }
     grpc_init();
     g_cq = grpc_completion_queue_create_for_next(NULL);
     grpc_arg args[] = {

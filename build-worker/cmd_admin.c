@@ -23,7 +23,7 @@ int lc_cmd_purge(int argc, char **argv);
 static char *opt_format, *opt_instance, *opt_sort, *opt_writer;
 static int64_t opt_limit, opt_older, opt_newer;
 static lc_strlist opt_keys;
-static bool opt_all, opt_cascade, opt_dry_run;
+static bool opt_all, opt_cascade, opt_dry_run, opt_untrusted;
 
 static const lc_flag format_flags[] = {
     {"format", 0, LC_FLAG_STRING, &opt_format, "table", "table|json", "output format", true},
@@ -44,6 +44,9 @@ static const lc_flag ls_flags[] = {
     {"sort", 0, LC_FLAG_STRING, &opt_sort, "newest", "newest|hits",
      "newest first, or most hit first", true},
     {"limit", 'n', LC_FLAG_INT, &opt_limit, "50", "N", "show at most N entries (0 = all)", true},
+    {"writer", 0, LC_FLAG_STRING, &opt_writer, NULL, "NAME", "only entries written by NAME", true},
+    {"untrusted", 0, LC_FLAG_BOOL, &opt_untrusted, NULL, NULL,
+     "only entries of untrusted tokens (kept for their writer until promoted)", true},
     LC_FLAG_INCLUDE_GROUP(format_group),
 };
 
@@ -54,6 +57,10 @@ static const lc_flag purge_flags[] = {
     {"instance", 0, LC_FLAG_STRING, &opt_instance, NULL, "NAME",
      "entries of this instance ('' = the default instance)", true},
     {"writer", 0, LC_FLAG_STRING, &opt_writer, NULL, "NAME", "entries written by NAME", true},
+    {"untrusted", 0, LC_FLAG_BOOL, &opt_untrusted, NULL, NULL,
+     "only entries of untrusted tokens (with --writer: one pull-request token's entries, "
+     "none a trusted writer of that name stored)",
+     true},
     {"older-than", 0, LC_FLAG_DURATION, &opt_older, "0", "DURATION",
      "entries created more than DURATION ago (90s, 15m, 12h, 7d)", true},
     {"newer-than", 0, LC_FLAG_DURATION, &opt_newer, "0", "DURATION",
@@ -80,17 +87,23 @@ static const char stats_usage[] =
 static const char ls_usage[] =
     "usage: layercache ls [options]\n\n"
     "Lists action cache entries, newest (or most hit) first, with each step's\n"
-    "instruction, so you can find the key to purge.\n\n"
+    "instruction, so you can find the key to purge. TRUST says who gets an entry:\n"
+    "trusted (everyone; written by a write or admin token), untrusted (only tokens\n"
+    "named like its WRITER), promoted (untrusted results --promote-quorum names\n"
+    "stored identically: everyone). [incomplete] marks an entry a blob of which is\n"
+    "gone: it misses.\n\n"
     "The cache server and token can also come from LAYERCACHE_CACHE and\n"
     "LAYERCACHE_TOKEN.";
 
 static const char purge_usage[] =
     "usage: layercache purge [options] [KEY...]\n\n"
     "Removes action cache entries: by key (sha256:HEX as `layercache keys` and\n"
-    "`layercache ls` print it), by instance, by writer, by age, or --all (which\n"
-    "also empties the CAS). Criteria combine (all must match). --cascade also\n"
-    "removes the steps built on top of a removed step (same instance, image\n"
-    "state extending the removed one). Purged entries miss at once.\n\n"
+    "`layercache ls` print it), by instance, by writer, by age, untrusted ones, or\n"
+    "--all (which also empties the CAS). Criteria combine (all must match).\n"
+    "--cascade also removes the steps built on top of a removed step (same\n"
+    "instance, image state extending the removed one). Purged entries miss at once.\n\n"
+    "Drop what one pull-request token stored:\n"
+    "  layercache purge --writer pr-1234 --untrusted\n\n"
     "Purge the cache entry of step 5 of a Dockerfile:\n"
     "  layercache keys --format json CONTEXT | jq -r '.steps[5].key' | xargs layercache purge "
     "--key\n\n"
@@ -98,6 +111,19 @@ static const char purge_usage[] =
     "LAYERCACHE_TOKEN.";
 
 /* ---- shared ------------------------------------------------------------------ */
+
+/* Who gets an entry (admin.proto Trust; cache-server/trust.h). */
+static const char *trust_name(Layercache__V1__Trust t)
+{
+    switch (t) {
+    case LAYERCACHE__V1__TRUST__UNTRUSTED:
+        return "untrusted";
+    case LAYERCACHE__V1__TRUST__PROMOTED:
+        return "promoted";
+    default:
+        return "trusted";
+    }
+}
 
 /* Parses flags; returns -1 to go on, else the exit status to return. */
 static int parse(const char *cmd, const lc_flag *flags, size_t n, const char *usage, int argc,
@@ -373,8 +399,8 @@ int lc_cmd_ls(int argc, char **argv)
     int64_t now = (int64_t)time(NULL);
     uint64_t shown = 0, total = 0;
     if (!json)
-        printf("%-71s %6s %9s %9s %10s  %-16s %-12s %s\n", "KEY", "HITS", "LAST HIT", "CREATED",
-               "SIZE", "WRITER", "INSTANCE", "INSTRUCTION");
+        printf("%-71s %6s %9s %9s %10s  %-16s %-9s %-12s %s\n", "KEY", "HITS", "LAST HIT",
+               "CREATED", "SIZE", "WRITER", "TRUST", "INSTANCE", "INSTRUCTION");
     for (;;) {
         Layercache__V1__ListActionsRequest req = LAYERCACHE__V1__LIST_ACTIONS_REQUEST__INIT;
         req.instance_name = opt_instance ? opt_instance : "";
@@ -384,6 +410,9 @@ int lc_cmd_ls(int argc, char **argv)
         uint64_t want = opt_limit > 0 ? (uint64_t)opt_limit - shown : 1000;
         req.page_size = (int32_t)(want < 1000 ? want : 1000);
         req.page_token = token ? token : "";
+        req.writer = opt_writer ? opt_writer : "";
+        if (opt_untrusted)
+            req.trust = LAYERCACHE__V1__LIST_ACTIONS_REQUEST__TRUST_FILTER__UNTRUSTED_ONLY;
         if (lc_admin_client_list_actions(c, &req, &page, &err) < 0) {
             fprintf(stderr, "layercache ls: %s\n", err.msg);
             goto out;
@@ -397,23 +426,32 @@ int lc_cmd_ls(int argc, char **argv)
                 char created[32], last[32];
                 iso_time(a->created_unix, created, sizeof(created));
                 iso_time(a->last_hit_unix, last, sizeof(last));
+                json_t *from = json_array();
+                for (size_t k = 0; from != NULL && k < a->n_promoted_from; k++)
+                    json_array_append_new(from, json_string(a->promoted_from[k]));
                 json_array_append_new(
                     items,
-                    json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:s, s:I, s:I}", "instance",
-                              a->instance_name ? a->instance_name : "", "key", key, "action_size",
+                    json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:s, s:I, s:I, s:s, "
+                              "s:o*, s:b}",
+                              "instance", a->instance_name ? a->instance_name : "", "key", key,
+                              "action_size",
                               (json_int_t)(a->action_digest ? a->action_digest->size_bytes : 0),
                               "instruction", a->description ? a->description : "", "writer",
                               a->writer ? a->writer : "", "created_unix",
                               (json_int_t)a->created_unix, "created", created, "last_hit_unix",
                               (json_int_t)a->last_hit_unix, "last_hit", last, "hit_count",
-                              (json_int_t)a->hit_count, "size_bytes", (json_int_t)a->size_bytes));
+                              (json_int_t)a->hit_count, "size_bytes", (json_int_t)a->size_bytes,
+                              "trust", trust_name(a->trust), "promoted_from", from, "incomplete",
+                              (int)a->incomplete));
             } else {
                 char last[24], created[24], size[32];
                 human_ago(a->last_hit_unix, now, last, sizeof(last));
                 human_ago(a->created_unix, now, created, sizeof(created));
                 human_bytes(a->size_bytes, size, sizeof(size));
-                printf("%-71s %6" PRIu64 " %9s %9s %10s  %-16.16s %-12.12s %s\n", key, a->hit_count,
-                       last, created, size, a->writer ? a->writer : "", inst_name(a->instance_name),
+                printf("%-71s %6" PRIu64 " %9s %9s %10s  %-16.16s %-9s %-12.12s %s%s\n", key,
+                       a->hit_count, last, created, size, a->writer ? a->writer : "",
+                       trust_name(a->trust), inst_name(a->instance_name),
+                       a->incomplete ? "[incomplete] " : "",
                        a->description && a->description[0] ? a->description : "(unknown)");
             }
             shown++;
@@ -507,11 +545,11 @@ int lc_cmd_purge(int argc, char **argv)
         dmsgs[i].size_bytes = keys[i].size;
         dptrs[i] = &dmsgs[i];
     }
-    bool criteria =
-        nk > 0 || opt_instance != NULL || opt_writer != NULL || opt_older > 0 || opt_newer > 0;
+    bool criteria = nk > 0 || opt_instance != NULL || opt_writer != NULL || opt_older > 0 ||
+                    opt_newer > 0 || opt_untrusted;
     if (!criteria && !opt_all) {
         fprintf(stderr, "layercache purge: say what to purge: --key, --instance, --writer, "
-                        "--older-than/--newer-than, or --all (see --help)\n");
+                        "--older-than/--newer-than, --untrusted, or --all (see --help)\n");
         goto out;
     }
     if (opt_all && (criteria || opt_cascade)) {
@@ -533,6 +571,7 @@ int lc_cmd_purge(int argc, char **argv)
     req.all = opt_all;
     req.cascade = opt_cascade;
     req.dry_run = opt_dry_run;
+    req.untrusted_only = opt_untrusted;
     if (lc_admin_client_purge(c, &req, &r, &err) < 0) {
         fprintf(stderr, "layercache purge: %s\n", err.msg);
         goto out;
@@ -550,12 +589,13 @@ int lc_cmd_purge(int argc, char **argv)
             char key[96];
             key_text(a->action_digest, key, sizeof(key));
             json_array_append_new(
-                list, json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:b}", "instance",
+                list, json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:b, s:s}", "instance",
                                 a->instance_name ? a->instance_name : "", "key", key, "action_size",
                                 (json_int_t)(a->action_digest ? a->action_digest->size_bytes : 0),
                                 "instruction", a->description ? a->description : "", "writer",
                                 a->writer ? a->writer : "", "created_unix",
-                                (json_int_t)a->created_unix, "cascaded", (int)a->cascaded));
+                                (json_int_t)a->created_unix, "cascaded", (int)a->cascaded, "trust",
+                                trust_name(a->trust)));
         }
         json_object_set_new(root, "dry_run", json_boolean(opt_dry_run));
         json_object_set_new(root, "entries_removed", json_integer((json_int_t)r->entries_removed));
@@ -578,7 +618,8 @@ int lc_cmd_purge(int argc, char **argv)
         const Layercache__V1__PurgedAction *a = r->removed[i];
         char key[96];
         key_text(a->action_digest, key, sizeof(key));
-        printf("  %s  %-12.12s %s%s\n", key, inst_name(a->instance_name),
+        printf("  %s  %-12.12s %-16.16s %-9s %s%s\n", key, inst_name(a->instance_name),
+               a->writer ? a->writer : "", trust_name(a->trust),
                a->description && a->description[0] ? a->description : "(unknown)",
                a->cascaded ? "  [cascade]" : "");
     }

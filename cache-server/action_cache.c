@@ -2,78 +2,28 @@
  *
  * Entries are keyed by (instance_name, action digest) and stored as a
  * StoredActionResult (admin.proto) holding the ActionResult bytes as
- * accepted. A result whose referenced blobs are not all in the CAS reads as
- * NOT_FOUND: a client must never get a hit it cannot download. */
+ * accepted. A result that is not complete (completeness.h: a blob it
+ * needs, a file inside one of its Trees included, is not in the CAS) reads
+ * as NOT_FOUND: a client must never get a hit it cannot download.
+ *
+ * Who sees which entry is trust.h's rule: a caller with an untrusted token
+ * gets its own entry first, then the trusted one; everyone else the
+ * trusted one only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "admin.h"
+#include "completeness.h"
 #include "forward.h" /* cluster mode */
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
 #include "services.h"
+#include "store_ac.h"
+#include "trust.h"
 
 #define MOD "ac"
-
-/* Every digest an ActionResult references, validated, in a malloc'd array.
- * Empty digests are left out (the empty blob always exists). */
-static int collect_digests(const LC_REAPI(ActionResult) * ar, lc_digest **out, size_t *n,
-                           uint64_t *total_size, lc_err *err)
-{
-    size_t cap = ar->n_output_files + ar->n_output_directories + 2, k = 0;
-    lc_digest *ds = calloc(cap, sizeof(*ds));
-    char what[96];
-    int rc = 0;
-    if (ds == NULL)
-        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    *total_size = 0;
-    for (size_t i = 0; i < ar->n_output_files; i++) {
-        const LC_REAPI(OutputFile) *f = ar->output_files[i];
-        snprintf(what, sizeof(what), "action_result.output_files[%zu].digest", i);
-        if (f == NULL || f->path == NULL || f->path[0] == '\0') {
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT, "action_result.output_files[%zu] has no path",
-                            i);
-            goto fail;
-        }
-        if ((rc = lc_svc_digest(f->digest, what, &ds[k], err)) < 0)
-            goto fail;
-        *total_size += (uint64_t)ds[k].size;
-        k += !lc_digest_is_empty(&ds[k]);
-    }
-    for (size_t i = 0; i < ar->n_output_directories; i++) {
-        const LC_REAPI(OutputDirectory) *d = ar->output_directories[i];
-        snprintf(what, sizeof(what), "action_result.output_directories[%zu].tree_digest", i);
-        if (d == NULL) {
-            rc = lc_err_set(err, LC_INVALID_ARGUMENT,
-                            "action_result.output_directories[%zu] is "
-                            "empty",
-                            i);
-            goto fail;
-        }
-        if ((rc = lc_svc_digest(d->tree_digest, what, &ds[k], err)) < 0)
-            goto fail;
-        *total_size += (uint64_t)ds[k].size;
-        k += !lc_digest_is_empty(&ds[k]);
-    }
-    /* stdout/stderr digests are optional; when present they must be valid. */
-    const LC_REAPI(Digest) * std_digests[2] = {ar->stdout_digest, ar->stderr_digest};
-    const char *std_names[2] = {"action_result.stdout_digest", "action_result.stderr_digest"};
-    for (int i = 0; i < 2; i++) {
-        if (std_digests[i] == NULL)
-            continue;
-        if ((rc = lc_svc_digest(std_digests[i], std_names[i], &ds[k], err)) < 0)
-            goto fail;
-        k += !lc_digest_is_empty(&ds[k]);
-    }
-    *out = ds;
-    *n = k;
-    return 0;
-fail:
-    free(ds);
-    return rc;
-}
 
 static void digest_name(const lc_digest *d, char *out, size_t outlen)
 {
@@ -91,6 +41,68 @@ static grpc_byte_buffer *bytes_buffer(const uint8_t *data, size_t len)
     return bb;
 }
 
+/* Serves one stored entry (value) if it is complete: 1 with *resp set, 0
+ * when it cannot be served (why says so), < 0 on a store error. writer is
+ * the untrusted writer of the entry, NULL for the trusted one. */
+static int serve(const lc_call_ctx *ctx, const char *inst, const lc_digest *action,
+                 const char *name, const uint8_t *value, size_t len, const char *writer,
+                 grpc_byte_buffer **resp, char *why, size_t why_cap, lc_err *err)
+{
+    const lc_svc_env *env = ctx->env;
+    Layercache__V1__StoredActionResult *stored =
+        layercache__v1__stored_action_result__unpack(NULL, len, value);
+    LC_REAPI(ActionResult) *ar = NULL;
+    int rc = 0;
+    if (stored != NULL)
+        ar = LC_REAPI_FN(action_result__unpack)(NULL, stored->action_result.len,
+                                                stored->action_result.data);
+    if (ar == NULL) {
+        LC_WARN(MOD, "action result %s in instance '%s' is unreadable; treating it as a miss", name,
+                inst);
+        snprintf(why, why_cap, "no readable action result for %s in instance '%s'", name, inst);
+        goto out;
+    }
+    /* cluster: a peer's lookup; the asking replica checks the blobs at
+     * their owners (forward.c). */
+    bool peer_lookup = ctx->forwarded && env->cluster != NULL;
+    if (!peer_lookup) {
+        lc_complete_report rep;
+        lc_err cerr = {0};
+        rc = lc_complete_check(env->store, ar, &rep, &cerr);
+        if (rc == -LC_INVALID_ARGUMENT) {
+            LC_WARN(MOD, "action result %s in instance '%s' is invalid (%s); treating it as a miss",
+                    name, inst, cerr.msg);
+            snprintf(why, why_cap, "no valid action result for %s in instance '%s'", name, inst);
+            rc = 0;
+            goto out;
+        }
+        if (rc < 0) {
+            *err = cerr;
+            goto out;
+        }
+        if (rc == 0) {
+            char blob[LC_HASH_HEX_LEN + 32];
+            digest_name(&rep.first, blob, sizeof(blob));
+            snprintf(why, why_cap,
+                     "action result for %s in instance '%s' references %zu blob(s) no longer in "
+                     "the CAS (first: %s); treated as a miss",
+                     name, inst, rep.missing, blob);
+            goto out;
+        }
+    }
+    /* admin: hit count/last hit (batched, hits.h) and build time saved. */
+    lc_hits_record(env->hits, inst, action, writer, (int64_t)time(NULL));
+    lc_stats_saved(env->stats, inst, lc_admin_exec_seconds(ar));
+    *resp = bytes_buffer(stored->action_result.data, stored->action_result.len);
+    rc = 1;
+out:
+    if (ar != NULL)
+        LC_REAPI_FN(action_result__free_unpacked)(ar, NULL);
+    if (stored != NULL)
+        layercache__v1__stored_action_result__free_unpacked(stored, NULL);
+    return rc;
+}
+
 static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
                              grpc_byte_buffer **resp, lc_err *err)
 {
@@ -99,13 +111,8 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
     const char *inst = req->instance_name ? req->instance_name : "";
     lc_digest action;
     uint8_t *value = NULL;
-    size_t len = 0, n = 0;
-    Layercache__V1__StoredActionResult *stored = NULL;
-    LC_REAPI(ActionResult) *ar = NULL;
-    lc_digest *ds = NULL;
-    bool *missing = NULL;
-    uint64_t total = 0;
-    char name[LC_HASH_HEX_LEN + 32];
+    size_t len = 0;
+    char name[LC_HASH_HEX_LEN + 32], why[LC_ERR_MSG_MAX];
     int rc;
 
     if (lc_fwd_on(ctx)) /* cluster: ask the owners (forward.c) */
@@ -115,77 +122,42 @@ static int get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
         (rc = lc_svc_digest(req->action_digest, "action_digest", &action, err)) < 0)
         return rc;
     digest_name(&action, name, sizeof(name));
-    rc = lc_store_ac_get(env->store, inst, &action, &value, &len, err);
-    if (rc == -LC_NOT_FOUND) {
-        rc = lc_err_set(err, LC_NOT_FOUND, "no action result for %s in instance '%s'", name, inst);
-        goto miss;
-    }
-    if (rc < 0)
-        goto out;
-    stored = layercache__v1__stored_action_result__unpack(NULL, len, value);
-    if (stored != NULL)
-        ar = LC_REAPI_FN(action_result__unpack)(NULL, stored->action_result.len,
-                                                stored->action_result.data);
-    if (ar == NULL) {
-        LC_WARN(MOD, "action result %s in instance '%s' is unreadable; treating it as a miss", name,
-                inst);
-        rc = lc_err_set(err, LC_NOT_FOUND, "no readable action result for %s in instance '%s'",
-                        name, inst);
-        goto miss;
-    }
-    lc_err cerr = {0};
-    if (collect_digests(ar, &ds, &n, &total, &cerr) < 0) {
-        LC_WARN(MOD, "action result %s in instance '%s' is invalid (%s); treating it as a miss",
-                name, inst, cerr.msg);
-        rc = lc_err_set(err, LC_NOT_FOUND, "no valid action result for %s in instance '%s'", name,
-                        inst);
-        goto miss;
-    }
-    /* cluster: a peer's lookup; the asking replica checks the blobs at
-     * their owners (forward.c). */
-    bool peer_lookup = ctx->forwarded && env->cluster != NULL;
-    if (n > 0 && !peer_lookup) {
-        missing = calloc(n, sizeof(*missing));
-        if (missing == NULL) {
-            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        if ((rc = lc_store_find_missing(env->store, ds, n, missing, err)) < 0)
-            goto out;
-        size_t n_missing = 0, first = 0;
-        for (size_t i = 0; i < n; i++)
-            if (missing[i] && n_missing++ == 0)
-                first = i;
-        if (n_missing > 0) {
-            char blob[LC_HASH_HEX_LEN + 32];
-            digest_name(&ds[first], blob, sizeof(blob));
-            rc = lc_err_set(err, LC_NOT_FOUND,
-                            "action result for %s in instance '%s' references %zu blob(s) no "
-                            "longer in the CAS (first: %s); treated as a miss",
-                            name, inst, n_missing, blob);
-            goto miss;
-        }
-    }
-    if (!peer_lookup) /* cluster: counted once, by the asking replica */
-        lc_stats_ac(env->stats, inst, true);
-    /* admin: hit count/last hit (batched, hits.h) and build time saved. */
-    lc_hits_record(env->hits, inst, &action, (int64_t)time(NULL));
-    lc_stats_saved(env->stats, inst, lc_admin_exec_seconds(ar));
-    *resp = bytes_buffer(stored->action_result.data, stored->action_result.len);
+    why[0] = '\0'; /* set by serve when an entry is there but cannot be served */
+    lc_trust_caller caller;
+    lc_trust_caller_of(ctx, &caller);
     rc = 0;
-    goto out;
-miss:
-    if (!(ctx->forwarded && env->cluster != NULL)) /* cluster: see above */
-        lc_stats_ac(env->stats, inst, false);
-out:
-    free(missing);
-    free(ds);
-    if (ar != NULL)
-        LC_REAPI_FN(action_result__free_unpacked)(ar, NULL);
-    if (stored != NULL)
-        layercache__v1__stored_action_result__free_unpacked(stored, NULL);
-    free(value);
-    return rc;
+    /* trust.h: an untrusted caller's own result first. */
+    if (lc_trust_is_untrusted(&caller)) {
+        rc = lc_store_ac_untrusted_get(env->store, inst, &action, caller.name, &value, &len, err);
+        if (rc == 0) {
+            rc = serve(ctx, inst, &action, name, value, len, caller.name, resp, why, sizeof(why),
+                       err);
+        } else if (rc == -LC_NOT_FOUND) {
+            rc = 0;
+            lc_err_clear(err);
+        }
+        free(value);
+        value = NULL;
+        if (rc < 0)
+            return rc;
+    }
+    if (rc == 0) {
+        rc = lc_store_ac_get(env->store, inst, &action, &value, &len, err);
+        if (rc == 0)
+            rc = serve(ctx, inst, &action, name, value, len, NULL, resp, why, sizeof(why), err);
+        else if (rc == -LC_NOT_FOUND)
+            rc = 0;
+        free(value);
+        if (rc < 0)
+            return rc;
+    }
+    if (!(ctx->forwarded && env->cluster != NULL)) /* cluster: counted once, by the asking replica */
+        lc_stats_ac(env->stats, inst, rc == 1);
+    if (rc == 1)
+        return 0;
+    if (why[0] == '\0')
+        return lc_err_set(err, LC_NOT_FOUND, "no action result for %s in instance '%s'", name, inst);
+    return lc_err_set(err, LC_NOT_FOUND, "%s", why);
 }
 
 static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
@@ -195,10 +167,8 @@ static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *
     const LC_REAPI(UpdateActionResultRequest) *req = (const void *)msg;
     const char *inst = req->instance_name ? req->instance_name : "";
     lc_digest action;
-    lc_digest *ds = NULL;
-    size_t n = 0;
-    uint64_t total = 0;
-    uint8_t *ar_bytes = NULL, *stored_bytes = NULL;
+    lc_complete_needs needs = {0};
+    uint8_t *ar_bytes = NULL;
     int rc;
 
     if (lc_fwd_on(ctx)) /* cluster: write to the owners (forward.c) */
@@ -209,8 +179,16 @@ static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *
         return rc;
     if (req->action_result == NULL)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "action_result is missing");
-    if ((rc = collect_digests(req->action_result, &ds, &n, &total, err)) < 0)
-        return rc;
+    /* completeness.h: every digest valid; the size counts the files of the
+     * Trees already stored too. */
+    if ((rc = lc_complete_needs_of(req->action_result, NULL, NULL, &needs, err)) < 0)
+        goto out;
+    uint64_t total = needs.bytes;
+    lc_err terr = {0};
+    if (req->action_result->n_output_directories > 0 &&
+        lc_complete_needs_of(req->action_result, lc_complete_fetch_quiet, env->store, &needs,
+                             &terr) == 0)
+        total = needs.bytes;
 
     size_t ar_len = LC_REAPI_FN(action_result__get_packed_size)(req->action_result);
     ar_bytes = malloc(ar_len ? ar_len : 1);
@@ -220,35 +198,40 @@ static int update_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *
     }
     LC_REAPI_FN(action_result__pack)(req->action_result, ar_bytes);
 
+    lc_trust_caller caller;
+    lc_trust_caller_of(ctx, &caller);
     Layercache__V1__StoredActionResult stored = LAYERCACHE__V1__STORED_ACTION_RESULT__INIT;
     stored.action_result.data = ar_bytes;
     stored.action_result.len = ar_len;
     char writer[256]; /* admin: who wrote it (admin.c) */
-    lc_admin_writer(ctx, req->action_result->execution_metadata, writer, sizeof(writer));
+    if (caller.name[0] != '\0')
+        snprintf(writer, sizeof(writer), "%s", caller.name);
+    else
+        lc_admin_writer(ctx, req->action_result->execution_metadata, writer, sizeof(writer));
     stored.writer = writer;
     stored.created_unix = (int64_t)time(NULL);
     stored.size_bytes = total;
-    size_t stored_len = layercache__v1__stored_action_result__get_packed_size(&stored);
-    stored_bytes = malloc(stored_len ? stored_len : 1);
-    if (stored_bytes == NULL) {
-        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    layercache__v1__stored_action_result__pack(&stored, stored_bytes);
-    /* admin: under the entry lock, so a hit-count flush cannot write the
-     * old entry back over this one (hits.h). */
-    lc_hits_lock(env->hits, &action);
-    rc = lc_store_ac_put(env->store, inst, &action, stored_bytes, stored_len, err);
-    lc_hits_unlock(env->hits, &action);
+    /* trust.h: a trusted writer replaces the entry everyone gets; an
+     * untrusted one stores its own (and may complete a promotion). */
+    lc_trust_outcome outcome;
+    size_t promoted = 0;
+    rc = lc_trust_update(env->trust, env->store, env->hits, &caller, inst, &action,
+                         req->action_result, &stored, &outcome, &promoted, err);
     if (rc < 0)
         goto out;
+    if (promoted > 0) {
+        char name[LC_HASH_HEX_LEN + 32];
+        digest_name(&action, name, sizeof(name));
+        LC_INFO(MOD, "%s in instance '%s': %zu untrusted result(s) promoted (%s '%s')", name, inst,
+                promoted, outcome == LC_TRUST_PROMOTED ? "quorum completed by" : "confirmed by",
+                writer);
+    }
     if (!ctx->forwarded) /* cluster: counted once, by the replica the client called */
         lc_stats_ac_update(env->stats, inst);
     *resp = bytes_buffer(ar_bytes, ar_len);
 out:
-    free(stored_bytes);
     free(ar_bytes);
-    free(ds);
+    lc_complete_needs_clear(&needs);
     return rc;
 }
 

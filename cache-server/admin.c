@@ -27,9 +27,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "completeness.h"
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
 #include "forward.h" /* cluster mode */
+#include "store_ac.h"
+#include "trust.h"
 
 #define MOD "admin"
 
@@ -135,6 +138,10 @@ typedef struct entry {
     char *instance;
     lc_digest action;
     char *writer;
+    /* trust.h: untrusted entries are kept per writer (store_ac.h) */
+    Layercache__V1__Trust trust;
+    char **promoted_from;
+    size_t n_promoted_from;
     int64_t created, last_hit;
     uint64_t hits, size;
     /* layercache step results, read only for cascade */
@@ -156,15 +163,30 @@ typedef struct entries {
     lc_err *err;
 } entries;
 
+/* The untrusted writer of e, or NULL for an entry everyone sees. */
+static const char *untrusted_writer(const entry *e)
+{
+    return e->trust == LAYERCACHE__V1__TRUST__UNTRUSTED ? e->writer : NULL;
+}
+
+/* Frees what one entry holds. */
+static void entry_clear(entry *e)
+{
+    for (size_t k = 0; k < e->n_promoted_from; k++)
+        free(e->promoted_from[k]);
+    free(e->promoted_from);
+    free(e->instance);
+    free(e->writer);
+    free(e->layers);
+    if (e->history != NULL)
+        json_decref(e->history);
+    memset(e, 0, sizeof(*e));
+}
+
 static void entries_clear(entries *es)
 {
-    for (size_t i = 0; i < es->n; i++) {
-        free(es->v[i].instance);
-        free(es->v[i].writer);
-        free(es->v[i].layers);
-        if (es->v[i].history != NULL)
-            json_decref(es->v[i].history);
-    }
+    for (size_t i = 0; i < es->n; i++)
+        entry_clear(&es->v[i]);
     free(es->v);
     es->v = NULL;
     es->n = es->cap = 0;
@@ -211,6 +233,30 @@ static int read_layers(const LC_REAPI(ActionResult) * ar, entry *e)
 }
 
 static int visit(void *ctx, const char *instance, const lc_digest *action, const uint8_t *value,
+                 size_t len);
+
+/* store_ac.h: an untrusted entry, whatever its record says, is its writer's. */
+static int visit_untrusted(void *ctx, const char *instance, const lc_digest *action,
+                           const char *writer, const uint8_t *value, size_t len)
+{
+    entries *es = ctx;
+    size_t before = es->n;
+    int stop = visit(ctx, instance, action, value, len);
+    if (es->n > before) {
+        entry *e = &es->v[es->n - 1];
+        e->trust = LAYERCACHE__V1__TRUST__UNTRUSTED;
+        char *w = strdup(writer);
+        if (w == NULL) {
+            es->rc = lc_err_set(es->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            return 1;
+        }
+        free(e->writer);
+        e->writer = w;
+    }
+    return stop;
+}
+
+static int visit(void *ctx, const char *instance, const lc_digest *action, const uint8_t *value,
                  size_t len)
 {
     entries *es = ctx;
@@ -240,7 +286,21 @@ static int visit(void *ctx, const char *instance, const lc_digest *action, const
     e->last_hit = s->last_hit_unix;
     e->hits = s->hit_count;
     e->size = s->size_bytes;
+    /* A trusted key holds TRUSTED or PROMOTED; never UNTRUSTED. */
+    e->trust = s->trust == LAYERCACHE__V1__TRUST__PROMOTED ? LAYERCACHE__V1__TRUST__PROMOTED
+                                                           : LAYERCACHE__V1__TRUST__TRUSTED;
     es->n++;
+    if (s->n_promoted_from > 0) {
+        e->promoted_from = calloc(s->n_promoted_from, sizeof(*e->promoted_from));
+        if (e->promoted_from == NULL)
+            goto oom;
+        for (size_t k = 0; k < s->n_promoted_from; k++) {
+            if ((e->promoted_from[k] = strdup(s->promoted_from[k] ? s->promoted_from[k] : "")) ==
+                NULL)
+                goto oom;
+            e->n_promoted_from++;
+        }
+    }
     if (es->want_layers) {
         LC_REAPI(ActionResult) *ar =
             LC_REAPI_FN(action_result__unpack)(NULL, s->action_result.len, s->action_result.data);
@@ -258,13 +318,18 @@ oom:
     return 1;
 }
 
-/* Every entry of instance (NULL = all instances) into es. */
+/* Every entry of instance (NULL = all instances), the untrusted writers'
+ * ones included, into es. */
 static int scan(lc_store *store, const char *instance, bool want_layers, entries *es, lc_err *err)
 {
     memset(es, 0, sizeof(*es));
     es->want_layers = want_layers;
     es->err = err;
     int rc = lc_store_ac_scan(store, instance, visit, es, err);
+    if (rc == 0)
+        rc = es->rc;
+    if (rc == 0)
+        rc = lc_store_ac_untrusted_scan(store, instance, visit_untrusted, es, err);
     if (rc == 0)
         rc = es->rc;
     if (rc < 0)
@@ -500,16 +565,19 @@ out:
 
 /* ---- ListActions ----------------------------------------------------------------- */
 
-/* Sort position of an entry: (a desc, b desc, c desc, instance, hash). */
+/* Sort position of an entry: (a desc, b desc, c desc, instance, hash,
+ * untrusted writer ("" for the entry everyone sees)). */
 typedef struct cursor {
     int64_t a, b, c;
     const char *instance;
     lc_digest action;
+    const char *writer;
 } cursor;
 
 static cursor cursor_of(const entry *e, bool hits)
 {
-    cursor c = {.instance = e->instance, .action = e->action};
+    const char *w = untrusted_writer(e);
+    cursor c = {.instance = e->instance, .action = e->action, .writer = w != NULL ? w : ""};
     if (hits) {
         c.a = (int64_t)e->hits;
         c.b = e->last_hit;
@@ -534,7 +602,9 @@ static int cursor_cmp(const cursor *x, const cursor *y)
     r = memcmp(x->action.hash, y->action.hash, LC_HASH_LEN);
     if (r != 0)
         return r;
-    return x->action.size < y->action.size ? -1 : x->action.size > y->action.size;
+    if (x->action.size != y->action.size)
+        return x->action.size < y->action.size ? -1 : 1;
+    return strcmp(x->writer, y->writer);
 }
 
 static int entry_cmp(const void *pa, const void *pb, void *hits)
@@ -550,35 +620,90 @@ static void sort_entries(entries *es, bool hits)
 }
 
 /* Page tokens name the last entry of the previous page:
- * "<order>.<a>.<b>.<c>.<hex>.<size>.<instance>" (instance last: it may hold
- * dots). Sorting by position rather than by index keeps pages stable while
- * entries come and go. */
+ * "<order>.<a>.<b>.<c>.<hex>.<size>.<writer length>.<writer><instance>"
+ * (instance last: it may hold dots; the untrusted writer before it, by
+ * length). Sorting by position rather than by index keeps pages stable
+ * while entries come and go. */
 static void token_of(const entry *e, bool hits, char *out, size_t cap)
 {
     cursor c = cursor_of(e, hits);
     char hex[LC_HASH_HEX_LEN + 1];
     lc_digest_hex(&c.action, hex);
-    snprintf(out, cap, "%c.%" PRId64 ".%" PRId64 ".%" PRId64 ".%s.%" PRId64 ".%s", hits ? 'h' : 'n',
-             c.a, c.b, c.c, hex, c.action.size, c.instance);
+    snprintf(out, cap, "%c.%" PRId64 ".%" PRId64 ".%" PRId64 ".%s.%" PRId64 ".%zu.%s%s",
+             hits ? 'h' : 'n', c.a, c.b, c.c, hex, c.action.size, strlen(c.writer), c.writer,
+             c.instance);
 }
 
-static int token_parse(const char *tok, bool hits, cursor *c, lc_err *err)
+/* writer_buf: LC_AUTH_NAME_MAX bytes for the cursor's writer. */
+static int token_parse(const char *tok, bool hits, cursor *c, char *writer_buf, lc_err *err)
 {
     char order = 0, hex[LC_HASH_HEX_LEN + 1];
     long long a, b, cc, size;
+    unsigned wl = 0;
     int used = 0;
-    if (sscanf(tok, "%c.%lld.%lld.%lld.%64[0-9a-f].%lld.%n", &order, &a, &b, &cc, hex, &size,
-               &used) != 6 ||
-        used == 0 || order != (hits ? 'h' : 'n') ||
-        lc_digest_parse(hex, strlen(hex), size, &c->action, NULL) != 0)
+    if (sscanf(tok, "%c.%lld.%lld.%lld.%64[0-9a-f].%lld.%u.%n", &order, &a, &b, &cc, hex, &size,
+               &wl, &used) != 7 ||
+        used == 0 || order != (hits ? 'h' : 'n') || wl >= LC_AUTH_NAME_MAX ||
+        strlen(tok + used) < wl || lc_digest_parse(hex, strlen(hex), size, &c->action, NULL) != 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT,
                           "page_token is not one this server gave for this order; start again "
                           "without it");
     c->a = a;
     c->b = b;
     c->c = cc;
-    c->instance = tok + used;
+    memcpy(writer_buf, tok + used, wl);
+    writer_buf[wl] = '\0';
+    c->writer = writer_buf;
+    c->instance = tok + used + wl;
     return 0;
+}
+
+/* Keeps the entries matching a ListActions trust filter and writer. */
+static void filter_entries(entries *es, Layercache__V1__ListActionsRequest__TrustFilter trust,
+                           const char *writer)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < es->n; i++) {
+        entry *e = &es->v[i];
+        bool untrusted = e->trust == LAYERCACHE__V1__TRUST__UNTRUSTED;
+        bool keep =
+            (trust != LAYERCACHE__V1__LIST_ACTIONS_REQUEST__TRUST_FILTER__TRUSTED_ONLY ||
+             !untrusted) &&
+            (trust != LAYERCACHE__V1__LIST_ACTIONS_REQUEST__TRUST_FILTER__UNTRUSTED_ONLY ||
+             untrusted) &&
+            (writer == NULL || writer[0] == '\0' || strcmp(e->writer, writer) == 0);
+        if (keep)
+            es->v[k++] = *e;
+        else
+            entry_clear(e);
+    }
+    es->n = k;
+}
+
+/* completeness.h, read quietly (a listing is no access): whether a blob
+ * e's result needs is gone, so GetActionResult would miss. */
+static bool entry_incomplete(lc_store *s, const entry *e)
+{
+    uint8_t *value = NULL;
+    size_t len = 0;
+    const char *w = untrusted_writer(e);
+    int rc = w != NULL ? lc_store_ac_untrusted_get(s, e->instance, &e->action, w, &value, &len, NULL)
+                       : lc_store_ac_get(s, e->instance, &e->action, &value, &len, NULL);
+    if (rc < 0)
+        return true; /* gone since the scan */
+    Layercache__V1__StoredActionResult *st =
+        layercache__v1__stored_action_result__unpack(NULL, len, value);
+    LC_REAPI(ActionResult) *ar =
+        st != NULL ? LC_REAPI_FN(action_result__unpack)(NULL, st->action_result.len,
+                                                        st->action_result.data)
+                   : NULL;
+    bool incomplete = ar == NULL || lc_complete_check_quiet(s, ar, NULL, NULL, NULL) != 1;
+    if (ar != NULL)
+        LC_REAPI_FN(action_result__free_unpacked)(ar, NULL);
+    if (st != NULL)
+        layercache__v1__stored_action_result__free_unpacked(st, NULL);
+    free(value);
+    return incomplete;
 }
 
 static int list_actions(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
@@ -606,9 +731,16 @@ static int list_actions(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
     size_t page = req->page_size == 0         ? PAGE_DEFAULT
                   : req->page_size > PAGE_MAX ? PAGE_MAX
                                               : (size_t)req->page_size;
+    if (req->trust != LAYERCACHE__V1__LIST_ACTIONS_REQUEST__TRUST_FILTER__ANY &&
+        req->trust != LAYERCACHE__V1__LIST_ACTIONS_REQUEST__TRUST_FILTER__TRUSTED_ONLY &&
+        req->trust != LAYERCACHE__V1__LIST_ACTIONS_REQUEST__TRUST_FILTER__UNTRUSTED_ONLY)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "trust %d is not ANY (0), TRUSTED_ONLY (1) or UNTRUSTED_ONLY (2)",
+                          (int)req->trust);
     cursor after;
+    char after_writer[LC_AUTH_NAME_MAX];
     bool have_after = req->page_token != NULL && req->page_token[0] != '\0';
-    if (have_after && (rc = token_parse(req->page_token, hits, &after, err)) < 0)
+    if (have_after && (rc = token_parse(req->page_token, hits, &after, after_writer, err)) < 0)
         return rc;
 
     lc_err ferr = {0};
@@ -616,6 +748,7 @@ static int list_actions(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
         LC_WARN(MOD, "cannot save hit counts before listing: %s", ferr.msg);
     if ((rc = scan(env->store, instance_filter(inst, req->default_instance), false, &es, err)) < 0)
         return rc;
+    filter_entries(&es, req->trust, req->writer);
     sort_entries(&es, hits);
     size_t first = 0;
     if (have_after) {
@@ -653,6 +786,10 @@ static int list_actions(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
         infos[i].last_hit_unix = e->last_hit;
         infos[i].hit_count = e->hits;
         infos[i].size_bytes = e->size;
+        infos[i].trust = e->trust;
+        infos[i].n_promoted_from = e->n_promoted_from;
+        infos[i].promoted_from = e->promoted_from;
+        infos[i].incomplete = entry_incomplete(env->store, e);
         ptrs[i] = &infos[i];
     }
     next[0] = '\0';
@@ -769,6 +906,19 @@ static int purge_blobs(lc_store *s, bool dry_run, uint64_t *blobs, uint64_t *byt
     return rc;
 }
 
+/* Removes e (trusted, or an untrusted writer's, store_ac.h) under its lock. */
+static int delete_entry(const lc_svc_env *env, const entry *e, lc_err *err)
+{
+    const char *w = untrusted_writer(e);
+    lc_hits_lock(env->hits, &e->action);
+    int rc = w != NULL ? lc_store_ac_untrusted_delete(env->store, e->instance, &e->action, w, err)
+                       : lc_store_ac_delete(env->store, e->instance, &e->action, err);
+    lc_hits_unlock(env->hits, &e->action);
+    if (rc == 0)
+        lc_hits_forget(env->hits, e->instance, &e->action, w);
+    return rc;
+}
+
 static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_buffer **resp,
                  lc_err *err)
 {
@@ -794,15 +944,16 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
         return lc_err_set(err, LC_INVALID_ARGUMENT,
                           "older_than_seconds and newer_than_seconds must not be negative");
     bool criteria = req->n_action_digests > 0 || filter != NULL || writer[0] != '\0' ||
-                    req->older_than_seconds > 0 || req->newer_than_seconds > 0;
+                    req->older_than_seconds > 0 || req->newer_than_seconds > 0 ||
+                    req->untrusted_only;
     if (req->all && (criteria || req->cascade))
         return lc_err_set(err, LC_INVALID_ARGUMENT,
                           "all removes every entry and blob: it takes no keys, instance, writer, "
-                          "age or cascade");
+                          "age, untrusted_only or cascade");
     if (!req->all && !criteria)
         return lc_err_set(err, LC_INVALID_ARGUMENT,
                           "nothing to purge: give action keys, an instance, a writer, an age "
-                          "window, or all");
+                          "window, untrusted_only, or all");
     if (req->n_action_digests > 0) {
         keys = calloc(req->n_action_digests, sizeof(*keys));
         if (keys == NULL)
@@ -839,6 +990,8 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
         }
         if (writer[0] != '\0')
             m = m && strcmp(e->writer, writer) == 0;
+        if (req->untrusted_only)
+            m = m && e->trust == LAYERCACHE__V1__TRUST__UNTRUSTED;
         if (req->older_than_seconds > 0)
             m = m && e->created < now - req->older_than_seconds;
         if (req->newer_than_seconds > 0)
@@ -885,6 +1038,7 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
         outs[n_out].writer = e->writer;
         outs[n_out].created_unix = e->created;
         outs[n_out].cascaded = e->cascaded;
+        outs[n_out].trust = e->trust;
         ptrs[n_out] = &outs[n_out];
         n_out++;
     }
@@ -893,24 +1047,16 @@ static int purge(const lc_call_ctx *ctx, const ProtobufCMessage *msg, grpc_byte_
             entry *e = &es.v[i];
             if (!e->matched && !e->cascaded)
                 continue;
-            lc_hits_lock(env->hits, &e->action);
-            rc = lc_store_ac_delete(env->store, e->instance, &e->action, err);
-            lc_hits_unlock(env->hits, &e->action);
-            if (rc < 0)
+            if ((rc = delete_entry(env, e, err)) < 0)
                 goto out;
-            lc_hits_forget(env->hits, e->instance, &e->action);
         }
     }
     if (req->all) {
         /* Entries written after the scan above go too. */
         entries late = {0};
         if (!req->dry_run && (rc = scan(env->store, NULL, false, &late, err)) == 0) {
-            for (size_t i = 0; i < late.n && rc == 0; i++) {
-                lc_hits_lock(env->hits, &late.v[i].action);
-                rc = lc_store_ac_delete(env->store, late.v[i].instance, &late.v[i].action, err);
-                lc_hits_unlock(env->hits, &late.v[i].action);
-                lc_hits_forget(env->hits, late.v[i].instance, &late.v[i].action);
-            }
+            for (size_t i = 0; i < late.n && rc == 0; i++)
+                rc = delete_entry(env, &late.v[i], err);
             n_removed += late.n;
         }
         entries_clear(&late);
@@ -942,6 +1088,88 @@ out:
     entries_clear(&es);
     free(keys);
     return rc;
+}
+
+/* ---- the dashboard's entry list (admin.h) ------------------------------------ */
+
+typedef struct writer_count {
+    const char *name;
+    size_t n;
+} writer_count;
+
+static int by_count_desc(const void *pa, const void *pb)
+{
+    const writer_count *a = pa, *b = pb;
+    if (a->n != b->n)
+        return a->n < b->n ? 1 : -1;
+    return strcmp(a->name, b->name);
+}
+
+static json_t *entry_json(lc_store *s, const entry *e)
+{
+    char hex[LC_HASH_HEX_LEN + 1], key[LC_HASH_HEX_LEN + 32];
+    lc_digest_hex(&e->action, hex);
+    snprintf(key, sizeof(key), "%s/%lld", hex, (long long)e->action.size);
+    char *text = lc_admin_describe(s, &e->action);
+    json_t *from = json_array();
+    for (size_t k = 0; from != NULL && k < e->n_promoted_from; k++)
+        json_array_append_new(from, json_string(e->promoted_from[k]));
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o*,s:I,s:I,s:I,s:I,s:b}", "instance",
+                          e->instance, "key", key, "text", text ? text : "", "writer", e->writer,
+                          "trust", lc_trust_name(e->trust), "promoted_from", from, "created",
+                          (json_int_t)e->created, "last_hit", (json_int_t)e->last_hit, "hits",
+                          (json_int_t)e->hits, "size_bytes", (json_int_t)e->size, "incomplete",
+                          entry_incomplete(s, e));
+    free(text);
+    return o;
+}
+
+char *lc_admin_entries_json(lc_store *s, lc_hits *h, size_t limit)
+{
+    entries es = {0};
+    lc_err err = {0};
+    writer_count *wc = NULL;
+    size_t n_wc = 0, n_untrusted = 0;
+    json_t *root = NULL;
+    char *out = NULL;
+    if (lc_hits_flush(h, &err) < 0) /* counts shown are then slightly behind */
+        LC_WARN(MOD, "cannot save hit counts before listing: %s", err.msg);
+    if (scan(s, NULL, false, &es, &err) < 0) {
+        LC_WARN(MOD, "cannot list the action cache for the dashboard: %s", err.msg);
+        return NULL;
+    }
+    sort_entries(&es, false);
+    wc = calloc(es.n + 1, sizeof(*wc));
+    json_t *list = json_array(), *writers = json_array();
+    root = json_pack("{s:I,s:o*,s:o*}", "total", (json_int_t)es.n, "entries", list, "writers",
+                     writers);
+    if (wc == NULL || root == NULL)
+        goto out;
+    for (size_t i = 0; i < es.n; i++) {
+        const entry *e = &es.v[i];
+        if (i < limit)
+            json_array_append_new(list, entry_json(s, e));
+        if (e->trust != LAYERCACHE__V1__TRUST__UNTRUSTED)
+            continue;
+        n_untrusted++;
+        size_t k = 0;
+        while (k < n_wc && strcmp(wc[k].name, e->writer) != 0)
+            k++;
+        if (k == n_wc)
+            wc[n_wc++].name = e->writer;
+        wc[k].n++;
+    }
+    qsort(wc, n_wc, sizeof(*wc), by_count_desc);
+    for (size_t k = 0; k < n_wc; k++)
+        json_array_append_new(writers,
+                              json_pack("{s:s,s:I}", "name", wc[k].name, "entries", (json_int_t)wc[k].n));
+    json_object_set_new(root, "untrusted", json_integer((json_int_t)n_untrusted));
+    out = json_dumps(root, JSON_COMPACT);
+out:
+    json_decref(root);
+    free(wc);
+    entries_clear(&es);
+    return out;
 }
 
 const lc_method lc_admin_methods[] = {

@@ -24,4 +24,13 @@ double lc_admin_exec_seconds(const LC_REAPI(ActionResult) * ar);
  * The dashboard shows it beside the key. */
 char *lc_admin_describe(lc_store *s, const lc_digest *action);
 
+/* The dashboard's list of action cache entries (GET /api/actions, admin
+ * only), malloc'd JSON, NULL on failure:
+ *   {"total":N,"untrusted":N,"writers":[{"name","entries"}...] (untrusted
+ *    writers, most entries first),"entries":[{"instance","key","text",
+ *    "writer","trust","promoted_from":[...],"created","last_hit","hits",
+ *    "size_bytes","incomplete"}...] (the newest `limit`)}.
+ * Scans the whole action cache like ListActions: run it off the HTTP loop. */
+char *lc_admin_entries_json(lc_store *s, lc_hits *h, size_t limit);
+
 #endif

@@ -67,7 +67,10 @@ static int parse_role(const char *s, size_t len, lc_auth_role *out)
     static const struct {
         const char *name;
         lc_auth_role role;
-    } roles[] = {{"read", LC_ROLE_READ}, {"write", LC_ROLE_WRITE}, {"admin", LC_ROLE_ADMIN}};
+    } roles[] = {{"read", LC_ROLE_READ},
+                 {"untrusted", LC_ROLE_UNTRUSTED},
+                 {"write", LC_ROLE_WRITE},
+                 {"admin", LC_ROLE_ADMIN}};
     for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
         if (strlen(roles[i].name) == len && memcmp(roles[i].name, s, len) == 0) {
             *out = roles[i].role;
@@ -104,7 +107,7 @@ static int parse_line(const char *s, size_t len, const char *what, size_t lineno
     if (i == role_start)
         return lc_err_set(err, LC_INVALID_ARGUMENT,
                           "%s line %zu: missing role: expected '<token> <role> [<name>]' with "
-                          "role read, write or admin",
+                          "role read, untrusted, write or admin",
                           what, lineno);
     if (parse_role(s + role_start, i - role_start, &e->role) < 0) {
         int rl = (int)(i - role_start > 20 ? 20 : i - role_start);
@@ -114,7 +117,9 @@ static int parse_line(const char *s, size_t len, const char *what, size_t lineno
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 *p = '?';
         return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "%s line %zu: unknown role '%s' (expected read, write or admin)", what,
+                          "%s line %zu: unknown role '%s' (expected read, untrusted, write or "
+                          "admin)",
+                          what,
                           lineno, shown);
     }
     while (i < len && is_space(s[i]))
@@ -128,6 +133,12 @@ static int parse_line(const char *s, size_t len, const char *what, size_t lineno
             return lc_err_set(err, LC_INVALID_ARGUMENT,
                               "%s line %zu: the name may only hold printable ASCII characters",
                               what, lineno);
+    /* Its action cache entries are kept under its name (trust.h). */
+    if (e->role == LC_ROLE_UNTRUSTED && name_len == 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT,
+                          "%s line %zu: an untrusted token needs a name ('<token> untrusted "
+                          "<name>'): its action cache entries are kept under it",
+                          what, lineno);
     memcpy(e->name, s + i, name_len);
     e->name[name_len] = '\0';
     lc_digest d;
@@ -468,6 +479,8 @@ const char *lc_auth_role_name(lc_auth_role r)
     switch (r) {
     case LC_ROLE_READ:
         return "read";
+    case LC_ROLE_UNTRUSTED:
+        return "untrusted";
     case LC_ROLE_WRITE:
         return "write";
     case LC_ROLE_ADMIN:
@@ -475,6 +488,16 @@ const char *lc_auth_role_name(lc_auth_role r)
     default:
         return "none";
     }
+}
+
+bool lc_auth_allows(lc_auth_role have, lc_auth_role need)
+{
+    return have >= need || (have == LC_ROLE_UNTRUSTED && need == LC_ROLE_WRITE);
+}
+
+bool lc_auth_anonymous_read(const lc_auth *a)
+{
+    return a != NULL && a->anon;
 }
 
 /* Finds "authorization: Bearer <token>" in md. 1 with the token span, 0
@@ -538,6 +561,40 @@ static const struct entry *table_find(const struct table *t, const uint8_t hash[
     return found;
 }
 
+int lc_auth_lookup_hash(lc_auth *a, const uint8_t hash[32], lc_auth_id *id, lc_err *err)
+{
+    memset(id, 0, sizeof(*id));
+    if (a == NULL) {
+        id->role = LC_ROLE_ADMIN;
+        return 0;
+    }
+    unsigned slot;
+    const struct table *t = read_begin(a, &slot);
+    const struct entry *e = table_find(t, hash);
+    if (e != NULL) {
+        id->role = e->role;
+        memcpy(id->name, e->name, sizeof(id->name));
+    }
+    read_end(a, slot);
+    if (e == NULL)
+        return lc_err_set(err, LC_UNAUTHENTICATED,
+                          "the bearer token is not known to this server (mistyped, revoked, or "
+                          "not yet in the server's tokens file)");
+    return 0;
+}
+
+int lc_auth_lookup(lc_auth *a, const char *token, size_t len, lc_auth_id *id, uint8_t hash[32],
+                   lc_err *err)
+{
+    lc_digest d;
+    lc_digest_of(token, len, &d);
+    int rc = lc_auth_lookup_hash(a, d.hash, id, err);
+    if (hash != NULL)
+        memcpy(hash, d.hash, LC_HASH_LEN);
+    OPENSSL_cleanse(&d, sizeof(d));
+    return rc;
+}
+
 static const char *short_method(const char *method)
 {
     if (method == NULL)
@@ -569,7 +626,7 @@ int lc_auth_check(lc_auth *a, const grpc_metadata_array *md, lc_auth_role need, 
         return lc_err_set(err, LC_UNAUTHENTICATED,
                           "the authorization metadata is not 'Bearer <token>'");
     if (found == 0) {
-        if (a->anon && need <= LC_ROLE_READ) {
+        if (a->anon && lc_auth_allows(LC_ROLE_READ, need)) {
             id->role = LC_ROLE_READ;
             return 0;
         }
@@ -584,30 +641,19 @@ int lc_auth_check(lc_auth *a, const grpc_metadata_array *md, lc_auth_role need, 
                           "(layercache: --token or LAYERCACHE_TOKEN; Bazel: "
                           "--remote_header=authorization=\"Bearer <token>\")");
     }
-    lc_digest d;
-    lc_digest_of(tok, len, &d);
-    unsigned slot;
-    const struct table *t = read_begin(a, &slot);
-    const struct entry *e = table_find(t, d.hash);
-    if (e != NULL) {
-        id->role = e->role;
-        memcpy(id->name, e->name, sizeof(id->name));
-    }
-    read_end(a, slot);
-    OPENSSL_cleanse(&d, sizeof(d));
-    if (e == NULL)
-        return lc_err_set(err, LC_UNAUTHENTICATED,
-                          "the bearer token is not known to this server (mistyped, revoked, or "
-                          "not yet in the server's tokens file)");
-    if (id->role < need) {
+    int rc = lc_auth_lookup(a, tok, len, id, NULL, err);
+    if (rc < 0)
+        return rc;
+    if (!lc_auth_allows(id->role, need)) {
         char who[LC_AUTH_NAME_MAX + 16];
         if (id->name[0] != '\0')
             snprintf(who, sizeof(who), "token '%s'", id->name);
         else
             snprintf(who, sizeof(who), "this token");
-        int rc = lc_err_set(err, LC_PERMISSION_DENIED, "%s needs the '%s' role; %s has '%s'",
-                            short_method(method), lc_auth_role_name(need), who,
-                            lc_auth_role_name(id->role));
+        rc = lc_err_set(err, LC_PERMISSION_DENIED, "%s needs the '%s' role%s; %s has '%s'",
+                        short_method(method), lc_auth_role_name(need),
+                        need == LC_ROLE_WRITE ? " (or 'untrusted')" : "", who,
+                        lc_auth_role_name(id->role));
         lc_auth_role have = id->role;
         memset(id, 0, sizeof(*id));
         id->role = have;

@@ -2,7 +2,10 @@
  *
  * The tokens file has one token per line, "<token> <role> [<name>]", with
  * '#' comments and blank lines. Roles nest: read < write (uploads and
- * UpdateActionResult) < admin (the layercache.v1.Admin service). Callers
+ * UpdateActionResult) < admin (the layercache.v1.Admin service). Beside
+ * them, untrusted (pull-request builds, laptops): the calls of write, but
+ * its action cache writes are kept apart under its name, which it must
+ * have (trust.h); everything else it may do is what read may. Callers
  * send "authorization: Bearer <token>".
  *
  * The table is immutable once loaded. A reload (SIGHUP) parses the file
@@ -20,14 +23,18 @@
 #include <grpc/grpc.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 
+/* Ordered so that a plain `role >= LC_ROLE_WRITE` leaves untrusted out:
+ * ask lc_auth_allows whether a role may do what another may. */
 typedef enum lc_auth_role {
     LC_ROLE_NONE = 0,
     LC_ROLE_READ = 1,
-    LC_ROLE_WRITE = 2,
-    LC_ROLE_ADMIN = 3,
+    LC_ROLE_UNTRUSTED = 2,
+    LC_ROLE_WRITE = 3,
+    LC_ROLE_ADMIN = 4,
 } lc_auth_role;
 
 /* Longest token name kept (longer names are refused by the parser). */
@@ -73,8 +80,27 @@ void lc_auth_free(lc_auth **a);
  * server is up). */
 lc_auth_role lc_auth_method_role(const char *path);
 
-/* "read", "write", "admin", "none". */
+/* "read", "untrusted", "write", "admin", "none". */
 const char *lc_auth_role_name(lc_auth_role r);
+
+/* Whether role have may call what needs role need: have >= need, and
+ * untrusted may also call what needs write (its action cache writes are
+ * kept apart by the handler, trust.h). */
+bool lc_auth_allows(lc_auth_role have, lc_auth_role need);
+
+/* Authenticates a token given as bytes (the HTTP side's bearer header):
+ * 0 with *id filled, UNAUTHENTICATED when unknown. hash (may be NULL) gets
+ * the token's SHA-256, which lc_auth_lookup_hash takes later (the HTTP
+ * side's login sessions keep only that). a == NULL: admin, as
+ * lc_auth_check. */
+int lc_auth_lookup(lc_auth *a, const char *token, size_t len, lc_auth_id *id,
+                   uint8_t hash[32], lc_err *err);
+/* The same from a token's SHA-256: a token removed by a reload is
+ * UNAUTHENTICATED from then on. */
+int lc_auth_lookup_hash(lc_auth *a, const uint8_t hash[32], lc_auth_id *id, lc_err *err);
+
+/* Whether callers without a token may read (--allow-anonymous-read). */
+bool lc_auth_anonymous_read(const lc_auth *a);
 
 /* Authenticates the caller from its request metadata and checks that it
  * has role need for method (a path, for messages). a == NULL (no tokens

@@ -20,7 +20,7 @@ static int get_capabilities(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
     LC_REAPI(ActionCacheUpdateCapabilities)
     update = LC_REAPI_INIT(ACTION_CACHE_UPDATE_CAPABILITIES);
     /* Per caller: a read-only token must not make Bazel try uploads. */
-    update.update_enabled = ctx->role >= LC_ROLE_WRITE;
+    update.update_enabled = lc_auth_allows(ctx->role, LC_ROLE_WRITE); /* untrusted too: trust.h */
     LC_REAPI(CacheCapabilities) cache = LC_REAPI_INIT(CACHE_CAPABILITIES);
     cache.n_digest_functions = 1;
     cache.digest_functions = digest_fns;

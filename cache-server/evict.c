@@ -9,13 +9,14 @@
 #include <time.h>
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
+#include "completeness.h"
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
+#include "store_ac.h"
 
 #define MOD "evict"
 
 typedef Build__Bazel__Remote__Execution__V2__ActionResult action_result;
-typedef Build__Bazel__Remote__Execution__V2__Digest reapi_digest;
 
 /* ---- victim selection: the oldest blobs covering `need` bytes ----------- */
 
@@ -152,61 +153,13 @@ typedef struct ac_ctx {
     lc_stats *stats;
     int64_t age_cutoff; /* 0 = no age limit */
     lc_evict_report *rep;
-    lc_digest *ds;
-    int64_t *atimes;
-    size_t cap;
     lc_err *err;
     int rc;
 } ac_ctx;
 
-static void to_digest(const reapi_digest *in, lc_digest *out, bool *ok)
-{
-    if (in == NULL) /* optional stdout/stderr digests */
-        return;
-    if (in->hash == NULL || in->size_bytes < 0 ||
-        lc_digest_parse(in->hash, strlen(in->hash), in->size_bytes, out, NULL) != 0)
-        *ok = false;
-}
-
-/* The digests ar references into c->ds; false if one is malformed. */
-static bool collect(ac_ctx *c, const action_result *ar, size_t *n)
-{
-    size_t need = ar->n_output_files + ar->n_output_directories + 2;
-    if (need > c->cap) {
-        lc_digest *ds = realloc(c->ds, need * sizeof(*ds));
-        int64_t *at = ds != NULL ? realloc(c->atimes, need * sizeof(*at)) : NULL;
-        if (ds != NULL)
-            c->ds = ds;
-        if (at == NULL) {
-            c->rc = lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            return true;
-        }
-        c->atimes = at;
-        c->cap = need;
-    }
-    bool ok = true;
-    size_t k = 0;
-    for (size_t i = 0; i < ar->n_output_files && ok; i++) {
-        ok = ar->output_files[i] != NULL && ar->output_files[i]->digest != NULL;
-        if (ok)
-            to_digest(ar->output_files[i]->digest, &c->ds[k++], &ok);
-    }
-    for (size_t i = 0; i < ar->n_output_directories && ok; i++) {
-        ok = ar->output_directories[i] != NULL && ar->output_directories[i]->tree_digest != NULL;
-        if (ok)
-            to_digest(ar->output_directories[i]->tree_digest, &c->ds[k++], &ok);
-    }
-    if (ar->stdout_digest != NULL && ok)
-        to_digest(ar->stdout_digest, &c->ds[k++], &ok);
-    if (ar->stderr_digest != NULL && ok)
-        to_digest(ar->stderr_digest, &c->ds[k++], &ok);
-    *n = k;
-    return ok;
-}
-
-/* Should this entry go? Unreadable ones, incomplete ones (a blob is gone:
- * GetActionResult answers NOT_FOUND), and with an age limit ones unused
- * since before the cutoff. */
+/* Should this entry go? Unreadable ones, incomplete ones (a blob it needs
+ * is gone, completeness.h: GetActionResult answers NOT_FOUND), and with an
+ * age limit ones unused since before the cutoff. */
 static bool ac_victim(ac_ctx *c, const uint8_t *value, size_t len)
 {
     Layercache__V1__StoredActionResult *st =
@@ -216,18 +169,22 @@ static bool ac_victim(ac_ctx *c, const uint8_t *value, size_t len)
     if (st != NULL)
         ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, st->action_result.len,
                                                                         st->action_result.data);
-    size_t n = 0;
-    if (ar == NULL || !collect(c, ar, &n) || c->rc != 0)
+    if (ar == NULL)
         goto out;
-    if (n > 0 && (c->rc = lc_store_blob_atimes(c->store, c->ds, n, c->atimes, c->err)) != 0)
-        goto out;
-    int64_t newest = st->created_unix > st->last_hit_unix ? st->created_unix : st->last_hit_unix;
-    for (size_t i = 0; i < n; i++) {
-        if (c->atimes[i] < 0)
-            goto out; /* incomplete */
-        if (c->atimes[i] != INT64_MAX && c->atimes[i] > newest)
-            newest = c->atimes[i];
+    int64_t newest = INT64_MIN;
+    lc_err cerr = {0};
+    /* Quiet: checking an entry must not keep its blobs (or Trees) alive. */
+    int rc = lc_complete_check_quiet(c->store, ar, NULL, &newest, &cerr);
+    if (rc < 0 && rc != -LC_INVALID_ARGUMENT) {
+        c->rc = rc;
+        *c->err = cerr;
     }
+    if (rc != 1)
+        goto out; /* incomplete or malformed */
+    if (st->created_unix > newest)
+        newest = st->created_unix;
+    if (st->last_hit_unix > newest)
+        newest = st->last_hit_unix;
     gone = c->age_cutoff > 0 && newest < c->age_cutoff;
 out:
     if (ar != NULL)
@@ -255,13 +212,32 @@ static int visit_ac(void *arg, const char *instance, const lc_digest *action, co
     return 0;
 }
 
+/* trust.h: untrusted writers' entries (store_ac.h) follow the same rule. */
+static int visit_untrusted(void *arg, const char *instance, const lc_digest *action,
+                           const char *writer, const uint8_t *value, size_t len)
+{
+    ac_ctx *c = arg;
+    c->rep->ac_scanned++;
+    if (!ac_victim(c, value, len))
+        return c->rc != 0;
+    bool gone = false;
+    if ((c->rc = lc_store_ac_untrusted_evict(c->store, instance, action, writer, value, len, &gone,
+                                             c->err)) != 0)
+        return 1;
+    if (gone) {
+        c->rep->ac_entries++;
+        lc_stats_evict_ac(c->stats, instance, 1);
+    }
+    return 0;
+}
+
 static int sweep_ac(lc_store *store, lc_stats *stats, int64_t age_cutoff, lc_evict_report *rep,
                     lc_err *err)
 {
     ac_ctx c = {.store = store, .stats = stats, .age_cutoff = age_cutoff, .rep = rep, .err = err};
     int rc = lc_store_ac_scan(store, NULL, visit_ac, &c, err);
-    free(c.ds);
-    free(c.atimes);
+    if (rc == 0 && c.rc == 0)
+        rc = lc_store_ac_untrusted_scan(store, NULL, visit_untrusted, &c, err);
     return c.rc != 0 ? c.rc : rc;
 }
 

@@ -11,11 +11,13 @@
 #include "cache_client_int.h" /* lc__cache_unary: forwards a request message as is */
 #include "cas.h"
 #include "cluster.h"
+#include "completeness.h"
 #include "google/rpc/status.pb-c.h"
 #include "grpc_msg.h"
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
 #include "resource.h"
+#include "trust.h"
 
 #define MOD "forward"
 #define PATH_AC "/build.bazel.remote.execution.v2.ActionCache/"
@@ -57,7 +59,16 @@ static int peer_unary(const lc_call_ctx *ctx, lc_cluster_peer *p, const char *pa
     lc_cache_client *c = lc_cluster_client(env->cluster, p, "", err);
     if (c == NULL)
         return -LC_UNAVAILABLE;
-    int rc = lc__cache_unary(c, m, req, rdesc, out, err);
+    /* trust.h: the peer serves the action cache as the client would be. */
+    lc_trust_caller caller;
+    lc_trust_caller_of(ctx, &caller);
+    char who[LC_AUTH_NAME_MAX + 16];
+    lc_trust_caller_format(&caller, who, sizeof(who));
+    grpc_metadata md;
+    memset(&md, 0, sizeof(md));
+    md.key = grpc_slice_from_static_string(LC_TRUST_CALLER_MD);
+    md.value = grpc_slice_from_static_string(who); /* the call ends before who goes */
+    int rc = lc__cache_unary_md(c, m, req, &md, 1, rdesc, out, err);
     LC_DEBUG(MOD, "%s at %s: %d %s", lc__cache_method_name(m), lc_cluster_peer_id(p), rc,
              rc < 0 && err != NULL ? err->msg : "");
     lc_cluster_peer_failed(p, rc);
@@ -208,49 +219,81 @@ out:
 
 /* ---- ActionCache -------------------------------------------------------- */
 
-/* Digests an ActionResult references (empty ones left out); NULL on OOM. */
-static lc_digest *result_digests(const LC_REAPI(ActionResult) * ar, size_t *n)
+static FILE *stream_file(lc_fwd_stream *s); /* the ByteStream section below */
+
+/* completeness.h's fetch over the cluster: a Tree from the local store, else
+ * from the first replica that has it. */
+typedef struct fetch_ctx {
+    const lc_call_ctx *ctx;
+    const char *inst;
+} fetch_ctx;
+
+static int cluster_fetch(void *arg, const lc_digest *d, uint8_t **data, size_t *len, lc_err *err)
 {
-    lc_digest *ds = calloc(ar->n_output_files + ar->n_output_directories + 3, sizeof(*ds));
-    size_t k = 0;
-    if (ds == NULL)
-        return NULL;
-    for (size_t i = 0; i < ar->n_output_files; i++)
-        if (ar->output_files[i] != NULL &&
-            lc_svc_digest(ar->output_files[i]->digest, "d", &ds[k], NULL) == 0)
-            k += !lc_digest_is_empty(&ds[k]);
-    for (size_t i = 0; i < ar->n_output_directories; i++)
-        if (ar->output_directories[i] != NULL &&
-            lc_svc_digest(ar->output_directories[i]->tree_digest, "d", &ds[k], NULL) == 0)
-            k += !lc_digest_is_empty(&ds[k]);
-    if (ar->stdout_digest != NULL && lc_svc_digest(ar->stdout_digest, "d", &ds[k], NULL) == 0)
-        k += !lc_digest_is_empty(&ds[k]);
-    if (ar->stderr_digest != NULL && lc_svc_digest(ar->stderr_digest, "d", &ds[k], NULL) == 0)
-        k += !lc_digest_is_empty(&ds[k]);
-    *n = k;
-    return ds;
+    fetch_ctx *f = arg;
+    const lc_svc_env *env = f->ctx->env;
+    int rc = lc_store_blob_get(env->store, d, data, len, err);
+    if (rc != -LC_NOT_FOUND)
+        return rc;
+    lc_err_clear(err);
+    lc_resource res = {.kind = LC_RESOURCE_READ, .digest = *d};
+    snprintf(res.instance, sizeof(res.instance), "%s", f->inst);
+    char name[LC_RESOURCE_MAX + 1];
+    if (lc_resource_format(&res, name, sizeof(name)) < 0)
+        return lc_err_set(err, LC_INVALID_ARGUMENT, "instance name too long");
+    lc_fwd_stream *s = NULL;
+    if ((rc = lc_fwd_read_open(f->ctx, name, d, 0, 0, &s, err)) < 0)
+        return rc;
+    uint8_t *buf = malloc((size_t)d->size + 1);
+    size_t got = buf != NULL ? fread(buf, 1, (size_t)d->size + 1, stream_file(s)) : 0;
+    lc_fwd_stream_free(&s);
+    if (buf == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    if (got != (size_t)d->size) {
+        free(buf);
+        return lc_err_set(err, LC_DATA_LOSS, "a replica sent %zu bytes of a %lld-byte blob", got,
+                          (long long)d->size);
+    }
+    *data = buf;
+    *len = got;
+    return 0;
 }
 
-/* Every blob of ar found at some live replica? */
+/* Every blob ar needs (completeness.h) found at some live replica? */
 static int result_complete(const lc_call_ctx *ctx, const char *inst,
                            const LC_REAPI(ActionResult) * ar, bool *complete, lc_err *err)
 {
-    size_t n = 0;
-    lc_digest *ds = result_digests(ar, &n);
-    LC_REAPI(Digest) *ms = calloc(n + 1, sizeof(*ms)), **mp = calloc(n + 1, sizeof(*mp));
-    char(*hex)[LC_HASH_HEX_LEN + 1] = calloc(n + 1, sizeof(*hex));
-    bool *missing = calloc(n + 1, sizeof(*missing));
-    int rc = 0;
+    lc_complete_needs needs = {0};
+    fetch_ctx fc = {.ctx = ctx, .inst = inst};
+    LC_REAPI(Digest) *ms = NULL, **mp = NULL;
+    char(*hex)[LC_HASH_HEX_LEN + 1] = NULL;
+    bool *missing = NULL;
     *complete = false;
-    if (ds == NULL || ms == NULL || mp == NULL || hex == NULL || missing == NULL) {
+    lc_err nerr = {0};
+    int rc = lc_complete_needs_of(ar, cluster_fetch, &fc, &needs, &nerr);
+    if (rc == -LC_FAILED_PRECONDITION || rc == -LC_INVALID_ARGUMENT) {
+        LC_DEBUG(MOD, "action result not servable: %s", nerr.msg);
+        rc = 0; /* a Tree that cannot be served, a malformed result: a miss */
+        goto out;
+    }
+    if (rc < 0) {
+        *err = nerr;
+        goto out;
+    }
+    size_t n = needs.n;
+    ms = calloc(n + 1, sizeof(*ms));
+    mp = calloc(n + 1, sizeof(*mp));
+    hex = calloc(n + 1, sizeof(*hex));
+    missing = calloc(n + 1, sizeof(*missing));
+    if (ms == NULL || mp == NULL || hex == NULL || missing == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        lc__cache_digest_to_msg(&ds[i], hex[i], &ms[i]);
+        lc__cache_digest_to_msg(&needs.v[i], hex[i], &ms[i]);
         mp[i] = &ms[i];
     }
-    if (n > 0 && (rc = cluster_missing(ctx, inst, 0, mp, ds, n, missing, err)) < 0)
+    if (n > 0 && (rc = cluster_missing(ctx, inst, 0, mp, needs.v, n, missing, err)) < 0)
         goto out;
     *complete = true;
     for (size_t i = 0; i < n; i++)
@@ -260,8 +303,34 @@ out:
     free(hex);
     free(mp);
     free(ms);
-    free(ds);
+    lc_complete_needs_clear(&needs);
     return rc;
+}
+
+/* The result the owners give who (first owner that has one), or NULL;
+ * *answered counts the replicas that answered. */
+static LC_REAPI(ActionResult) * owners_result(const lc_call_ctx *who, const lc_cluster_route *r,
+                                              const ProtobufCMessage *msg, const char *hex,
+                                              int *answered)
+{
+    LC_REAPI(ActionResult) *ar = NULL;
+    /* Owners first, then every other live peer: previous owners of a key
+     * that moved in a scale-up still answer. */
+    for (size_t i = 0; i < r->n && ar == NULL; i++) {
+        if (!lc_cluster_peer_alive(r->p[i]))
+            continue;
+        lc_err perr = {0};
+        int prc = peer_unary(who, r->p[i], PATH_AC "GetActionResult", LC__M_GET_ACTION_RESULT, msg,
+                             &LC_REAPI_DESC(action_result), (ProtobufCMessage **)&ar, &perr);
+        if (prc == 0 || prc == -LC_NOT_FOUND) {
+            (*answered)++;
+        } else if (!is_down(prc)) {
+            LC_WARN(MOD, "GetActionResult %s at %s: %s", hex, lc_cluster_peer_id(r->p[i]), perr.msg);
+        }
+        if (prc < 0)
+            ar = NULL;
+    }
+    return ar;
 }
 
 int lc_fwd_get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg,
@@ -274,51 +343,52 @@ int lc_fwd_get_action_result(const lc_call_ctx *ctx, const ProtobufCMessage *msg
     lc_cluster_route r;
     LC_REAPI(ActionResult) *ar = NULL;
     int rc, answered = 0;
+    bool seen = false;
     if ((rc = lc_svc_instance(inst, err)) < 0 ||
         (rc = lc_svc_digest_function(req->digest_function, err)) < 0 ||
         (rc = lc_svc_digest(req->action_digest, "action_digest", &action, err)) < 0)
         return rc;
     char hex[LC_HASH_HEX_LEN + 1];
     lc_digest_hex(&action, hex);
-    /* Owners first, then every other live peer: previous owners of a key
-     * that moved in a scale-up still answer. */
     lc_cluster_route_action(env->cluster, inst, &action, &r);
-    for (size_t i = 0; i < r.n && ar == NULL; i++) {
-        if (!lc_cluster_peer_alive(r.p[i]))
-            continue;
-        lc_err perr = {0};
-        int prc = peer_unary(ctx, r.p[i], PATH_AC "GetActionResult", LC__M_GET_ACTION_RESULT, msg,
-                             &LC_REAPI_DESC(action_result), (ProtobufCMessage **)&ar, &perr);
-        if (prc == 0 || prc == -LC_NOT_FOUND) {
-            answered++;
-        } else if (!is_down(prc)) {
-            LC_WARN(MOD, "GetActionResult %s at %s: %s", hex, lc_cluster_peer_id(r.p[i]), perr.msg);
+    /* trust.h: an untrusted caller gets its own result first (the owners
+     * serve it without checking the blobs: that is done here); when that
+     * one cannot be served, it gets the trusted one, asked for as a reader. */
+    lc_trust_caller caller;
+    lc_trust_caller_of(ctx, &caller);
+    lc_call_ctx as_reader = *ctx;
+    as_reader.role = LC_ROLE_READ;
+    as_reader.principal = NULL;
+    int passes = lc_trust_is_untrusted(&caller) ? 2 : 1;
+    for (int pass = 0; pass < passes; pass++) {
+        ar = owners_result(pass == 0 ? ctx : &as_reader, &r, msg, hex, &answered);
+        if (ar == NULL)
+            break; /* no own result means the trusted one was looked up already */
+        seen = true;
+        bool complete = false;
+        if ((rc = result_complete(ctx, inst, ar, &complete, err)) < 0)
+            goto out;
+        if (complete) {
+            lc_stats_ac(env->stats, inst, true);
+            *resp = lc_svc_pack(ar);
+            rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
         }
-        if (prc < 0)
-            ar = NULL;
+        LC_REAPI_FN(action_result__free_unpacked)(ar, NULL);
+        ar = NULL;
     }
-    if (ar == NULL) {
-        lc_stats_ac(env->stats, inst, false);
-        if (answered == 0)
-            return lc_err_set(err, LC_UNAVAILABLE, "no cache replica answered for action %s/%lld",
-                              hex, (long long)action.size);
-        return lc_err_set(err, LC_NOT_FOUND, "no action result for %s/%lld in instance '%s'", hex,
-                          (long long)action.size, inst);
-    }
-    bool complete = false;
-    if ((rc = result_complete(ctx, inst, ar, &complete, err)) < 0)
-        goto out;
-    if (!complete) {
-        lc_stats_ac(env->stats, inst, false);
+    lc_stats_ac(env->stats, inst, false);
+    if (seen)
         rc = lc_err_set(err, LC_NOT_FOUND,
                         "action result for %s/%lld in instance '%s' references blobs no replica "
                         "holds any more; treated as a miss",
                         hex, (long long)action.size, inst);
-        goto out;
-    }
-    lc_stats_ac(env->stats, inst, true);
-    *resp = lc_svc_pack(ar);
-    rc = *resp != NULL ? 0 : lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    else if (answered == 0)
+        rc = lc_err_set(err, LC_UNAVAILABLE, "no cache replica answered for action %s/%lld", hex,
+                        (long long)action.size);
+    else
+        rc = lc_err_set(err, LC_NOT_FOUND, "no action result for %s/%lld in instance '%s'", hex,
+                        (long long)action.size, inst);
 out:
     LC_REAPI_FN(action_result__free_unpacked)(ar, NULL);
     return rc;
@@ -699,6 +769,11 @@ struct lc_fwd_stream {
     bool registered, busy;         /* in the parked table; a Write stream has it */
     int64_t idle_since;            /* parked: monotonic seconds */
 };
+
+static FILE *stream_file(lc_fwd_stream *s)
+{
+    return s->f;
+}
 
 uint64_t lc_fwd_stream_bytes(const lc_fwd_stream *s)
 {

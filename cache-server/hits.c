@@ -9,6 +9,7 @@
 
 #include "layercache/v1/admin.pb-c.h"
 #include "log.h"
+#include "store_ac.h"
 
 #define MOD "hits"
 #define N_BUCKETS 1024 /* power of two */
@@ -17,6 +18,7 @@
 typedef struct pending {
     struct pending *next;
     char *instance;
+    char *writer; /* "" for the trusted entry, else an untrusted writer's (store_ac.h) */
     lc_digest action;
     uint64_t count;
     int64_t last;
@@ -40,12 +42,21 @@ static size_t word_of(const lc_digest *d)
     return w;
 }
 
-static size_t bucket_of(const char *instance, const lc_digest *d)
+static size_t bucket_of(const char *instance, const char *writer, const lc_digest *d)
 {
     size_t h = word_of(d);
     for (const char *p = instance; *p; p++)
         h = h * 31 + (unsigned char)*p;
+    for (const char *p = writer; *p; p++)
+        h = h * 37 + (unsigned char)*p;
     return h & (N_BUCKETS - 1);
+}
+
+static bool pending_is(const pending *p, const char *instance, const char *writer,
+                       const lc_digest *action)
+{
+    return lc_digest_equal(&p->action, action) && strcmp(p->instance, instance) == 0 &&
+           strcmp(p->writer, writer) == 0;
 }
 
 static pthread_mutex_t *stripe_of(lc_hits *h, const lc_digest *d)
@@ -71,6 +82,7 @@ static void pending_free(pending *p)
     while (p != NULL) {
         pending *next = p->next;
         free(p->instance);
+        free(p->writer);
         free(p);
         p = next;
     }
@@ -106,27 +118,31 @@ void lc_hits_unlock(lc_hits *h, const lc_digest *action)
         pthread_mutex_unlock(stripe_of(h, action));
 }
 
-void lc_hits_record(lc_hits *h, const char *instance, const lc_digest *action, int64_t when)
+void lc_hits_record(lc_hits *h, const char *instance, const lc_digest *action, const char *writer,
+                    int64_t when)
 {
     if (h == NULL)
         return;
     instance = instance ? instance : "";
-    size_t b = bucket_of(instance, action);
+    writer = writer ? writer : "";
+    size_t b = bucket_of(instance, writer, action);
     bool due = false;
     pthread_mutex_lock(&h->mu);
     pending *p = h->buckets[b];
-    while (p != NULL &&
-           !(lc_digest_equal(&p->action, action) && strcmp(p->instance, instance) == 0))
+    while (p != NULL && !pending_is(p, instance, writer, action))
         p = p->next;
     if (p == NULL) {
         p = calloc(1, sizeof(*p));
         char *copy = p ? strdup(instance) : NULL;
-        if (copy == NULL) {
+        char *wcopy = copy ? strdup(writer) : NULL;
+        if (wcopy == NULL) {
+            free(copy);
             free(p); /* out of memory: this hit goes uncounted */
             pthread_mutex_unlock(&h->mu);
             return;
         }
         p->instance = copy;
+        p->writer = wcopy;
         p->action = *action;
         p->next = h->buckets[b];
         h->buckets[b] = p;
@@ -148,16 +164,18 @@ void lc_hits_record(lc_hits *h, const char *instance, const lc_digest *action, i
     }
 }
 
-void lc_hits_forget(lc_hits *h, const char *instance, const lc_digest *action)
+void lc_hits_forget(lc_hits *h, const char *instance, const lc_digest *action,
+                    const char *writer)
 {
     if (h == NULL)
         return;
     instance = instance ? instance : "";
-    size_t b = bucket_of(instance, action);
+    writer = writer ? writer : "";
+    size_t b = bucket_of(instance, writer, action);
     pthread_mutex_lock(&h->mu);
     for (pending **pp = &h->buckets[b]; *pp != NULL; pp = &(*pp)->next) {
         pending *p = *pp;
-        if (lc_digest_equal(&p->action, action) && strcmp(p->instance, instance) == 0) {
+        if (pending_is(p, instance, writer, action)) {
             *pp = p->next;
             p->next = NULL;
             pending_free(p);
@@ -173,7 +191,10 @@ static int apply(lc_hits *h, const pending *p, lc_err *err)
 {
     uint8_t *value = NULL, *out = NULL;
     size_t len = 0;
-    int rc = lc_store_ac_get(h->store, p->instance, &p->action, &value, &len, err);
+    bool untrusted = p->writer[0] != '\0';
+    int rc = untrusted ? lc_store_ac_untrusted_get(h->store, p->instance, &p->action, p->writer,
+                                                   &value, &len, err)
+                       : lc_store_ac_get(h->store, p->instance, &p->action, &value, &len, err);
     if (rc == -LC_NOT_FOUND) {
         lc_err_clear(err); /* purged or evicted meanwhile: nothing to count */
         return 0;
@@ -196,7 +217,9 @@ static int apply(lc_hits *h, const pending *p, lc_err *err)
         goto out;
     }
     layercache__v1__stored_action_result__pack(s, out);
-    rc = lc_store_ac_put(h->store, p->instance, &p->action, out, n, err);
+    rc = untrusted
+             ? lc_store_ac_untrusted_put(h->store, p->instance, &p->action, p->writer, out, n, err)
+             : lc_store_ac_put(h->store, p->instance, &p->action, out, n, err);
 out:
     free(out);
     if (s != NULL)

@@ -33,15 +33,20 @@ lc_hits *lc_hits_new(lc_store *store);
 /* Flushes pending hits, frees, NULLs *h. Accepts NULL. */
 void lc_hits_free(lc_hits **h);
 
-/* Counts one hit of (instance, action) at when (Unix seconds). May flush. */
-void lc_hits_record(lc_hits *h, const char *instance, const lc_digest *action, int64_t when);
+/* Counts one hit of (instance, action) at when (Unix seconds): of the
+ * trusted entry (writer NULL or ""), or of the untrusted entry of writer
+ * (store_ac.h). May flush. */
+void lc_hits_record(lc_hits *h, const char *instance, const lc_digest *action, const char *writer,
+                    int64_t when);
 
 /* Writes every pending count into its entry (entries gone by now are
  * skipped). Returns the first store error, after trying every entry. */
 int lc_hits_flush(lc_hits *h, lc_err *err);
 
-/* Drops the pending hits of one entry (after it was deleted). */
-void lc_hits_forget(lc_hits *h, const char *instance, const lc_digest *action);
+/* Drops the pending hits of one entry (after it was deleted); writer as
+ * for lc_hits_record. */
+void lc_hits_forget(lc_hits *h, const char *instance, const lc_digest *action,
+                    const char *writer);
 
 /* The lock of every action cache entry with this digest: hold it around
  * any write or delete of such an entry. Not recursive. */

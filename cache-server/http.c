@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
+#include "http_auth.h"
 #include "http_request.h"
 #include "log.h"
 #include "metrics.h"
@@ -25,21 +27,28 @@ struct lc_http {
     lc_http_ctx ctx;
     lc_metrics *metrics;
     lc_dash *dash;
+    lc_http_auth *auth; /* who a request is; login sessions (http_auth.h) */
+    bool loopback;      /* listening on loopback: Host must name it too */
     int n_conns;
     bool stopping;
     bool loop_up, listener_up, stop_up, snap_up;
 };
 
-enum conn_state { READING, WRITING, LINGERING };
+/* WORKING: a response is being made on libuv's thread pool. */
+enum conn_state { READING, WORKING, WRITING, LINGERING };
 
 typedef struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wr;
     uv_shutdown_t sd;
+    uv_work_t work;
     lc_http *h;
     enum conn_state state;
-    int open_handles; /* freed when both handles are closed */
+    int open_handles; /* freed when both handles are closed and no work is pending */
+    size_t work_limit;
+    char *work_out;
+    bool work_head;
     bool closing;
     char *out; /* the response being written */
     size_t len;
@@ -55,6 +64,7 @@ static void conn_handle_closed(uv_handle_t *hd)
         return;
     c->h->n_conns--;
     free(c->out);
+    free(c->work_out);
     free(c);
 }
 
@@ -100,6 +110,10 @@ static const char *reason(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -122,7 +136,7 @@ static const char *reason(int status)
 static void respond(conn *c, int status, const char *type, const void *body, size_t len,
                     const char *extra, bool head_only)
 {
-    if (c->state != READING)
+    if (c->state != READING && c->state != WORKING)
         return;
     c->state = WRITING;
     uv_timer_stop(&c->timer);
@@ -174,7 +188,8 @@ static json_t *counters_json(const lc_stats_instance *in)
                      in->build_seconds_saved, "ac_evictions", (json_int_t)in->evictions);
 }
 
-static char *status_json(lc_http *h)
+/* admin: per-instance counters too (as Admin.GetStats over gRPC). */
+static char *status_json(lc_http *h, bool admin)
 {
     const lc_http_ctx *x = &h->ctx;
     json_t *root = json_pack("{s:s,s:I}", "version", LC_VERSION, "uptime_seconds",
@@ -204,14 +219,16 @@ static char *status_json(lc_http *h)
                                 json_integer((json_int_t)snap.blob_bytes_evicted));
         }
         json_object_set_new(root, "totals", totals);
-        json_t *insts = json_array();
-        for (size_t i = 0; i < snap.n_instances; i++) {
-            json_t *o = counters_json(&snap.instances[i]);
-            if (o != NULL)
-                json_object_set_new(o, "name", json_string(snap.instances[i].name));
-            json_array_append_new(insts, o);
+        if (admin) {
+            json_t *insts = json_array();
+            for (size_t i = 0; i < snap.n_instances; i++) {
+                json_t *o = counters_json(&snap.instances[i]);
+                if (o != NULL)
+                    json_object_set_new(o, "name", json_string(snap.instances[i].name));
+                json_array_append_new(insts, o);
+            }
+            json_object_set_new(root, "instances", insts);
         }
-        json_object_set_new(root, "instances", insts);
         json_t *methods = json_array();
         for (size_t i = 0; i < snap.n_methods; i++)
             json_array_append_new(methods, json_pack("{s:s,s:I,s:I}", "name", snap.methods[i].name,
@@ -220,6 +237,16 @@ static char *status_json(lc_http *h)
         json_object_set_new(root, "methods", methods);
         lc_stats_snapshot_free(&snap);
     }
+    /* trust.h */
+    lc_trust_counts tc;
+    lc_trust_counts_get(x->trust, &tc);
+    json_object_set_new(root, "untrusted",
+                        json_pack("{s:i,s:I,s:I,s:I,s:I}", "promote_quorum",
+                                  lc_trust_quorum(x->trust), "promoted_by_trusted",
+                                  (json_int_t)tc.promoted_trusted, "promoted_by_quorum",
+                                  (json_int_t)tc.promoted_quorum, "rejections",
+                                  (json_int_t)tc.rejected, "updates",
+                                  (json_int_t)tc.untrusted_updates));
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return s;
@@ -236,44 +263,221 @@ static void respond_owned(conn *c, char *body, size_t len, const char *type, boo
     free(body);
 }
 
+/* A JSON error {"error": msg} with status (401 also asks for a token). */
+static void respond_error(conn *c, int status, const char *msg, bool head)
+{
+    json_t *o = json_pack("{s:s,s:b}", "error", msg, "login", status == 401);
+    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (body == NULL) {
+        respond_text(c, 500, "out of memory\n", NULL);
+        return;
+    }
+    respond(c, status, "application/json", body, strlen(body),
+            status == 401 ? "WWW-Authenticate: Bearer realm=\"layercache\"\r\n" : NULL, head);
+    free(body);
+}
+
+/* /api/actions on libuv's thread pool: it scans the action cache. */
+static void actions_work(uv_work_t *w)
+{
+    conn *c = w->data;
+    const lc_http_ctx *x = &c->h->ctx;
+    c->work_out = x->entries(x->store, x->hits, c->work_limit);
+}
+
+static void actions_done(uv_work_t *w, int status)
+{
+    conn *c = w->data;
+    (void)status;
+    char *body = c->work_out;
+    c->work_out = NULL;
+    if (!c->closing) {
+        if (body == NULL)
+            respond_text(c, 500, "cannot list the action cache (see the server log)\n", NULL);
+        else
+            respond(c, 200, "application/json", body, strlen(body), NULL, c->work_head);
+    }
+    free(body);
+    conn_handle_closed((uv_handle_t *)&c->tcp); /* the work's reference (conn_handle_closed) */
+}
+
+/* The limit=N query parameter (default 50, at most 500). */
+static size_t query_limit(const char *q)
+{
+    const char *p = strstr(q, "limit=");
+    if (p == NULL || (p != q && p[-1] != '&'))
+        return 50;
+    long v = strtol(p + 6, NULL, 10);
+    return v < 1 ? 50 : v > 500 ? 500 : (size_t)v;
+}
+
+/* Whether id may see what needs role need: read for the totals, admin for
+ * instruction texts and per-instance numbers (as over gRPC). Answers
+ * 401/403 and returns false otherwise. */
+static bool allowed(conn *c, int who, const lc_auth_id *id, lc_auth_role need, bool head)
+{
+    if (lc_auth_allows(id->role, need) && id->role != LC_ROLE_NONE)
+        return true;
+    if (who == 0 && id->role == LC_ROLE_NONE) {
+        respond_error(c, 401,
+                      "this server requires a token: log in on the dashboard, or send "
+                      "'Authorization: Bearer <token>'",
+                      head);
+        return false;
+    }
+    char msg[LC_AUTH_NAME_MAX + 160];
+    snprintf(msg, sizeof(msg), "this needs the '%s' role; %s%s%s has '%s'",
+             lc_auth_role_name(need), id->name[0] ? "token '" : "",
+             id->name[0] ? id->name : (who == 0 ? "an anonymous caller" : "this token"),
+             id->name[0] ? "'" : "", lc_auth_role_name(id->role));
+    respond_error(c, 403, msg, head);
+    return false;
+}
+
 static void route(conn *c, const lc_http_request *req)
 {
     lc_http *h = c->h;
     bool head = strcmp(req->method, "HEAD") == 0;
-    if (!head && strcmp(req->method, "GET") != 0) {
-        respond_text(c, 405, "only GET and HEAD are served here\n", "Allow: GET, HEAD\r\n");
+    bool post = strcmp(req->method, "POST") == 0;
+    const char *p = req->path;
+    bool login = strcmp(p, "/login") == 0, logout = strcmp(p, "/logout") == 0;
+    if (req->host_bad) {
+        respond_text(c, 400, "malformed Host header\n", NULL);
         return;
     }
-    const char *p = req->path;
+    /* DNS rebinding: on loopback, only names of loopback reach the pages. */
+    if (h->loopback && req->host[0] != '\0' && !lc_http_auth_loopback_host(req->host)) {
+        respond_text(c, 403,
+                     "this server listens on loopback: requests naming another host are "
+                     "refused\n",
+                     NULL);
+        return;
+    }
+    if ((login || logout) && !post) {
+        respond_text(c, 405, "use POST\n", "Allow: POST\r\n");
+        return;
+    }
+    if (!login && !logout && !head && strcmp(req->method, "GET") != 0) {
+        respond_text(c, 405, "only GET and HEAD are served here (POST for /login, /logout)\n",
+                     "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (post && req->has_body) {
+        respond_error(c, 400, "no body expected: send the token as 'Authorization: Bearer <token>'",
+                      false);
+        return;
+    }
+    /* Open to all: Prometheus, probes, the page itself (it holds no data). */
     if (strcmp(p, "/metrics") == 0) {
         lc_metrics_source src = {.stats = h->ctx.stats,
                                  .store = h->ctx.store,
                                  .max_bytes = h->ctx.max_bytes,
-                                 .max_age = h->ctx.max_age};
+                                 .max_age = h->ctx.max_age,
+                                 .trust = h->ctx.trust};
         size_t len = 0;
         char *body = lc_metrics_render(h->metrics, &src, &len);
         respond_owned(c, body, len, "text/plain; version=0.0.4; charset=utf-8", head);
+        return;
+    }
+    if (strcmp(p, "/healthz") == 0) {
+        respond(c, 200, "text/plain; charset=utf-8", "ok\n", 3, NULL, head);
+        return;
+    }
+    if (strcmp(p, "/") == 0 || strcmp(p, "/index.html") == 0) {
+        size_t len = 0;
+        const unsigned char *page = lc_dash_page(&len);
+        /* Everything is inline: forbid the page from loading anything else,
+         * being framed (clickjacking) or posting forms elsewhere. */
+        respond(c, 200, "text/html; charset=utf-8", page, len,
+                "Content-Security-Policy: default-src 'self'; style-src 'unsafe-inline'; "
+                "script-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+                "frame-ancestors 'none'\r\nX-Frame-Options: DENY\r\n",
+                head);
+        return;
+    }
+    int64_t now = (int64_t)time(NULL);
+    lc_err err = {0};
+    if (login) {
+        char cookie[256];
+        lc_auth_id id;
+        int rc = lc_http_auth_login(h->auth, req, now, &id, cookie, sizeof(cookie), &err);
+        if (rc < 0) {
+            respond_error(c, rc == -LC_UNAUTHENTICATED ? 401 : rc == -LC_PERMISSION_DENIED ? 403 : 400,
+                          err.msg, false);
+            return;
+        }
+        json_t *o = json_pack("{s:s,s:s}", "role", lc_auth_role_name(id.role), "name", id.name);
+        char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (body == NULL) {
+            respond_text(c, 500, "out of memory\n", NULL);
+            return;
+        }
+        respond(c, 200, "application/json", body, strlen(body), cookie, false);
+        free(body);
+        return;
+    }
+    if (logout) {
+        char cookie[256];
+        if (lc_http_auth_logout(h->auth, req, cookie, sizeof(cookie), &err) < 0) {
+            respond_error(c, 403, err.msg, false);
+            return;
+        }
+        respond(c, 200, "application/json", "{}", 2, cookie, false);
+        return;
+    }
+    bool known = strcmp(p, "/status") == 0 || strcmp(p, "/api/history") == 0 ||
+                 strcmp(p, "/api/keys") == 0 || strcmp(p, "/api/session") == 0 ||
+                 (strcmp(p, "/api/actions") == 0 && h->ctx.entries != NULL);
+    if (!known) {
+        respond_text(c, 404, "not found: try /, /metrics or /status\n", NULL);
+        return;
+    }
+    lc_auth_id id;
+    int who = lc_http_auth_identify(h->auth, req, now, &id, &err);
+    if (who < 0) {
+        respond_error(c, 401, err.msg, head);
+        return;
+    }
+    if (strcmp(p, "/api/session") == 0) {
+        if (!allowed(c, who, &id, LC_ROLE_READ, head))
+            return;
+        json_t *o = json_pack("{s:b,s:s,s:s,s:b}", "tokens", lc_http_auth_required(h->auth),
+                              "role", lc_auth_role_name(id.role), "name", id.name, "anonymous",
+                              who == 0);
+        char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        respond_owned(c, body, body ? strlen(body) : 0, "application/json", head);
     } else if (strcmp(p, "/status") == 0) {
-        char *body = status_json(h);
+        if (!allowed(c, who, &id, LC_ROLE_READ, head))
+            return;
+        char *body = status_json(h, id.role == LC_ROLE_ADMIN);
         respond_owned(c, body, body ? strlen(body) : 0, "application/json", head);
     } else if (strcmp(p, "/api/history") == 0) {
+        if (!allowed(c, who, &id, LC_ROLE_READ, head))
+            return;
         char *body = lc_dash_history_json(h->dash, h->ctx.snapshot_ms / 1000);
         respond_owned(c, body, body ? strlen(body) : 0, "application/json", head);
     } else if (strcmp(p, "/api/keys") == 0) {
+        /* Instruction texts can carry secrets: admin only, as ListActions. */
+        if (!allowed(c, who, &id, LC_ROLE_ADMIN, head))
+            return;
         char *body = lc_dash_keys_json(h->dash);
         respond_owned(c, body, body ? strlen(body) : 0, "application/json", head);
-    } else if (strcmp(p, "/") == 0 || strcmp(p, "/index.html") == 0) {
-        size_t len = 0;
-        const unsigned char *page = lc_dash_page(&len);
-        /* Everything is inline: forbid the page from loading anything else. */
-        respond(c, 200, "text/html; charset=utf-8", page, len,
-                "Content-Security-Policy: default-src 'self'; style-src 'unsafe-inline'; "
-                "script-src 'unsafe-inline'; img-src data:\r\n",
-                head);
-    } else if (strcmp(p, "/healthz") == 0) {
-        respond(c, 200, "text/plain; charset=utf-8", "ok\n", 3, NULL, head);
-    } else {
-        respond_text(c, 404, "not found: try /, /metrics or /status\n", NULL);
+    } else { /* /api/actions */
+        if (!allowed(c, who, &id, LC_ROLE_ADMIN, head))
+            return;
+        c->state = WORKING;
+        uv_timer_stop(&c->timer);
+        c->work.data = c;
+        c->work_limit = query_limit(req->query);
+        c->work_head = head;
+        if (uv_queue_work(&h->loop, &c->work, actions_work, actions_done) < 0) {
+            respond_text(c, 503, "busy\n", NULL);
+            return;
+        }
+        c->open_handles++; /* the work holds the connection until actions_done */
     }
 }
 
@@ -385,7 +589,7 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, char *host,
     const char *colon = strrchr(addr, ':');
     if (colon == NULL || colon == addr || colon[1] == '\0')
         return lc_err_set(err, LC_INVALID_ARGUMENT,
-                          "--http-listen '%s' is not HOST:PORT (e.g. 0.0.0.0:9090, [::1]:0)", addr);
+                          "--http-listen '%s' is not HOST:PORT (e.g. 127.0.0.1:9090, [::1]:0)", addr);
     char *end = NULL;
     long port = strtol(colon + 1, &end, 10);
     if (*end != '\0' || port < 0 || port > 65535)
@@ -415,6 +619,18 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, char *host,
     return 0;
 }
 
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
 static void free_h(lc_http *h)
 {
     if (h->loop_up) {
@@ -430,6 +646,7 @@ static void free_h(lc_http *h)
             LC_WARN(MOD, "the HTTP loop still had open handles at exit");
     }
     lc_observe_reset();
+    lc_http_auth_free(&h->auth);
     lc_dash_free(&h->dash);
     lc_metrics_free(&h->metrics);
     free(h);
@@ -452,7 +669,9 @@ int lc_http_start(const char *addr, const lc_http_ctx *ctx, lc_http **out, char 
         h->ctx.snapshot_ms = LC_HTTP_SNAPSHOT_MS;
     h->metrics = lc_metrics_new();
     h->dash = lc_dash_new(ctx->stats, ctx->store, ctx->describe);
-    if (h->metrics == NULL || h->dash == NULL) {
+    h->auth = lc_http_auth_new(ctx->auth);
+    h->loopback = is_loopback(&ss);
+    if (h->metrics == NULL || h->dash == NULL || h->auth == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory starting HTTP");
         goto fail;
     }
@@ -494,6 +713,13 @@ int lc_http_start(const char *addr, const lc_http_ctx *ctx, lc_http **out, char 
         goto fail;
     }
     LC_INFO(MOD, "serving /metrics, /status and the dashboard on %s", bound);
+    if (ctx->auth != NULL)
+        LC_INFO(MOD, "pages and JSON need a token (login cookie or Bearer); /metrics and "
+                     "/healthz are open");
+    if (!h->loopback && ctx->auth == NULL)
+        LC_WARN(MOD, "the HTTP side listens beyond loopback (%s) without --tokens: anyone who "
+                     "reaches it reads the dashboard, instruction texts included",
+                bound);
     *out = h;
     return 0;
 fail:

@@ -67,6 +67,16 @@ static int parse_request_line(const char *p, const char *e, lc_http_request *r)
         return -1;
     memcpy(r->path, t, (size_t)(qm - t));
     r->path[qm - t] = '\0';
+    if (qm < sp2 && *qm == '?') {
+        const char *qe = qm + 1;
+        while (qe < sp2 && *qe != '#')
+            qe++;
+        size_t ql = (size_t)(qe - (qm + 1));
+        if (ql > LC_HTTP_QUERY_MAX)
+            ql = LC_HTTP_QUERY_MAX;
+        memcpy(r->query, qm + 1, ql);
+        r->query[ql] = '\0';
+    }
 
     const char *v = sp2 + 1;
     if (e - v != 8 || memcmp(v, "HTTP/1.", 7) != 0 || v[7] < '0' || v[7] > '9')
@@ -100,6 +110,43 @@ static bool value_is(const char *a, const char *b, const char *word)
     return (size_t)(b - a) == n && strncasecmp(a, word, n) == 0;
 }
 
+/* Copies [a, b) into out (cap bytes with the NUL); false when it does not fit. */
+static bool keep(const char *a, const char *b, char *out, size_t cap)
+{
+    size_t n = (size_t)(b - a);
+    if (n >= cap)
+        return false;
+    memcpy(out, a, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* The lc_session cookie among "a=b; c=d" pairs, if any. */
+static void find_session(const char *v, const char *ve, lc_http_request *r)
+{
+    static const char name[] = LC_HTTP_SESSION_COOKIE;
+    const size_t nl = sizeof(name) - 1;
+    while (v < ve) {
+        const char *semi = memchr(v, ';', (size_t)(ve - v));
+        const char *end = semi != NULL ? semi : ve;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        if ((size_t)(end - v) > nl && memcmp(v, name, nl) == 0 && v[nl] == '=') {
+            const char *val = v + nl + 1, *vend = end;
+            while (vend > val && (vend[-1] == ' ' || vend[-1] == '\t'))
+                vend--;
+            if (!keep(val, vend, r->session, sizeof(r->session)))
+                r->session_bad = true;
+        }
+        v = semi != NULL ? semi + 1 : ve;
+    }
+}
+
+static bool name_is(const char *p, size_t nlen, const char *word)
+{
+    return nlen == strlen(word) && strncasecmp(p, word, nlen) == 0;
+}
+
 static int parse_header(const char *p, const char *e, lc_http_request *r)
 {
     const char *colon = memchr(p, ':', (size_t)(e - p));
@@ -128,6 +175,21 @@ static int parse_header(const char *p, const char *e, lc_http_request *r)
                 r->has_body = true;
     } else if (nlen == 17 && strncasecmp(p, "transfer-encoding", 17) == 0) {
         r->has_body = true;
+    } else if (name_is(p, nlen, "authorization")) {
+        /* Two Authorization headers are ambiguous: refuse. */
+        if (r->authorization[0] != '\0' || !keep(v, ve, r->authorization, sizeof(r->authorization)))
+            r->authorization_bad = true;
+    } else if (name_is(p, nlen, "cookie")) {
+        find_session(v, ve, r);
+    } else if (name_is(p, nlen, "host")) {
+        if (r->host[0] != '\0' || !keep(v, ve, r->host, sizeof(r->host)))
+            r->host_bad = true;
+    } else if (name_is(p, nlen, "origin")) {
+        if (!keep(v, ve, r->origin, sizeof(r->origin)))
+            r->origin_bad = true;
+    } else if (name_is(p, nlen, "sec-fetch-site")) {
+        if (!keep(v, ve, r->fetch_site, sizeof(r->fetch_site)))
+            r->fetch_site[0] = '\0';
     }
     return 0;
 }

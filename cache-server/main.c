@@ -27,6 +27,7 @@
 #include "stats.h"
 #include "store.h"
 #include "tls.h"
+#include "trust.h"
 
 #define MOD "main"
 
@@ -36,6 +37,7 @@ static int64_t opt_max_size, opt_max_age; /* evict.h */
 static bool opt_sync;
 static char *opt_tokens, *opt_tls_cert, *opt_tls_key, *opt_tls_client_ca; /* auth.h, tls.h */
 static bool opt_anon_read;
+static int64_t opt_promote_quorum;                     /* trust.h */
 static char *opt_http_listen;                          /* http.h */
 static char *opt_peers, *opt_self, *opt_cluster_token; /* cluster.h */
 static char *opt_cluster_ca, *opt_cluster_tls_name;    /* cluster.h, with --tls-cert */
@@ -67,11 +69,16 @@ static const lc_flag flags[] = {
     /* auth.h: access control and TLS. */
     {"tokens", 0, LC_FLAG_STRING, &opt_tokens, NULL, "FILE",
      "require bearer tokens: lines '<token> <role> [<name>]' ('#' comments), role read, write "
-     "(read + uploads + UpdateActionResult) or admin (write + the Admin service); clients send "
-     "'authorization: Bearer <token>'; re-read on SIGHUP. Without it every caller may do "
-     "everything"},
+     "(read + uploads + UpdateActionResult) or admin (write + the Admin service), or "
+     "untrusted (named: uploads, and action results seen only by tokens of its name until "
+     "promoted; docs/SECURITY.md); clients send 'authorization: Bearer <token>'; re-read on "
+     "SIGHUP. Without it every caller may do everything"},
     {"allow-anonymous-read", 0, LC_FLAG_BOOL, &opt_anon_read, "false", NULL,
      "with --tokens: callers without a token may read (lookups and downloads)"},
+    {"promote-quorum", 0, LC_FLAG_INT, &opt_promote_quorum, "0", "N",
+     "an action result that N (>= 2) distinct untrusted token names stored identically for a "
+     "key without a trusted entry becomes visible to every caller; 0 = only a trusted writer "
+     "storing the identical result promotes it"},
     {"tls-cert", 0, LC_FLAG_STRING, &opt_tls_cert, NULL, "FILE",
      "serve TLS only (clients use grpcs://) with this PEM certificate chain; needs --tls-key"},
     {"tls-key", 0, LC_FLAG_STRING, &opt_tls_key, NULL, "FILE",
@@ -79,9 +86,11 @@ static const lc_flag flags[] = {
     {"tls-client-ca", 0, LC_FLAG_STRING, &opt_tls_client_ca, NULL, "FILE",
      "mutual TLS: require client certificates signed by a CA in this PEM file"},
     /* http.h: /metrics, /status and the dashboard, apart from gRPC. */
-    {"http-listen", 0, LC_FLAG_STRING, &opt_http_listen, "0.0.0.0:9090", "ADDR",
+    {"http-listen", 0, LC_FLAG_STRING, &opt_http_listen, "127.0.0.1:9090", "ADDR",
      "HTTP listen address HOST:PORT (numeric IPv4 or [IPv6]) for /metrics (Prometheus), "
-     "/status (JSON) and the dashboard page at /; port 0 picks a free port"},
+     "/status (JSON) and the dashboard page at /; port 0 picks a free port. Loopback unless "
+     "told otherwise (e.g. 0.0.0.0:9090): the dashboard shows instruction texts, so with "
+     "--tokens every page but /metrics and /healthz needs a token (docs/SECURITY.md)"},
     /* cluster.h: off unless --peers is given. */
     {"peers", 0, LC_FLAG_STRING, &opt_peers, NULL, "LIST|NAME:PORT",
      "cluster mode: the replicas, as a comma-separated HOST:PORT list (this one included) or "
@@ -172,6 +181,7 @@ int main(int argc, char **argv)
     lc_store *store = NULL;
     lc_stats *stats = NULL;
     lc_hits *hits = NULL; /* admin */
+    lc_trust *trust = NULL; /* trust.h */
     lc_srv *srv = NULL;
     lc_evict *evict = NULL;
     /* auth.h, tls.h */
@@ -212,7 +222,9 @@ int main(int argc, char **argv)
                        "Every option can also be set by the environment variable shown.\n"
                        "Access control is off unless --tokens is given: then every call needs\n"
                        "a token with the method's role (UNAUTHENTICATED without a known token,\n"
-                       "PERMISSION_DENIED with too low a role); SIGHUP re-reads the file.",
+                       "PERMISSION_DENIED with too low a role); SIGHUP re-reads the file.\n"
+                       "Untrusted tokens' action results stay theirs until a trusted writer (or\n"
+                       "--promote-quorum untrusted names) stores the identical result.",
                        flags, N_FLAGS, "LAYERCACHE_");
         status = 0;
         goto out;
@@ -264,6 +276,16 @@ int main(int argc, char **argv)
     }
     if (opt_tokens == NULL && opt_anon_read)
         LC_WARN(MOD, "--allow-anonymous-read has no effect without --tokens (everyone may write)");
+    /* trust.h: a quorum of one would make every untrusted write trusted. */
+    if (opt_promote_quorum == 1 || opt_promote_quorum < 0 || opt_promote_quorum > 1000) {
+        fprintf(stderr,
+                "layercache-server: --promote-quorum must be 0 (off) or 2..1000, got %lld (a "
+                "quorum of 1 would trust every untrusted write: give that writer a write "
+                "token instead)\n",
+                (long long)opt_promote_quorum);
+        status = 2;
+        goto out;
+    }
     if (opt_tls_client_ca != NULL && opt_tls_cert == NULL) {
         fprintf(stderr, "layercache-server: --tls-client-ca needs --tls-cert and --tls-key\n");
         status = 2;
@@ -292,8 +314,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "layercache-server: out of memory\n");
         goto out;
     }
-    lc_svc_env env = {
-        .store = store, .stats = stats, .max_batch_bytes = opt_max_batch, .hits = hits};
+    trust = lc_trust_new((int)opt_promote_quorum);
+    if (trust == NULL) {
+        fprintf(stderr, "layercache-server: out of memory\n");
+        goto out;
+    }
+    lc_svc_env env = {.store = store,
+                      .stats = stats,
+                      .max_batch_bytes = opt_max_batch,
+                      .hits = hits,
+                      .trust = trust};
     /* cluster.h: before any call can arrive. */
     if (opt_peers != NULL && opt_peers[0] != '\0') {
         if (auth != NULL && (opt_cluster_token == NULL || opt_cluster_token[0] == '\0')) {
@@ -352,7 +382,11 @@ int main(int argc, char **argv)
                         .stats = stats,
                         .max_bytes = opt_max_size,
                         .max_age = opt_max_age,
-                        .describe = lc_admin_describe};
+                        .describe = lc_admin_describe,
+                        .auth = auth,       /* auth.h: pages need a token too */
+                        .trust = trust,     /* trust.h */
+                        .hits = hits,       /* admin.h: the entry list */
+                        .entries = lc_admin_entries_json};
     char http_addr[300];
     if (lc_http_start(opt_http_listen, &hctx, &http, http_addr, sizeof(http_addr), &err) < 0) {
         fprintf(stderr, "layercache-server: %s\n", err.msg);
@@ -448,6 +482,7 @@ out:
     if (grpc_up)
         grpc_shutdown_blocking();
     lc_hits_free(&hits); /* admin: after the last handler, before the store closes */
+    lc_trust_free(&trust); /* trust.h: after the last handler and the HTTP side */
     lc_auth_free(&auth); /* auth.h: after the last call */
     lc_tls_pem_free(&tls_key);
     lc_tls_pem_free(&tls_cert);

@@ -286,6 +286,26 @@ char *lc_metrics_render(lc_metrics *m, const lc_metrics_source *src, size_t *len
         family(&b, "layercache_ac_entries", "gauge", "Action results stored, all instances.");
         sb_add(&b, "layercache_ac_entries %llu\n", (unsigned long long)t.ac_entries);
     }
+    /* trust.h: untrusted writers. Counted by each replica that stores the
+     * key (cluster mode: once per owner). */
+    lc_trust_counts tc;
+    lc_trust_counts_get(src->trust, &tc);
+    family(&b, "layercache_ac_promotions_total", "counter",
+           "Action cache keys whose untrusted results became visible to every caller, by what "
+           "promoted them: a trusted writer storing the identical result, or --promote-quorum.");
+    sb_add(&b, "layercache_ac_promotions_total{reason=\"trusted\"} %llu\n",
+           (unsigned long long)tc.promoted_trusted);
+    sb_add(&b, "layercache_ac_promotions_total{reason=\"quorum\"} %llu\n",
+           (unsigned long long)tc.promoted_quorum);
+    family(&b, "layercache_ac_untrusted_rejections_total", "counter",
+           "UpdateActionResult calls of untrusted tokens whose result differs from the key's "
+           "trusted entry: the trusted entry stays; the result is kept for its writer only.");
+    sb_add(&b, "layercache_ac_untrusted_rejections_total %llu\n", (unsigned long long)tc.rejected);
+    family(&b, "layercache_ac_untrusted_updates_total", "counter",
+           "UpdateActionResult calls of untrusted tokens kept for their writer (rejections "
+           "included).");
+    sb_add(&b, "layercache_ac_untrusted_updates_total %llu\n",
+           (unsigned long long)tc.untrusted_updates);
     family(&b, "layercache_max_size_bytes", "gauge",
            "The --max-size limit on stored blob bytes; 0 = unlimited.");
     sb_add(&b, "layercache_max_size_bytes %lld\n", (long long)src->max_bytes);

@@ -21,6 +21,7 @@
 
 #include "stats.h"
 #include "store.h"
+#include "trust.h"
 
 #ifndef LC_VERSION
 #define LC_VERSION "0.1.0"
@@ -50,6 +51,7 @@ typedef struct lc_metrics_source {
     lc_store *store;
     int64_t max_bytes; /* --max-size, 0 = unlimited */
     int64_t max_age;   /* --max-age in seconds, 0 = none */
+    lc_trust *trust;   /* trust.h: promotions and rejections of untrusted results */
 } lc_metrics_source;
 
 /* Renders the whole exposition into a malloc'd NUL-terminated string the

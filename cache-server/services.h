@@ -31,6 +31,7 @@ typedef struct lc_svc_env {
     int64_t max_bytes;          /* --max-size for GetStats, 0 = unlimited */
     lc_hits *hits;              /* admin: batched hit counts and entry locks (NULL = none) */
     struct lc_cluster *cluster; /* cluster.h: NULL = single node (forward.c otherwise) */
+    struct lc_trust *trust;     /* trust.h: --promote-quorum and its counters (NULL = none) */
 } lc_svc_env;
 
 extern const lc_method lc_capabilities_methods[];

@@ -633,7 +633,7 @@ typedef struct unary {
     grpc_metadata_array init_md, trail_md;
     grpc_status_code status;
     grpc_slice details;
-    grpc_metadata md[1];
+    grpc_metadata md[3]; /* authorization, then extra metadata */
 } unary;
 
 static void unary_init(unary *u)
@@ -660,8 +660,9 @@ static void unary_cleanup(unary *u)
 }
 
 /* Starts the call's one batch; tag arrives on cq exactly when this returns 0. */
-static int unary_start(lc_cache_client *c, int m, const ProtobufCMessage *req,
-                       grpc_completion_queue *cq, void *tag, unary *u, lc_err *err)
+static int unary_start_md(lc_cache_client *c, int m, const ProtobufCMessage *req,
+                          const grpc_metadata *extra, size_t n_extra, grpc_completion_queue *cq,
+                          void *tag, unary *u, lc_err *err)
 {
     u->req = lc_grpc_pack(req);
     if (u->req == NULL)
@@ -670,13 +671,22 @@ static int unary_start(lc_cache_client *c, int m, const ProtobufCMessage *req,
     if (u->call == NULL)
         return lc_err_set(err, LC_INTERNAL, "%s: cannot create the call", methods[m].name);
     grpc_op ops[6];
-    lc__cache_unary_ops(ops, u->md, lc__cache_metadata(c, u->md), u->req, &u->resp, &u->init_md,
-                        &u->trail_md, &u->status, &u->details);
+    size_t n_md = lc__cache_metadata(c, u->md);
+    for (size_t i = 0; i < n_extra && n_md < sizeof(u->md) / sizeof(u->md[0]); i++)
+        u->md[n_md++] = extra[i];
+    lc__cache_unary_ops(ops, u->md, n_md, u->req, &u->resp, &u->init_md, &u->trail_md, &u->status,
+                        &u->details);
     grpc_call_error ce = grpc_call_start_batch(u->call, ops, 6, tag, NULL);
     if (ce != GRPC_CALL_OK)
         return lc_err_set(err, LC_INTERNAL, "%s: cannot start the call (grpc_call_error %d)",
                           methods[m].name, (int)ce);
     return 0;
+}
+
+static int unary_start(lc_cache_client *c, int m, const ProtobufCMessage *req,
+                       grpc_completion_queue *cq, void *tag, unary *u, lc_err *err)
+{
+    return unary_start_md(c, m, req, NULL, 0, cq, tag, u, err);
 }
 
 /* Turns a completed batch into the response message (owned by the caller). */
@@ -702,11 +712,18 @@ static int unary_finish(lc_cache_client *c, int m, unary *u, int success,
 int lc__cache_unary(lc_cache_client *c, int m, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, lc_err *err)
 {
+    return lc__cache_unary_md(c, m, req, NULL, 0, desc, out, err);
+}
+
+int lc__cache_unary_md(lc_cache_client *c, int m, const ProtobufCMessage *req,
+                       const grpc_metadata *extra, size_t n_extra,
+                       const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, lc_err *err)
+{
     unary u;
     unary_init(&u);
     *out = NULL;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    int rc = unary_start(c, m, req, cq, &u, &u, err);
+    int rc = unary_start_md(c, m, req, extra, n_extra, cq, &u, &u, err);
     if (rc == 0) {
         int ok = lc__cache_pluck(cq, &u);
         rc = unary_finish(c, m, &u, ok, desc, out, err);

@@ -91,6 +91,11 @@ void lc__cache_cq_destroy(grpc_completion_queue **cq);
  * by the caller) is the response, parsed as desc. */
 int lc__cache_unary(lc_cache_client *c, int m, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, lc_err *err);
+/* The same sending extra[0..n_extra) (at most 2) beside the authorization
+ * (the server's forwarding of a client's identity to a peer, trust.h). */
+int lc__cache_unary_md(lc_cache_client *c, int m, const ProtobufCMessage *req,
+                       const grpc_metadata *extra, size_t n_extra,
+                       const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, lc_err *err);
 
 /* Sets the wire Digest from d; hex must have room for 65 bytes and outlive msg. */
 void lc__cache_digest_to_msg(const lc_digest *d, char *hex,

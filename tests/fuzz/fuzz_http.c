@@ -4,6 +4,7 @@
  * just that prefix, an accepted head has a well-formed method and path, and
  * reading in two pieces agrees with reading at once (a complete or
  * malformed prefix stays so; an incomplete whole was incomplete before). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,28 @@ static void check_request(const lc_http_request *r)
         if ((unsigned char)r->path[i] <= 0x20 || (unsigned char)r->path[i] >= 0x7f ||
             r->path[i] == '?')
             abort();
+    /* The access headers (http_auth.h): within their buffers, no control
+     * byte but HTAB, and a flagged one is never kept half-read. */
+    const struct {
+        const char *v;
+        size_t max;
+        bool bad;
+    } kept[] = {{r->authorization, LC_HTTP_AUTHZ_MAX, r->authorization_bad},
+                {r->session, LC_HTTP_SESSION_MAX, r->session_bad},
+                {r->host, LC_HTTP_HOST_MAX, r->host_bad},
+                {r->origin, LC_HTTP_HOST_MAX, r->origin_bad},
+                {r->query, LC_HTTP_QUERY_MAX, false}};
+    for (size_t k = 0; k < sizeof(kept) / sizeof(kept[0]); k++) {
+        size_t n = strnlen(kept[k].v, kept[k].max + 1);
+        if (n > kept[k].max)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            if (((unsigned char)kept[k].v[i] < 0x20 && kept[k].v[i] != '\t') ||
+                (unsigned char)kept[k].v[i] == 0x7f)
+                abort();
+    }
+    if (r->session_bad && r->session[0] != '\0' && strlen(r->session) > LC_HTTP_SESSION_MAX)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -47,7 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int rc = lc_auth_check(a, &md, lc_auth_method_role(methods[i]), methods[i], &id, &err);
         if (rc != 0 && rc != -LC_UNAUTHENTICATED && rc != -LC_PERMISSION_DENIED)
             abort();
-        if (rc == 0 && id.role < lc_auth_method_role(methods[i]))
+        if (rc == 0 && !lc_auth_allows(id.role, lc_auth_method_role(methods[i])))
+            abort();
+        /* untrusted tokens are named (their entries are kept under it). */
+        if (rc == 0 && id.role == LC_ROLE_UNTRUSTED && id.name[0] == '\0')
             abort();
         /* A presented token of some length must not be echoed back. */
         const char *tok = strrchr(value, ' ');

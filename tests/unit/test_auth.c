@@ -280,9 +280,84 @@ static void test_reload_under_load(void **state)
     lc_auth_free(&h.a);
 }
 
+/* untrusted: the calls of write (its AC writes are kept apart by trust.h),
+ * nothing of admin; it must be named. */
+static void test_untrusted_role(void **state)
+{
+    (void)state;
+    static const char text[] = "u-secret-4 untrusted pr-1234\nw-secret-5 write ci\n";
+    lc_auth *a = NULL;
+    lc_err err = {0};
+    lc_auth_id id;
+    assert_int_equal(lc_auth_open_text(text, strlen(text), "t", false, &a, &err), 0);
+    assert_int_equal(check(a, "Bearer u-secret-4", GET_AC, &id, &err), 0);
+    assert_int_equal(id.role, LC_ROLE_UNTRUSTED);
+    assert_string_equal(id.name, "pr-1234");
+    assert_int_equal(check(a, "Bearer u-secret-4", UPDATE_AC, &id, &err), 0);
+    assert_int_equal(check(a, "Bearer u-secret-4", "/google.bytestream.ByteStream/Write", &id, &err),
+                     0);
+    assert_int_equal(check(a, "Bearer u-secret-4", PURGE, &id, &err), -LC_PERMISSION_DENIED);
+    assert_non_null(strstr(err.msg, "'untrusted'"));
+    assert_non_null(strstr(err.msg, "pr-1234"));
+    /* A read token is told untrusted would do for writes. */
+    static const char rtext[] = "r-secret-1 read laptop\n";
+    assert_int_equal(lc_auth_load_text(a, rtext, strlen(rtext), "t", &err), 0);
+    assert_int_equal(check(a, "Bearer r-secret-1", UPDATE_AC, &id, &err), -LC_PERMISSION_DENIED);
+    assert_non_null(strstr(err.msg, "'write' role (or 'untrusted')"));
+    lc_auth_free(&a);
+
+    /* Who may do what. */
+    assert_true(lc_auth_allows(LC_ROLE_UNTRUSTED, LC_ROLE_READ));
+    assert_true(lc_auth_allows(LC_ROLE_UNTRUSTED, LC_ROLE_WRITE));
+    assert_false(lc_auth_allows(LC_ROLE_UNTRUSTED, LC_ROLE_ADMIN));
+    assert_false(lc_auth_allows(LC_ROLE_READ, LC_ROLE_WRITE));
+    assert_true(lc_auth_allows(LC_ROLE_ADMIN, LC_ROLE_WRITE));
+    assert_false(lc_auth_allows(LC_ROLE_NONE, LC_ROLE_READ));
+    /* A plain comparison with write leaves untrusted out (capabilities, etc. fail closed). */
+    assert_true(LC_ROLE_UNTRUSTED < LC_ROLE_WRITE);
+    assert_string_equal(lc_auth_role_name(LC_ROLE_UNTRUSTED), "untrusted");
+
+    /* Nameless untrusted tokens are refused. */
+    static const char nameless[] = "ok-secret read x\nu-secret-9 untrusted\n";
+    assert_int_equal(lc_auth_open_text(nameless, strlen(nameless), "t", false, &a, &err),
+                     -LC_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "line 2"));
+    assert_non_null(strstr(err.msg, "needs a name"));
+    assert_null(strstr(err.msg, "u-secret"));
+}
+
+/* Lookups by token and by its hash (the HTTP side's sessions). */
+static void test_lookup(void **state)
+{
+    (void)state;
+    lc_auth *a = NULL;
+    lc_err err = {0};
+    lc_auth_id id;
+    uint8_t hash[32];
+    assert_int_equal(lc_auth_open_text(tokens, strlen(tokens), "t", true, &a, &err), 0);
+    assert_true(lc_auth_anonymous_read(a));
+    assert_int_equal(lc_auth_lookup(a, "w-secret-2", 10, &id, hash, &err), 0);
+    assert_int_equal(id.role, LC_ROLE_WRITE);
+    assert_string_equal(id.name, "CI runner 7");
+    memset(&id, 0, sizeof(id));
+    assert_int_equal(lc_auth_lookup_hash(a, hash, &id, &err), 0);
+    assert_int_equal(id.role, LC_ROLE_WRITE);
+    assert_int_equal(lc_auth_lookup(a, "w-secret-", 9, &id, NULL, &err), -LC_UNAUTHENTICATED);
+    /* Removed by a reload: its hash no longer authenticates. */
+    static const char fewer[] = "a-secret-3 admin\n";
+    assert_int_equal(lc_auth_load_text(a, fewer, strlen(fewer), "t", &err), 0);
+    assert_int_equal(lc_auth_lookup_hash(a, hash, &id, &err), -LC_UNAUTHENTICATED);
+    lc_auth_free(&a);
+    assert_false(lc_auth_anonymous_read(NULL));
+    assert_int_equal(lc_auth_lookup(NULL, "x", 1, &id, NULL, &err), 0);
+    assert_int_equal(id.role, LC_ROLE_ADMIN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_untrusted_role),
+        cmocka_unit_test(test_lookup),
         cmocka_unit_test(test_parse_and_roles),
         cmocka_unit_test(test_anonymous_read),
         cmocka_unit_test(test_method_roles),

@@ -104,8 +104,8 @@ static void test_counts_are_written_by_flush(void **state)
     put_entry(f, "team", &b);
     put_entry(f, "other", &a); /* same digest, another instance */
     for (int i = 0; i < 5; i++)
-        lc_hits_record(f->h, "team", &a, 1000 + i);
-    lc_hits_record(f->h, "team", &b, 900);
+        lc_hits_record(f->h, "team", &a, NULL, 1000 + i);
+    lc_hits_record(f->h, "team", &b, NULL, 900);
     int64_t last = 0;
     assert_int_equal(hits_of(f, "team", &a, NULL), 0); /* no write per hit */
     lc_err err = {0};
@@ -116,7 +116,7 @@ static void test_counts_are_written_by_flush(void **state)
     assert_int_equal(last, 900);
     assert_int_equal(hits_of(f, "other", &a, NULL), 0);
     /* A second batch adds up; an older hit does not move last_hit back. */
-    lc_hits_record(f->h, "team", &a, 10);
+    lc_hits_record(f->h, "team", &a, NULL, 10);
     assert_int_equal(lc_hits_flush(f->h, &err), 0);
     assert_int_equal(hits_of(f, "team", &a, &last), 6);
     assert_int_equal(last, 1004);
@@ -128,7 +128,7 @@ static void test_deleted_entry_is_not_resurrected(void **state)
     lc_digest a = key_of("a");
     lc_err err = {0};
     put_entry(f, "", &a);
-    lc_hits_record(f->h, "", &a, 1000);
+    lc_hits_record(f->h, "", &a, NULL, 1000);
     assert_int_equal(lc_store_ac_delete(f->s, "", &a, &err), 0);
     assert_int_equal(lc_hits_flush(f->h, &err), 0);
     assert_int_equal(hits_of(f, "", &a, NULL), -1);
@@ -141,9 +141,9 @@ static void test_forget(void **state)
     lc_err err = {0};
     put_entry(f, "i", &a);
     put_entry(f, "i", &b);
-    lc_hits_record(f->h, "i", &a, 1000);
-    lc_hits_record(f->h, "i", &b, 1000);
-    lc_hits_forget(f->h, "i", &a);
+    lc_hits_record(f->h, "i", &a, NULL, 1000);
+    lc_hits_record(f->h, "i", &b, NULL, 1000);
+    lc_hits_forget(f->h, "i", &a, NULL);
     assert_int_equal(lc_hits_flush(f->h, &err), 0);
     assert_int_equal(hits_of(f, "i", &a, NULL), 0);
     assert_int_equal(hits_of(f, "i", &b, NULL), 1);
@@ -155,11 +155,11 @@ static void test_due_flush_and_free_flush(void **state)
     lc_digest a = key_of("a");
     put_entry(f, "i", &a);
     /* A hit LC_HITS_FLUSH_SECONDS after the oldest pending one flushes. */
-    lc_hits_record(f->h, "i", &a, 1000);
-    lc_hits_record(f->h, "i", &a, 1000 + LC_HITS_FLUSH_SECONDS);
+    lc_hits_record(f->h, "i", &a, NULL, 1000);
+    lc_hits_record(f->h, "i", &a, NULL, 1000 + LC_HITS_FLUSH_SECONDS);
     assert_int_equal(hits_of(f, "i", &a, NULL), 2);
     /* Closing the table flushes what is pending. */
-    lc_hits_record(f->h, "i", &a, 2000);
+    lc_hits_record(f->h, "i", &a, NULL, 2000);
     lc_hits_free(&f->h);
     assert_null(f->h);
     assert_int_equal(hits_of(f, "i", &a, NULL), 3);
@@ -175,7 +175,7 @@ static void *hitter(void *p)
 {
     worker_arg *w = p;
     for (int i = 0; i < w->n; i++)
-        lc_hits_record(w->f->h, "i", &w->key, 1000 + i / 100); /* flushes on its own */
+        lc_hits_record(w->f->h, "i", &w->key, NULL, 1000 + i / 100); /* flushes on its own */
     return NULL;
 }
 
@@ -199,10 +199,10 @@ static void test_null_table_is_a_no_op(void **state)
     (void)state;
     lc_digest a = key_of("a");
     lc_err err = {0};
-    lc_hits_record(NULL, "i", &a, 1);
+    lc_hits_record(NULL, "i", &a, NULL, 1);
     lc_hits_lock(NULL, &a);
     lc_hits_unlock(NULL, &a);
-    lc_hits_forget(NULL, "i", &a);
+    lc_hits_forget(NULL, "i", &a, NULL);
     assert_int_equal(lc_hits_flush(NULL, &err), 0);
     lc_hits *h = NULL;
     lc_hits_free(&h);
