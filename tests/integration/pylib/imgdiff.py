@@ -20,6 +20,7 @@ read once.
 
 import base64
 import fnmatch
+import gzip
 import hashlib
 import json
 import os
@@ -80,9 +81,8 @@ class Image:
 
 
 def parse_ref(ref):
-    """LAYOUT[:TAG] -> (layout, tag or None); a path with ':' in it keeps
-    it when no such tag exists is not guessed: ':' splits at the last one
-    if the part before it is a directory."""
+    """LAYOUT[:TAG] -> (layout, tag or None): the part after the last ':' is a
+    tag when the part before it is a directory."""
     if ":" in ref:
         d, t = ref.rsplit(":", 1)
         if os.path.isdir(d) and "/" not in t:
@@ -123,16 +123,45 @@ def _xattrs(ti):
     return {k: hashlib.sha256(v).hexdigest()[:16] + ":%d" % len(v) for k, v in out.items()}
 
 
+class _Hashing:
+    """A read-only stream that hashes what is read through it."""
+
+    def __init__(self, f):
+        self.f, self.h = f, hashlib.sha256()
+
+    def read(self, n=-1):
+        b = self.f.read(n)
+        self.h.update(b)
+        return b
+
+    def drain(self):
+        while self.read(1 << 20):
+            pass
+        return "sha256:" + self.h.hexdigest()
+
+
 def _open_layer(path, media):
+    """(tarfile in stream mode, hashing stream of the uncompressed bytes,
+    process to wait for or None)."""
+    proc = None
     if media.endswith("+zstd"):
-        p = subprocess.Popen(["zstd", "-dc", path], stdout=subprocess.PIPE)
-        return tarfile.open(fileobj=p.stdout, mode="r|", errors="surrogateescape"), p
-    return tarfile.open(path, mode="r|*", errors="surrogateescape"), None
+        proc = subprocess.Popen(["zstd", "-dc", path], stdout=subprocess.PIPE)
+        raw = proc.stdout
+    else:  # gzip (by its magic bytes) or a plain tar
+        raw = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+    hs = _Hashing(raw)
+    return tarfile.open(fileobj=hs, mode="r|", errors="surrogateescape"), hs, proc
 
 
-def read_layer(path, media=""):
-    """Every member of a layer blob as an Entry, in tar order."""
-    tf, proc = _open_layer(path, media)
+def _is_gzip(path):
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def read_layer(path, media="", diff_id=None):
+    """Every member of a layer blob as an Entry, in tar order. With diff_id,
+    the uncompressed bytes must hash to it (LayoutError otherwise)."""
+    tf, hs, proc = _open_layer(path, media)
     out = []
     try:
         for ti in tf:
@@ -165,11 +194,15 @@ def read_layer(path, media=""):
             else:
                 raise LayoutError("%s: member %r of unknown type %r" % (path, ti.name, ti.type))
             out.append(e)
+        got = hs.drain()
     finally:
         tf.close()
+        hs.f.close()
         if proc is not None:
-            proc.stdout.close()
             proc.wait()
+    if diff_id is not None and got != diff_id:
+        raise LayoutError("%s: uncompressed content is %s, the config's diff_id %s"
+                          % (path, got, diff_id))
     return out
 
 
@@ -283,7 +316,7 @@ class Reader:
 
     def layer(self, path, media, diff_id):
         if diff_id not in self._layers:
-            self._layers[diff_id] = read_layer(path, media)
+            self._layers[diff_id] = read_layer(path, media, diff_id)
         return self._layers[diff_id]
 
     def tree(self, image):
