@@ -142,9 +142,22 @@ static const char *first_line_end(const char *s)
     return nl ? nl : s + strlen(s);
 }
 
+/* A git repository as BuildKit recognizes one in ADD: git@host:repo,
+ * git://..., or an http(s) URL whose path ends in ".git" (a "#ref" may
+ * follow). layercache does not clone them. */
+static bool is_git_source(const char *src)
+{
+    if (strncmp(src, "git@", 4) == 0 || strncmp(src, "git://", 6) == 0)
+        return true;
+    if (!lc_url_is_http(src))
+        return false;
+    size_t n = strcspn(src, "#?");
+    return n >= 4 && strncmp(src + n - 4, ".git", 4) == 0;
+}
+
 static int is_remote(const char *src)
 {
-    return lc_url_is_http(src) || strncmp(src, "git@", 4) == 0 || strncmp(src, "git://", 6) == 0;
+    return lc_url_is_http(src) || is_git_source(src);
 }
 
 /* Whether word names one of the instruction's heredocs ("<<EOF", "<<-EOF",
@@ -574,6 +587,12 @@ static int select_urls(engine *g, lc_key_step *ks)
     for (size_t i = 0; i + 1 < nw; i++)
         n += lc_url_is_http(w[i]);
     const lc_df_pos *pos = &in->pos;
+    for (size_t i = 0; i + 1 < nw; i++)
+        if (is_git_source(w[i]))
+            return lc_err_set(g->err, LC_UNIMPLEMENTED,
+                              "%s:%d:%d: %s %s: git sources are not supported; clone the "
+                              "repository into the build context, or in a RUN step",
+                              pos->file, pos->line, pos->col, lc_df_kind_name(in->kind), w[i]);
     if (n > 0 && in->kind == LC_DF_COPY)
         return lc_err_set(g->err, LC_INVALID_ARGUMENT, "%s:%d:%d: source can't be a URL for COPY",
                           pos->file, pos->line, pos->col);
@@ -857,21 +876,6 @@ static int key_instruction(engine *g, lc_key_step *ks, const lc_digest *parent,
         for (size_t i = 0; i < ks->nurls; i++) {
             lc_keyenc_str(&e, "name", ks->urls[i].name);
             lc_keyenc_digest(&e, "content", &ks->urls[i].digest);
-        }
-        const char *const *w;
-        size_t nw;
-        step_words(st, &w, &nw);
-        for (size_t i = 0; i + 1 < nw; i++) {
-            if (is_remote(w[i]) && !lc_url_is_http(w[i])) {
-                /* git content cannot be keyed before it is fetched: such
-                 * a step never hits (see CACHE_KEYS.md). */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                lc_keyenc_u64(&e, "remote_nonce",
-                              (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec);
-                lc_keyenc_u64(&e, "pid", (uint64_t)getpid());
-                break;
-            }
         }
         break;
     }

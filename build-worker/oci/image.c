@@ -552,6 +552,8 @@ int lc_image_set_healthcheck(lc_image *img, const lc_image_healthcheck *hc)
         json_object_set_new(h, "Timeout", json_integer(hc->timeout_ns));
     if (hc->start_period_ns > 0)
         json_object_set_new(h, "StartPeriod", json_integer(hc->start_period_ns));
+    if (hc->start_interval_ns > 0)
+        json_object_set_new(h, "StartInterval", json_integer(hc->start_interval_ns));
     if (hc->retries > 0)
         json_object_set_new(h, "Retries", json_integer(hc->retries));
     return json_object_set_new(inner(img), "Healthcheck", h) < 0 ? -LC_RESOURCE_EXHAUSTED : 0;

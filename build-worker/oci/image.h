@@ -42,7 +42,7 @@ typedef struct lc_image_layer {
 typedef struct lc_image_healthcheck {
     const char *const *test; /* ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"] */
     size_t ntest;
-    int64_t interval_ns, timeout_ns, start_period_ns; /* 0 = inherit/default, omitted */
+    int64_t interval_ns, timeout_ns, start_period_ns, start_interval_ns; /* 0 = omitted */
     int retries;                                      /* 0 = omitted */
 } lc_image_healthcheck;
 

@@ -331,6 +331,8 @@ static int apply_healthcheck(lc_image *img, const lc_df_step *step, lc_err *err)
             hc.timeout_ns = ns;
         else if (strcmp(f->name, "start-period") == 0)
             hc.start_period_ns = ns;
+        else if (strcmp(f->name, "start-interval") == 0)
+            hc.start_interval_ns = ns;
         else if (strcmp(f->name, "retries") == 0)
             hc.retries = atoi(f->value);
     }

@@ -299,6 +299,17 @@ static void test_heredoc_and_remote_sources(void **state)
                 NULL, &f, -LC_INVALID_ARGUMENT, &err);
     assert_non_null(strstr(err.msg, "--checksum"));
     lc_df_file_free(&f);
+
+    /* git sources are refused by name, never built as an empty step. */
+    const char *git[] = {"git@github.com:o/r.git", "git://h/r", "https://h/o/r.git#main"};
+    for (size_t i = 0; i < 3; i++) {
+        char d[128];
+        snprintf(d, sizeof(d), "FROM scratch\nADD %s /src\n", git[i]);
+        k = compute(d, NULL, &f, -LC_UNIMPLEMENTED, &err);
+        assert_non_null(strstr(err.msg, ":2:1: ADD"));
+        assert_non_null(strstr(err.msg, "git sources are not supported"));
+        lc_df_file_free(&f);
+    }
 }
 
 /* The base image's Env as a resolver would give it. */

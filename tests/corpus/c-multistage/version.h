@@ -1,0 +1,1 @@
+#define HELLO_VERSION "1.0.3"
