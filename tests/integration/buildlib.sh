@@ -82,7 +82,7 @@ bl_init() {
 bl_server_start() {
   local http=()
   # Loopback only: the HTTP side (when the server has one) on a free port too.
-  "$lcs" --help 2>/dev/null | grep -q -- --http-listen && http=(--http-listen 127.0.0.1:0)
+  grep -q -- --http-listen <<<"$("$lcs" --help 2>/dev/null)" && http=(--http-listen 127.0.0.1:0)
   "$lcs" --listen 127.0.0.1:0 "${http[@]}" --data "$work/server-data" "$@" \
     >"$work/server.out" 2>>"$work/server.err" &
   server_pid=$!
