@@ -31,8 +31,9 @@
  *
  * Disk: deleted blobs' space comes back through lc_store_reclaim (a
  * compaction of the deleted chunks' key range), run by the thread once
- * enough was deleted, or at once when the data directory outgrows
- * max_bytes + 5 % + 32 MiB.
+ * enough was deleted, or at once (the whole chunk column family) when the
+ * data directory outgrows max_bytes + 5 % + 40 MiB; what it holds beyond
+ * that also counts as used (store.h), so eviction frees more meanwhile.
  *
  * Reads never wait for a pass: deletes go through RocksDB concurrently and
  * open readers hold snapshots.
@@ -59,7 +60,8 @@ typedef struct lc_evict_report {
     uint64_t blobs, blob_bytes; /* blobs evicted and their bytes */
     uint64_t ac_entries;        /* action results evicted */
     uint64_t ac_scanned;
-    uint64_t touched; /* accesses flushed first */
+    uint64_t touched;         /* accesses flushed first */
+    double blob_ms, sweep_ms; /* time spent on blobs and on the action-cache sweep */
 } lc_evict_report;
 
 /* Where the action-cache sweep stopped; zero-initialised by the caller,

@@ -552,7 +552,7 @@ static int mkdir_p(const char *dir, lc_err *err)
     /* Preallocated WAL and table file blocks would count as used disk we                          \
      * cannot account for; our claims keep the room instead. */                                    \
     "allow_fallocate=false;" /* Opening and closing on a full disk must not write memtables:       \
-                              * recovery keeps the WAL, and close flushes only when lc_store_close                                         \
+                              * recovery keeps the WAL, and close flushes only when lc_store_close \
                               * sees room. */                                                      \
     "avoid_flush_during_recovery=true;avoid_flush_during_shutdown=true"
 
@@ -839,8 +839,7 @@ int lc_store_open(const char *dir, const lc_store_options *opts, lc_store **out,
     lc_store__space_preopen(dir);
     /* Before anything is written: the first disk snapshot (the database
      * handle is not there yet, so no memtables). */
-    if ((rc = set_options(s, err)) != 0 ||
-        (rc = lc_store__space_init(s, opts != NULL ? opts->max_bytes : 0, err)) != 0 ||
+    if ((rc = set_options(s, err)) != 0 || (rc = lc_store__space_init(s, opts, err)) != 0 ||
         (rc = open_db(s, dir, err)) != 0 || (rc = check_format(s, err)) != 0 ||
         (rc = load_counts(s, err)) != 0) {
         lc_store_close(&s);
@@ -1495,6 +1494,96 @@ int lc_store_ac_evict(lc_store *s, const char *instance, const lc_digest *action
 out:
     pthread_mutex_unlock(lock);
     free(key);
+    return rc;
+}
+
+int lc_store_ac_evict_many(lc_store *s, lc_store_ac_victim *v, size_t n, lc_err *err)
+{
+    int rc = 0;
+    uint64_t stripes = 0;
+    for (size_t i = 0; i < n; i++) {
+        v[i].evicted = false;
+        if ((rc = lc_store__check_digest(&v[i].action, err)) != 0)
+            return rc;
+        stripes |= 1ull << lc_store__stripe(v[i].action.hash);
+    }
+    uint8_t **keys = calloc(n, sizeof(*keys));
+    const char **kp = calloc(n, sizeof(*kp));
+    size_t *klen = calloc(n, sizeof(*klen)), *vlen = calloc(n, sizeof(*vlen));
+    const rocksdb_column_family_handle_t **cfs = calloc(n, sizeof(*cfs));
+    char **vals = calloc(n, sizeof(*vals)), **errs = calloc(n, sizeof(*errs));
+    lc_store__counts delta[LC_STORE__LOCKS];
+    memset(delta, 0, sizeof(delta));
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    if (keys == NULL || kp == NULL || klen == NULL || vlen == NULL || cfs == NULL || vals == NULL ||
+        errs == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto free;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((keys[i] = ac_key(v[i].instance, &v[i].action, &klen[i])) == NULL) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto free;
+        }
+        kp[i] = (const char *)keys[i];
+        cfs[i] = s->cf[CF_AC];
+    }
+    for (int k = 0; k < LC_STORE__LOCKS; k++)
+        if (stripes & 1ull << k)
+            pthread_mutex_lock(&s->locks[k]);
+    rocksdb_multi_get_cf(s->db, s->ropts, cfs, n, kp, klen, vals, vlen, errs);
+    for (size_t i = 0; i < n; i++) {
+        if (errs[i] != NULL) {
+            if (rc == 0)
+                rc = lc_store__rdb_err(err, errs[i], "reading the action cache");
+            else
+                rocksdb_free(errs[i]);
+            errs[i] = NULL;
+            continue;
+        }
+        /* Rewritten since the caller judged it (a new result, a hit count): keep. */
+        if (vals[i] == NULL || vlen[i] != v[i].expect_len ||
+            (vlen[i] > 0 && memcmp(vals[i], v[i].expect, vlen[i]) != 0))
+            continue;
+        rocksdb_writebatch_delete_cf(b, s->cf[CF_AC], kp[i], klen[i]);
+        lc_store__counts *d = &delta[lc_store__stripe(v[i].action.hash)];
+        d->ac_entries -= 1;
+        d->ac_bytes -= (int64_t)(klen[i] + vlen[i]);
+        v[i].evicted = true;
+    }
+    if (rc == 0 && rocksdb_writebatch_count(b) > 0) {
+        for (int k = 0; k < LC_STORE__LOCKS; k++)
+            if (delta[k].ac_entries != 0)
+                lc_store__counts_stage(s, k, &delta[k], b);
+        rc = lc_store__write_claimed(s, s->wopts, b, LC_STORE__FREEING, 0, err,
+                                     "evicting from the action cache");
+        for (int k = 0; rc == 0 && k < LC_STORE__LOCKS; k++)
+            if (delta[k].ac_entries != 0)
+                lc_store__counts_apply(s, k, &delta[k]);
+    }
+    for (int k = LC_STORE__LOCKS - 1; k >= 0; k--)
+        if (stripes & 1ull << k)
+            pthread_mutex_unlock(&s->locks[k]);
+    if (rc != 0)
+        for (size_t i = 0; i < n; i++)
+            v[i].evicted = false;
+free:
+    rocksdb_writebatch_destroy(b);
+    for (size_t i = 0; i < n; i++) {
+        if (keys != NULL)
+            free(keys[i]);
+        if (vals != NULL)
+            rocksdb_free(vals[i]);
+        if (errs != NULL)
+            rocksdb_free(errs[i]);
+    }
+    free(errs);
+    free(vals);
+    free(cfs);
+    free(vlen);
+    free(klen);
+    free(kp);
+    free(keys);
     return rc;
 }
 

@@ -70,6 +70,7 @@ typedef struct lc_store_options {
     bool sync_writes;  /* fsync the WAL on every blob/AC commit (default off:
                           a killed process loses nothing, a power cut may) */
     int64_t max_bytes; /* --max-size: a hard bound on used_bytes (above); 0 = none */
+    int claim_wait_ms; /* how long a write waits for room under max_bytes; 0 = 10 s */
 } lc_store_options;
 
 /* Opens (creating if missing) the database in dir. */
@@ -245,6 +246,17 @@ int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *actio
 int lc_store_ac_evict(lc_store *s, const char *instance, const lc_digest *action,
                       const uint8_t *expect, size_t expect_len, bool *evicted, lc_err *err);
 
+/* lc_store_ac_evict for n entries in one write (eviction's sweep): each goes
+ * only if its value still equals expect; evicted tells which went. */
+typedef struct lc_store_ac_victim {
+    const char *instance;
+    lc_digest action;
+    const uint8_t *expect;
+    size_t expect_len;
+    bool evicted; /* out */
+} lc_store_ac_victim;
+int lc_store_ac_evict_many(lc_store *s, lc_store_ac_victim *v, size_t n, lc_err *err);
+
 /* Visits every AC entry (optionally only one instance); the callback returns
  * non-zero to stop. Values are valid only during the callback. */
 typedef int (*lc_store_ac_visit_fn)(void *ctx, const char *instance, const lc_digest *action,
@@ -270,7 +282,7 @@ typedef struct lc_store_totals {
     uint64_t used_bytes;
     int64_t max_bytes; /* the store's --max-size (0 = none) */
     /* With --max-size: what the data directory held beyond max + max/20 +
-     * 32 MiB when lc_store_maintain last looked (counted in used_bytes). */
+     * 40 MiB when lc_store_maintain last looked (counted in used_bytes). */
     uint64_t disk_over;
 } lc_store_totals;
 

@@ -249,17 +249,34 @@ static int evict_batch(lc_store *s, const candidate *c, size_t n, evict_tally *t
     } gone;
     gone *went = malloc(n * sizeof(*went));
     size_t n_went = 0;
-    if (went == NULL) {
+    /* The records of all candidates in one multi-get, under their locks. */
+    uint8_t(*keys)[LC_STORE__META_KEY_LEN] = malloc(n * sizeof(*keys));
+    const char **kp = malloc(n * sizeof(*kp));
+    size_t *klen = malloc(n * sizeof(*klen)), *vlen = malloc(n * sizeof(*vlen));
+    const rocksdb_column_family_handle_t **cfs = malloc(n * sizeof(*cfs));
+    char **vals = calloc(n, sizeof(*vals)), **errs = calloc(n, sizeof(*errs));
+    if (went == NULL || keys == NULL || kp == NULL || klen == NULL || vlen == NULL || cfs == NULL ||
+        vals == NULL || errs == NULL) {
         rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    for (size_t i = 0; i < n; i++) {
+        lc_store__meta_key(&c[i].d, keys[i]);
+        kp[i] = (const char *)keys[i];
+        klen[i] = LC_STORE__META_KEY_LEN;
+        cfs[i] = s->cf[CF_BLOB_META];
+    }
+    rocksdb_multi_get_cf(s->db, s->ropts, cfs, n, kp, klen, vals, vlen, errs);
     for (size_t i = 0; i < n && rc == 0; i++) {
         lc_store__meta m;
-        int found = lc_store__meta_get(s, NULL, &c[i].d, &m, err);
-        if (found < 0) {
-            rc = found;
+        if (errs[i] != NULL) {
+            rc = lc_store__rdb_err(err, errs[i], "reading blob records");
+            errs[i] = NULL;
             break;
         }
+        int found = vals[i] != NULL;
+        if (found && (lc_store__meta_decode(vals[i], vlen[i], &m) != 0 || m.size != c[i].d.size))
+            found = 0; /* unreadable: its index entry goes, the record stays for a delete */
         if (found == 0 || m.atime != c[i].atime) {
             /* The index said otherwise: drop the entry if it is still there
              * (a record written by an older build, or lost). */
@@ -298,6 +315,17 @@ static int evict_batch(lc_store *s, const candidate *c, size_t n, evict_tally *t
     for (size_t i = 0; i < n_went; i++)
         lc_store__note_garbage(s, went[i].id, went[i].size);
 out:
+    for (size_t i = 0; vals != NULL && i < n; i++) {
+        rocksdb_free(vals[i]);
+        rocksdb_free(errs[i]);
+    }
+    free(errs);
+    free(vals);
+    free(cfs);
+    free(vlen);
+    free(klen);
+    free(kp);
+    free(keys);
     free(went);
     rocksdb_writebatch_destroy(b);
     unlock_stripes(s, stripes);

@@ -139,6 +139,7 @@ typedef struct lc_store__space {
     pthread_mutex_t mu; /* claims, the snapshot, the ballast */
     pthread_cond_t freed;
     int64_t max_bytes; /* --max-size; 0 = no budget */
+    int wait_ms;       /* LC_STORE__CLAIM_WAIT_MS unless the options say */
     /* Snapshot: free bytes of the filesystem, bytes in memtables (they will
      * be written by flushes), table file bytes (compaction inputs). */
     int64_t avail, mem, sst;
@@ -293,7 +294,7 @@ void lc_store__acc_clear(lc_digest *table);
 void lc_store__note_atime(lc_store *s, int64_t atime);
 
 /* ---- store_space.c ---- */
-int lc_store__space_init(lc_store *s, int64_t max_bytes, lc_err *err);
+int lc_store__space_init(lc_store *s, const lc_store_options *opts, lc_err *err);
 void lc_store__space_destroy(lc_store *s);
 /* Before RocksDB opens: gives the ballast back if the volume is nearly full. */
 void lc_store__space_preopen(const char *dir);

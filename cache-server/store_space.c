@@ -156,11 +156,13 @@ static int64_t used_locked(lc_store *s)
            atomic_load(&s->space.disk_over);
 }
 
-int lc_store__space_init(lc_store *s, int64_t max_bytes, lc_err *err)
+int lc_store__space_init(lc_store *s, const lc_store_options *opts, lc_err *err)
 {
     (void)err;
     lc_store__space *sp = &s->space;
-    sp->max_bytes = max_bytes > 0 ? max_bytes : 0;
+    sp->max_bytes = opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : 0;
+    sp->wait_ms =
+        opts != NULL && opts->claim_wait_ms > 0 ? opts->claim_wait_ms : LC_STORE__CLAIM_WAIT_MS;
     pthread_mutex_lock(&sp->mu);
     sp->ballast_out = !ballast_exists(s->dir);
     refresh_locked(s);
@@ -183,13 +185,13 @@ void lc_store_maintain(lc_store *s)
 {
     lc_store__space *sp = &s->space;
     /* Under --max-size the data directory's target is max + max/20 +
-     * 32 MiB, half the documented slack: what it holds beyond that (blob
-     * files that still hold deleted blobs, mostly) counts as used, so
-     * eviction frees more and writers wait until it did. */
+     * 40 MiB, inside the documented slack (max/10 + 64 MiB): what it holds
+     * beyond that (blob files that still hold deleted blobs, mostly) counts
+     * as used, so eviction frees more and writers wait until it did. */
     uint64_t du = 0;
     lc_err err = {0};
     if (sp->max_bytes > 0 && s->db != NULL && lc_store_disk_usage(s, &du, &err) == 0) {
-        int64_t target = sp->max_bytes + sp->max_bytes / 20 + (32 << 20);
+        int64_t target = sp->max_bytes + sp->max_bytes / 20 + (40 << 20);
         atomic_store(&sp->disk_over, (int64_t)du > target ? (int64_t)du - target : 0);
     }
     pthread_mutex_lock(&sp->mu);
@@ -248,7 +250,12 @@ static int budget_wait_locked(lc_store *s, int64_t n, lc_err *err)
         return 0;
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += LC_STORE__CLAIM_WAIT_MS / 1000;
+    until.tv_sec += sp->wait_ms / 1000;
+    until.tv_nsec += (long)(sp->wait_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
     int64_t need = used_locked(s) + n - sp->max_bytes;
     sp->wanted += need;
     int rc = 0;
@@ -276,9 +283,9 @@ static int budget_wait_locked(lc_store *s, int64_t n, lc_err *err)
             rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED,
                             "cache is at --max-size (%" PRId64 " of %" PRId64
                             " bytes used) and eviction made no room for %" PRId64
-                            " more bytes within %d s (everything stored may be in use by "
+                            " more bytes within %d ms (everything stored may be in use by "
                             "uploads in flight); retry later",
-                            used_locked(s), sp->max_bytes, n, LC_STORE__CLAIM_WAIT_MS / 1000);
+                            used_locked(s), sp->max_bytes, n, sp->wait_ms);
             break;
         }
     }

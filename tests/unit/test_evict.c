@@ -333,6 +333,46 @@ static void test_thread(void **state)
     lc_evict_stop(&e); /* NULL is fine */
 }
 
+/* Back-pressure: with the thread running, writes far past --max-size all
+ * succeed (each waits for eviction when it would cross the limit), and the
+ * store never holds more than the limit. */
+static void test_writes_wait_for_eviction(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    char dir[80];
+    snprintf(dir, sizeof(dir), "%s/limited", f->dir);
+    int64_t max = 10 * (BLOB + LC_STORE__BLOB_OVERHEAD);
+    lc_store_options so = {.max_bytes = max};
+    lc_store *s = NULL;
+    assert_int_equal(lc_store_open(dir, &so, &s, &err), 0);
+    lc_evict *e = NULL;
+    /* a long interval: only the writers' kicks start passes */
+    lc_evict_options o = {.max_bytes = max, .interval_ms = 60000};
+    assert_int_equal(lc_evict_start(s, f->stats, &o, &e, &err), 0);
+    uint8_t *data = malloc(BLOB);
+    lc_digest last;
+    for (int i = 0; i < 50; i++) {
+        memset(data, i, BLOB);
+        memcpy(data, &i, sizeof(i));
+        lc_digest_of(data, BLOB, &last);
+        if (lc_store_blob_put(s, &last, data, BLOB, &err) != 0)
+            fail_msg("put %d: %s", i, err.msg);
+        lc_store_totals t;
+        lc_store_get_totals(s, &t);
+        if (t.used_bytes > (uint64_t)max)
+            fail_msg("put %d: %llu bytes used, limit %lld", i, (unsigned long long)t.used_bytes,
+                     (long long)max);
+    }
+    free(data);
+    lc_store_totals t;
+    lc_store_get_totals(s, &t);
+    assert_true(t.blobs >= 8 && t.blobs <= 10);
+    assert_int_equal(lc_store_blob_exists(s, &last, &err), 1);
+    lc_evict_stop(&e);
+    lc_store_close(&s);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -342,6 +382,7 @@ int main(void)
         T(test_read_blob_is_not_evicted),
         T(test_max_age),
         T(test_thread),
+        T(test_writes_wait_for_eviction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1300,12 +1300,140 @@ static void test_resumed_large_upload_survives_kill(void **state)
     free(a);
 }
 
+/* Child mode: a large (WAL-less) upload of 24 MiB gets 20 MiB, which are
+ * made durable by a chunk flush, then 2 MiB more that stay in a memtable;
+ * one byte to the parent, then it waits for the kill. */
+static int mark_child(const char *dir, int fd)
+{
+    lc_err err = {0};
+    lc_store *s = NULL;
+    if (lc_store_open(dir, NULL, &s, &err) != 0)
+        return 1;
+    size_t n = 24 * MiB;
+    uint8_t *a = make_data(n, 777);
+    lc_digest d;
+    lc_digest_of(a, n, &d);
+    lc_upload *u = NULL;
+    if (lc_upload_open(s, "mark/uploads/u/blobs/h/s", &d, &u, NULL, &err) != 0 ||
+        lc_upload_append(u, a, 20 * MiB, &err) != 0 ||
+        lc_store__flush_chunks(s, lc_store__flush_epoch(s), &err) != 0 ||
+        lc_upload_append(u, a + 20 * MiB, 2 * MiB, &err) != 0)
+        return 2;
+    unsigned char b = 1;
+    if (write(fd, &b, 1) != 1)
+        return 3;
+    pause();
+    return 0;
+}
+
+/* After a crash, a large upload resumes from exactly what reached the
+ * disk (its progress mark went there with the chunks), not from 0 and not
+ * from what only a memtable held; QueryWriteStatus says the same. */
+static void test_upload_resumes_from_durable_mark(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    int rfd;
+    pid_t pid = spawn_child(f, "--mark-child", &rfd);
+    unsigned char b = 0;
+    ssize_t got = read(rfd, &b, 1);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    close(rfd);
+    if (got != 1)
+        fail_msg("child failed (status %d)", status);
+    reopen(f);
+    size_t n = 24 * MiB;
+    uint8_t *a = make_data(n, 777);
+    lc_digest d;
+    lc_digest_of(a, n, &d);
+    int64_t committed = -1;
+    bool done = true;
+    const char *key = "mark/uploads/u/blobs/h/s";
+    assert_int_equal(lc_store_upload_status(f->s, key, &d, &committed, &done, &err), 0);
+    assert_false(done);
+    assert_int_equal(committed, 20 * MiB);
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.upload_bytes, 20 * MiB);
+    lc_upload *u = NULL;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, NULL, &err), 0);
+    assert_int_equal(lc_upload_committed(u), 20 * MiB);
+    assert_int_equal(lc_upload_append(u, a + 20 * MiB, n - 20 * MiB, &err), 0);
+    if (lc_upload_finish(u, &err) != 0)
+        fail_msg("finish: %s", err.msg);
+    lc_upload_free(&u);
+    uint8_t *back;
+    size_t len;
+    assert_int_equal(lc_store_blob_get(f->s, &d, &back, &len, &err), 0);
+    assert_int_equal(len, n);
+    assert_memory_equal(back, a, n);
+    free(back);
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.upload_bytes, 0);
+    assert_int_equal(t.blob_bytes, n);
+    free(a);
+}
+
+/* --max-size is a hard bound on used_bytes: writes that would cross it
+ * wait (here 50 ms: no eviction runs) and fail with RESOURCE_EXHAUSTED; an
+ * upload larger than the limit fails at once; deleting makes room. */
+static void test_max_size_refuses_writes(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    char dir[80];
+    snprintf(dir, sizeof(dir), "%s-limited", f->dir);
+    lc_store_options o = {.max_bytes = MiB, .claim_wait_ms = 50};
+    lc_store *s = NULL;
+    assert_int_equal(lc_store_open(dir, &o, &s, &err), 0);
+    size_t n = 100000;
+    lc_digest d[12];
+    int stored = 0, rc = 0;
+    for (int i = 0; i < 12; i++) {
+        uint8_t *a = make_data(n, 900 + (uint32_t)i);
+        lc_digest_of(a, n, &d[i]);
+        rc = lc_store_blob_put(s, &d[i], a, n, &err);
+        free(a);
+        if (rc != 0)
+            break;
+        stored++;
+    }
+    assert_int_equal(rc, -LC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "--max-size"));
+    /* each blob counts with its record overhead: ten fit in 1 MiB */
+    assert_int_equal(stored, (int)(MiB / (n + LC_STORE__BLOB_OVERHEAD)));
+    lc_store_totals t;
+    lc_store_get_totals(s, &t);
+    assert_true(t.used_bytes <= MiB);
+    assert_int_equal(t.max_bytes, MiB);
+    lc_digest big;
+    lc_digest_of("big", 3, &big);
+    big.size = 2 * MiB;
+    lc_upload *u = NULL;
+    lc_err_clear(&err);
+    assert_int_equal(lc_upload_open(s, "limited/uploads/big/blobs/h/s", &big, &u, NULL, &err),
+                     -LC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "does not fit"));
+    assert_null(u);
+    /* room again after a delete */
+    assert_int_equal(lc_store_blob_delete(s, &d[0], &err), 0);
+    uint8_t *a = make_data(n, 900 + (uint32_t)stored);
+    assert_int_equal(lc_store_blob_put(s, &d[stored], a, n, &err), 0);
+    free(a);
+    lc_store_close(&s);
+    lc_fs_rm_rf(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--crash-child") == 0)
         return crash_child(argv[2], atoi(argv[3]));
     if (argc == 4 && strcmp(argv[1], "--resume-child") == 0)
         return resume_child(argv[2], atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--mark-child") == 0)
+        return mark_child(argv[2], atoi(argv[3]));
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_put_get_exists_find_missing),
@@ -1329,6 +1457,8 @@ int main(int argc, char **argv)
         T(test_large_upload_in_pieces),
         T(test_resumed_large_upload_survives_kill),
         T(test_reclaim_gives_space_back),
+        T(test_upload_resumes_from_durable_mark),
+        T(test_max_size_refuses_writes),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
