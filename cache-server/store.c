@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -584,6 +585,17 @@ static int set_options(lc_store *s, lc_err *err)
     rocksdb_options_set_info_log_level(o, 2 /* WARN */);
     rocksdb_options_set_keep_log_file_num(o, 2);
     rocksdb_options_set_max_log_file_size(o, 1u << 20);
+    /* A bounded table cache: RocksDB then opens at most 16 table files at
+     * open and the rest on first use, instead of all of them (the restart
+     * time would follow the number of files); within the descriptors the
+     * process may hold. */
+    struct rlimit nofile;
+    int max_open = 4096;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
+        max_open = nofile.rlim_cur > 512 + 256
+                       ? (int)(nofile.rlim_cur - 512 > 65536 ? 65536 : nofile.rlim_cur - 512)
+                       : 256;
+    rocksdb_options_set_max_open_files(o, max_open);
     rocksdb_options_set_max_manifest_file_size(o, 4u << 20);
     rocksdb_options_set_stats_dump_period_sec(o, 0);
     /* Small files and levels: a compaction writes at most about
