@@ -231,6 +231,22 @@ bench-cluster: export LC_BENCH_BIN := $(abspath $(BUILD)/bench)
 bench-cluster: all bench-server-bins
 	bench/bench-cluster
 
+# ---- store scale benchmark: bench-scale (owner: srvdisk) ---------------------
+# bench/store_loader.c fills a store directly (the server's own store calls);
+# bench/bench-scale fills 10 k, 1 M and 10 M small blobs plus action results
+# and measures restart-to-serving, an eviction pass freeing ~10 % and AC hit
+# QPS (loadgen) against the sizes.
+$(BUILD)/bench/store_loader: $(call obj,bench/store_loader.c) $(SERVER_LIB) $(COMMON_LIB) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+.PHONY: bench-scale
+bench-scale: export LC_BIN := $(abspath $(BINDIR))
+bench-scale: export LC_BENCH_BIN := $(abspath $(BUILD)/bench)
+bench-scale: all bench-server-bins $(BUILD)/bench/store_loader
+	bench/bench-scale
+bench: $(BUILD)/bench/store_loader
+
 # ---- build worker execution: layers, OCI, runc (owner: layers) -------------
 # tests/integration/<name>_main.c -> $(BUILD)/tests/helper_<name>: the C half
 # of a shell integration test (tests/integration/test_runc_step runs

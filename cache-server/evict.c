@@ -18,141 +18,22 @@
 
 typedef Build__Bazel__Remote__Execution__V2__ActionResult action_result;
 
-/* ---- victim selection: the oldest blobs covering `need` bytes ----------- */
-
-typedef struct victim {
-    lc_digest d;
-    int64_t atime;
-} victim;
-
-typedef struct scan_ctx {
-    /* max-heap on atime of the current choice; heap_bytes is its total */
-    victim *heap;
-    size_t n, cap;
-    uint64_t heap_bytes, need;
-    /* blobs idle since before age_cutoff (0 = no age limit) */
-    victim *old;
-    size_t n_old, cap_old;
-    int64_t age_cutoff;
-    uint64_t scanned;
-    bool oom;
-} scan_ctx;
-
-static bool newer(const victim *a, const victim *b)
-{
-    return a->atime > b->atime;
-}
-
-static void heap_up(victim *h, size_t i)
-{
-    while (i > 0 && newer(&h[i], &h[(i - 1) / 2])) {
-        victim t = h[i];
-        h[i] = h[(i - 1) / 2];
-        h[(i - 1) / 2] = t;
-        i = (i - 1) / 2;
-    }
-}
-
-static void heap_down(victim *h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && newer(&h[l], &h[m]))
-            m = l;
-        if (r < n && newer(&h[r], &h[m]))
-            m = r;
-        if (m == i)
-            return;
-        victim t = h[i];
-        h[i] = h[m];
-        h[m] = t;
-        i = m;
-    }
-}
-
-static int push(victim **v, size_t *n, size_t *cap, const victim *x)
-{
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 256;
-        victim *p = realloc(*v, c * sizeof(*p));
-        if (p == NULL)
-            return -1;
-        *v = p;
-        *cap = c;
-    }
-    (*v)[(*n)++] = *x;
-    return 0;
-}
-
-static int visit_blob(void *arg, const lc_store_blob_info *info)
-{
-    scan_ctx *c = arg;
-    victim x = {.d = info->digest, .atime = info->atime};
-    c->scanned++;
-    if (c->age_cutoff > 0 && info->atime < c->age_cutoff) {
-        if (push(&c->old, &c->n_old, &c->cap_old, &x) != 0)
-            goto oom;
-        return 0;
-    }
-    if (c->need == 0)
-        return 0;
-    /* Keep the smallest set of oldest blobs whose sizes reach need: add this
-     * one, then drop the newest while the rest still reach it. */
-    if (c->heap_bytes >= c->need && !newer(&c->heap[0], &x))
-        return 0;
-    if (push(&c->heap, &c->n, &c->cap, &x) != 0)
-        goto oom;
-    heap_up(c->heap, c->n - 1);
-    c->heap_bytes += (uint64_t)x.d.size;
-    while (c->n > 0 && c->heap_bytes - (uint64_t)c->heap[0].d.size >= c->need) {
-        c->heap_bytes -= (uint64_t)c->heap[0].d.size;
-        c->heap[0] = c->heap[--c->n];
-        heap_down(c->heap, c->n, 0);
-    }
-    return 0;
-oom:
-    c->oom = true;
-    return 1;
-}
-
-static int by_atime(const void *a, const void *b)
-{
-    const victim *x = a, *y = b;
-    return x->atime < y->atime ? -1 : x->atime > y->atime;
-}
-
-/* Deletes v[0..n) (each only if still idle since before its atime + 1 or
- * cutoff); with low_water, stops once the store is at or under it. */
-static int delete_blobs(lc_store *store, victim *v, size_t n, int64_t cutoff, uint64_t low_water,
-                        lc_evict_report *rep, lc_err *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (low_water > 0) {
-            lc_store_totals t;
-            lc_store_get_totals(store, &t);
-            if (t.blob_bytes <= low_water)
-                break;
-        }
-        bool gone = false;
-        int64_t idle_before = cutoff > 0 ? cutoff : v[i].atime + 1;
-        int rc = lc_store_blob_evict(store, &v[i].d, idle_before, &gone, err);
-        if (rc < 0)
-            return rc;
-        if (gone) {
-            rep->blobs++;
-            rep->blob_bytes += (uint64_t)v[i].d.size;
-        }
-    }
-    return 0;
-}
-
 /* ---- action results ------------------------------------------------------ */
+
+/* Entries the sweep deletes per write. */
+#define AC_BATCH 128
 
 typedef struct ac_ctx {
     lc_store *store;
     lc_stats *stats;
     int64_t age_cutoff; /* 0 = no age limit */
     lc_evict_report *rep;
+    lc_evict_cursor *cursor; /* NULL: sweep everything */
+    uint64_t limit;          /* entries to visit with a cursor */
+    bool stopped;            /* the limit was reached */
+    /* victims waiting for one write; instance and expect are owned copies */
+    lc_store_ac_victim pending[AC_BATCH];
+    size_t n_pending;
     lc_err *err;
     int rc;
 } ac_ctx;
@@ -194,22 +75,74 @@ out:
     return gone && c->rc == 0;
 }
 
+/* Remembers where the sweep is; 1 (stop) at the limit or out of memory. */
+static int move_cursor(ac_ctx *c, const char *instance, const lc_digest *action)
+{
+    if (c->cursor == NULL)
+        return 0;
+    size_t n = strlen(instance);
+    if (c->cursor->instance == NULL || strlen(c->cursor->instance) < n) {
+        char *p = realloc(c->cursor->instance, n + 1);
+        if (p == NULL) {
+            c->rc = lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            return 1;
+        }
+        c->cursor->instance = p;
+    }
+    memcpy(c->cursor->instance, instance, n + 1);
+    c->cursor->action = *action;
+    if (c->rep->ac_scanned >= c->limit) {
+        c->stopped = true;
+        return 1;
+    }
+    return 0;
+}
+
+/* Deletes the pending victims (each only if unchanged) in one write. */
+static void flush_victims(ac_ctx *c)
+{
+    if (c->n_pending > 0 && c->rc == 0) {
+        c->rc = lc_store_ac_evict_many(c->store, c->pending, c->n_pending, c->err);
+        for (size_t i = 0; c->rc == 0 && i < c->n_pending; i++) {
+            if (c->pending[i].evicted) {
+                c->rep->ac_entries++;
+                lc_stats_evict_ac(c->stats, c->pending[i].instance, 1);
+            }
+        }
+    }
+    for (size_t i = 0; i < c->n_pending; i++) {
+        free((char *)c->pending[i].instance);
+        free((uint8_t *)c->pending[i].expect);
+    }
+    c->n_pending = 0;
+}
+
 static int visit_ac(void *arg, const char *instance, const lc_digest *action, const uint8_t *value,
                     size_t len)
 {
     ac_ctx *c = arg;
     c->rep->ac_scanned++;
     if (!ac_victim(c, value, len))
-        return c->rc != 0;
-    bool gone = false;
+        return c->rc != 0 || move_cursor(c, instance, action);
     /* Deleting during the scan is safe: the iterator reads a fixed view. */
-    if ((c->rc = lc_store_ac_evict(c->store, instance, action, value, len, &gone, c->err)) != 0)
+    char *name = strdup(instance);
+    uint8_t *expect = malloc(len + 1);
+    if (name == NULL || expect == NULL) {
+        free(name);
+        free(expect);
+        c->rc = lc_err_set(c->err, LC_RESOURCE_EXHAUSTED, "out of memory");
         return 1;
-    if (gone) {
-        c->rep->ac_entries++;
-        lc_stats_evict_ac(c->stats, instance, 1);
     }
-    return 0;
+    if (len > 0)
+        memcpy(expect, value, len);
+    c->pending[c->n_pending++] = (lc_store_ac_victim){
+        .instance = name, .action = *action, .expect = expect, .expect_len = len};
+    if (c->n_pending == AC_BATCH) {
+        flush_victims(c);
+        if (c->rc != 0)
+            return 1;
+    }
+    return move_cursor(c, instance, action);
 }
 
 /* trust.h: untrusted writers' entries (store_ac.h) follow the same rule. */
@@ -231,11 +164,38 @@ static int visit_untrusted(void *arg, const char *instance, const lc_digest *act
     return 0;
 }
 
-static int sweep_ac(lc_store *store, lc_stats *stats, int64_t age_cutoff, lc_evict_report *rep,
-                    lc_err *err)
+void lc_evict_cursor_clear(lc_evict_cursor *c)
 {
-    ac_ctx c = {.store = store, .stats = stats, .age_cutoff = age_cutoff, .rep = rep, .err = err};
-    int rc = lc_store_ac_scan(store, NULL, visit_ac, &c, err);
+    free(c->instance);
+    c->instance = NULL;
+}
+
+/* Checks up to limit entries after the cursor (wrapping around once), or
+ * every entry without a cursor. */
+static int sweep_ac(lc_store *store, lc_stats *stats, int64_t age_cutoff, lc_evict_cursor *cursor,
+                    uint64_t limit, lc_evict_report *rep, lc_err *err)
+{
+    ac_ctx c = {.store = store,
+                .stats = stats,
+                .age_cutoff = age_cutoff,
+                .rep = rep,
+                .cursor = cursor,
+                .limit = limit,
+                .err = err};
+    int rc;
+    if (cursor == NULL) {
+        rc = lc_store_ac_scan(store, NULL, visit_ac, &c, err);
+    } else {
+        bool from_start = cursor->instance == NULL;
+        rc = lc_store_ac_scan_after(store, cursor->instance, &cursor->action, visit_ac, &c, err);
+        if (rc == 0 && c.rc == 0 && !c.stopped) { /* reached the end */
+            lc_evict_cursor_clear(cursor);
+            if (!from_start)
+                rc = lc_store_ac_scan_after(store, NULL, NULL, visit_ac, &c, err);
+        }
+    }
+    flush_victims(&c);
+    /* Untrusted writers' entries (store_ac.h): few, so always all of them. */
     if (rc == 0 && c.rc == 0)
         rc = lc_store_ac_untrusted_scan(store, NULL, visit_untrusted, &c, err);
     return c.rc != 0 ? c.rc : rc;
@@ -243,8 +203,20 @@ static int sweep_ac(lc_store *store, lc_stats *stats, int64_t age_cutoff, lc_evi
 
 /* ---- one pass ------------------------------------------------------------ */
 
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static uint64_t pct_of(uint64_t max, int pct)
+{
+    return max / 100 * (uint64_t)pct + max % 100 * (uint64_t)pct / 100;
+}
+
 int lc_evict_pass(lc_store *store, lc_stats *stats, const lc_evict_options *o, int64_t now,
-                  lc_evict_report *rep, lc_err *err)
+                  lc_evict_cursor *cursor, lc_evict_report *rep, lc_err *err)
 {
     memset(rep, 0, sizeof(*rep));
     int rc = lc_store_access_flush(store, now, &rep->touched, err);
@@ -252,30 +224,33 @@ int lc_evict_pass(lc_store *store, lc_stats *stats, const lc_evict_options *o, i
         return rc;
     lc_store_totals t;
     lc_store_get_totals(store, &t);
-    int pct = o->low_water_pct > 0 && o->low_water_pct <= 100 ? o->low_water_pct : 90;
     uint64_t max = o->max_bytes > 0 ? (uint64_t)o->max_bytes : 0;
-    uint64_t low_water = max / 100 * (uint64_t)pct + max % 100 * (uint64_t)pct / 100;
-    bool over = o->max_bytes > 0 && t.blob_bytes > (uint64_t)o->max_bytes;
-    int64_t cutoff = o->max_age > 0 ? now - o->max_age : 0;
-    if (!over && cutoff == 0)
-        return 0;
-
-    scan_ctx c = {.need = over ? t.blob_bytes - low_water : 0, .age_cutoff = cutoff};
-    rc = lc_store_blob_scan(store, visit_blob, &c, err);
-    if (rc == 0 && c.oom)
-        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory choosing blobs to evict");
-    rep->blobs_scanned = c.scanned;
-    if (rc == 0)
-        rc = delete_blobs(store, c.old, c.n_old, cutoff, 0, rep, err);
-    if (rc == 0 && c.n > 0) {
-        qsort(c.heap, c.n, sizeof(*c.heap), by_atime);
-        rc = delete_blobs(store, c.heap, c.n, 0, low_water, rep, err);
+    int hi = o->high_water_pct > 0 && o->high_water_pct <= 100 ? o->high_water_pct : 90;
+    int lo = o->low_water_pct > 0 && o->low_water_pct <= hi ? o->low_water_pct : 80;
+    if (lo > hi)
+        lo = hi;
+    uint64_t wanted = lc_store_space_wanted(store), need = 0;
+    if (max > 0 && t.used_bytes + wanted > pct_of(max, hi)) {
+        uint64_t low = pct_of(max, lo);
+        need = t.used_bytes + wanted > low ? t.used_bytes + wanted - low : 0;
     }
-    free(c.heap);
-    free(c.old);
+    int64_t cutoff = o->max_age > 0 ? now - o->max_age : 0;
+    if (need == 0 && cutoff == 0)
+        return 0;
+    uint64_t charged = 0;
+    double t0 = mono_ms();
+    rc = lc_store_evict_lru(store, need, cutoff, &rep->blobs, &rep->blob_bytes, &charged, err);
+    double t1 = mono_ms();
+    rep->blob_ms = t1 - t0;
     lc_stats_evict_blobs(stats, rep->blobs, rep->blob_bytes);
-    if (rc == 0 && (rep->blobs > 0 || cutoff > 0))
-        rc = sweep_ac(store, stats, cutoff, rep, err);
+    if (rc == 0 && (rep->blobs > 0 || cutoff > 0)) {
+        /* A slice in proportion to what went; age checks look further. */
+        uint64_t limit = rep->blobs * 4 > 1024 ? rep->blobs * 4 : 1024;
+        if (cutoff > 0 && limit < 65536)
+            limit = 65536;
+        rc = sweep_ac(store, stats, cutoff, cursor, limit, rep, err);
+        rep->sweep_ms = mono_ms() - t1;
+    }
     return rc;
 }
 
@@ -285,6 +260,7 @@ struct lc_evict {
     lc_store *store;
     lc_stats *stats;
     lc_evict_options o;
+    lc_evict_cursor cursor;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -314,41 +290,46 @@ static void *run(void *arg)
         e->kicked = false;
         pthread_mutex_unlock(&e->mu);
 
+        lc_store_maintain(e->store); /* a fresh look at the disk first */
         int64_t now = (int64_t)time(NULL);
         lc_evict_options o = e->o;
         if (o.max_age > 0 && now - last_age >= age_every)
             last_age = now;
         else
             o.max_age = 0;
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
         lc_evict_report rep;
         lc_err err = {0};
-        int rc = lc_evict_pass(e->store, e->stats, &o, now, &rep, &err);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        int rc = lc_evict_pass(e->store, e->stats, &o, now, &e->cursor, &rep, &err);
         if (rc != 0)
             LC_WARN(MOD, "eviction pass failed (will retry): %s", err.msg);
         lc_err rerr = {0};
         bool reclaimed = false;
-        if (lc_store_reclaim(e->store, false, &reclaimed, &rerr) != 0)
+        lc_store_totals before;
+        lc_store_get_totals(e->store, &before);
+        /* The data directory beyond its target: compact all deleted chunks now. */
+        if (lc_store_reclaim(e->store, before.disk_over > 0, &reclaimed, &rerr) != 0)
             LC_WARN(MOD, "reclaiming deleted blobs' space failed: %s", rerr.msg);
         else if (reclaimed)
-            LC_INFO(MOD, "compacted blob files to reclaim deleted blobs' space");
+            LC_DEBUG(MOD, "compacted blob files to reclaim deleted blobs' space");
         if (rep.blobs > 0 || rep.ac_entries > 0) {
             lc_store_totals t;
             lc_store_get_totals(e->store, &t);
             LC_INFO(MOD,
-                    "evicted %" PRIu64 " blobs (%" PRIu64 " bytes) and %" PRIu64
-                    " action results in %.0f ms (scanned %" PRIu64 " blobs, %" PRIu64
-                    " entries); %" PRIu64 " bytes stored, limit %" PRId64,
-                    rep.blobs, rep.blob_bytes, rep.ac_entries, ms, rep.blobs_scanned,
-                    rep.ac_scanned, t.blob_bytes, e->o.max_bytes);
+                    "evicted %" PRIu64 " blobs (%" PRIu64 " bytes) in %.0f ms, then %" PRIu64
+                    " action results that lost one in %.0f ms (checked %" PRIu64
+                    " entries); %" PRIu64 " bytes used, limit %" PRId64,
+                    rep.blobs, rep.blob_bytes, rep.blob_ms, rep.ac_entries, rep.sweep_ms,
+                    rep.ac_scanned, t.used_bytes, e->o.max_bytes);
         }
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
+}
+
+static void kick_hook(void *ctx)
+{
+    lc_evict_kick(ctx);
 }
 
 int lc_evict_start(lc_store *store, lc_stats *stats, const lc_evict_options *o, lc_evict **out,
@@ -366,6 +347,10 @@ int lc_evict_start(lc_store *store, lc_stats *stats, const lc_evict_options *o, 
     if (e->o.interval_ms == 0)
         e->o.interval_ms = 2000;
     pthread_mutex_init(&e->mu, NULL);
+    if (e->o.max_bytes > 0) {
+        int hi = e->o.high_water_pct > 0 && e->o.high_water_pct <= 100 ? e->o.high_water_pct : 90;
+        lc_store_set_evict_hook(store, kick_hook, e, pct_of((uint64_t)e->o.max_bytes, hi));
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -373,6 +358,7 @@ int lc_evict_start(lc_store *store, lc_stats *stats, const lc_evict_options *o, 
     pthread_condattr_destroy(&ca);
     int prc = pthread_create(&e->thread, NULL, run, e);
     if (prc != 0) {
+        lc_store_set_evict_hook(store, NULL, NULL, 0);
         pthread_cond_destroy(&e->cv);
         pthread_mutex_destroy(&e->mu);
         free(e);
@@ -403,6 +389,8 @@ void lc_evict_stop(lc_evict **ep)
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
+    lc_store_set_evict_hook(e->store, NULL, NULL, 0);
+    lc_evict_cursor_clear(&e->cursor);
     lc_err err = {0};
     if (lc_store_access_flush(e->store, (int64_t)time(NULL), NULL, &err) != 0)
         LC_WARN(MOD, "writing access times at shutdown: %s", err.msg);

@@ -62,8 +62,12 @@ static const lc_flag flags[] = {
     /* evict.h: default unlimited, as a cache that silently drops data at a
      * guessed size would surprise; a full disk still fails writes cleanly. */
     {"max-size", 0, LC_FLAG_SIZE, &opt_max_size, "0", "BYTES",
-     "keep stored blob bytes under this (K/M/G/T suffixes); least recently used blobs and "
-     "the action results that need them are evicted in the background; 0 = unlimited"},
+     "hard limit on what the cache holds (K/M/G/T suffixes): blobs and action results with "
+     "~256 bytes of bookkeeping each, and uploads in flight; least recently used blobs and the "
+     "action results that need them are evicted from 90 % down to 80 %, and a write that would "
+     "cross the limit waits for eviction. The data directory, RocksDB's own files included, "
+     "stays within BYTES + BYTES/10 + 64M: give it a volume at least that big (e.g. 100G needs "
+     "110.1G; the Helm chart sizes its volume so). 0 = unlimited"},
     {"max-age", 0, LC_FLAG_DURATION, &opt_max_age, "0", "DURATION",
      "evict blobs and action results not used for this long (e.g. 30d); 0 = never"},
     /* auth.h: access control and TLS. */

@@ -1,5 +1,7 @@
-/* store.c - RocksDB storage: open/close, CAS blobs, action cache, totals.
- * Uploads (resumable ByteStream writes) live in store_upload.c. */
+/* store.c - RocksDB storage: open/close, format, persistent counts, CAS
+ * blobs, action cache, totals. Uploads (resumable ByteStream writes) live in
+ * store_upload.c, access times and LRU eviction in store_atime.c, disk space
+ * and --max-size in store_space.c. */
 #include "store.h"
 
 #include <errno.h>
@@ -8,19 +10,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 
+#include "log.h"
 #include "store_internal.h"
 
-static const char *const cf_names[CF_COUNT] = {"default", "ac", "blob_meta", "blob_chunks",
-                                               "uploads"};
+#define MOD "store"
 
-_Static_assert(LC_STORE__LOCKS <= 64, "lc_store_blob_touch keeps stripes in a uint64_t");
+static const char *const cf_names[CF_COUNT] = {"default",     "ac",      "blob_meta",
+                                               "blob_chunks", "uploads", "blob_atime"};
 
 #define FORMAT_KEY "format_version"
-#define FORMAT_VERSION "1"
+/* 1: no counts, no access-time index (migrated at open). */
+#define FORMAT_VERSION "2"
+#define COUNT_KEY "count"
+#define COUNT_KEY_LEN (sizeof(COUNT_KEY) - 1 + 1)
+#define COUNT_VAL_LEN 32
 
 /* ---- small helpers shared with store_upload.c ----------------------------- */
 
@@ -48,7 +55,7 @@ void lc_store__meta_key(const lc_digest *d, uint8_t key[LC_STORE__META_KEY_LEN])
 
 void lc_store__meta_encode(const lc_store__meta *m, uint8_t out[LC_STORE__META_VAL_LEN])
 {
-    out[0] = 1;
+    out[0] = m->one_chunk ? 4 : 3;
     lc_store__put_be64(out + 1, (uint64_t)m->size);
     memcpy(out + 9, m->storage_id, LC_STORE__ID_LEN);
     lc_store__put_be64(out + 9 + LC_STORE__ID_LEN, (uint64_t)m->created);
@@ -58,12 +65,17 @@ void lc_store__meta_encode(const lc_store__meta *m, uint8_t out[LC_STORE__META_V
 int lc_store__meta_decode(const char *v, size_t len, lc_store__meta *m)
 {
     const uint8_t *p = (const uint8_t *)v;
-    if (len != LC_STORE__META_VAL_LEN || p[0] != 1)
+    if (len != LC_STORE__META_VAL_LEN || (p[0] != 1 && p[0] != 3 && p[0] != 4))
         return -1;
+    m->one_chunk = p[0] == 4;
     m->size = (int64_t)lc_store__get_be64(p + 1);
     memcpy(m->storage_id, p + 9, LC_STORE__ID_LEN);
     m->created = (int64_t)lc_store__get_be64(p + 9 + LC_STORE__ID_LEN);
     m->atime = (int64_t)lc_store__get_be64(p + 17 + LC_STORE__ID_LEN);
+    if (p[0] == 1) { /* format 1: seconds */
+        m->created *= 1000;
+        m->atime = LC_STORE__MS_OF(m->atime);
+    }
     return m->size < 0 ? -1 : 0;
 }
 
@@ -71,6 +83,11 @@ void lc_store__chunk_key(const uint8_t *id, uint64_t offset, uint8_t key[LC_STOR
 {
     memcpy(key, id, LC_STORE__ID_LEN);
     lc_store__put_be64(key + LC_STORE__ID_LEN, offset);
+}
+
+void lc_store__mark_key(const uint8_t *id, uint8_t key[LC_STORE__CHUNK_KEY_LEN])
+{
+    lc_store__chunk_key(id, UINT64_MAX, key);
 }
 
 void lc_store__uprec_encode(const lc_store__uprec *u, uint8_t out[LC_STORE__UPLOAD_VAL_LEN])
@@ -128,6 +145,13 @@ int64_t lc_store__now(void)
     return (int64_t)time(NULL);
 }
 
+int64_t lc_store__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int lc_store__rdb_err(lc_err *err, char *errptr, const char *what)
 {
     const char *msg = errptr != NULL ? errptr : "unknown RocksDB error";
@@ -142,22 +166,14 @@ int lc_store__rdb_err(lc_err *err, char *errptr, const char *what)
     return rc;
 }
 
-/* Bytes held in memtables (all column families): what a flush would write. */
-static uint64_t memtable_bytes(lc_store *s)
+int lc_store__iter_err(rocksdb_iterator_t *it, lc_err *err, const char *what)
 {
-    uint64_t total = 0;
-    for (int i = 0; i < CF_COUNT; i++) {
-        uint64_t v = 0;
-        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.cur-size-all-mem-tables", &v) == 0)
-            total += v;
-    }
-    return total;
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
 }
 
-/* Flushes the memtables of column families [from, to), waiting for the
- * table files if wait. Every family is tried; returns RocksDB's first error
- * (free it with rocksdb_free) or NULL. */
-static char *flush_cfs(lc_store *s, int from, int to, bool wait)
+char *lc_store__flush_cfs(lc_store *s, int from, int to, bool wait)
 {
     char *first = NULL;
     rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
@@ -174,53 +190,35 @@ static char *flush_cfs(lc_store *s, int from, int to, bool wait)
     return first;
 }
 
-/* Asks RocksDB (without waiting) to flush every memtable: the WAL files
- * holding the same bytes can then go, and the memtable reserve shrinks. At
- * most once a second. */
-static void request_flush(lc_store *s)
-{
-    int64_t now = lc_store__now(), last = atomic_load(&s->last_space_flush);
-    if (now == last || !atomic_compare_exchange_strong(&s->last_space_flush, &last, now))
-        return;
-    rocksdb_free(flush_cfs(s, 0, CF_COUNT, false));
-}
+/* Batch bytes beyond a claim that are written without a check of their own
+ * (record keys, the progress mark): the headroom covers them. */
+#define UNCHECKED_EXTRA 4096
 
-int lc_store__space_check(lc_store *s, size_t incoming, lc_err *err)
+int lc_store__write_claimed(lc_store *s, const rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *b,
+                            int cls, int64_t claimed, lc_err *err, const char *what)
 {
-    struct statvfs st;
-    if (s->dir == NULL || statvfs(s->dir, &st) != 0)
-        return 0; /* cannot tell: let RocksDB decide */
-    uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize;
-    uint64_t need = incoming;
-    uint64_t mem = 0;
-    if (incoming >= LC_STORE__BIG_WRITE) {
-        mem = memtable_bytes(s);
-        need += LC_STORE__SLACK_BIG + mem;
+    size_t size = 0;
+    rocksdb_writebatch_data(b, &size);
+    int64_t extra = (int64_t)size - claimed;
+    if (extra > UNCHECKED_EXTRA || (claimed == 0 && extra > 0)) {
+        int rc = lc_store__claim(s, extra, cls == LC_STORE__DATA ? LC_STORE__META : cls, err);
+        if (rc != 0)
+            return rc;
     } else {
-        need += LC_STORE__SLACK_SMALL;
+        extra = 0;
     }
-    if (avail >= need)
-        return 0;
-    if (mem >= LC_STORE__SLACK_SMALL)
-        request_flush(s);
-    return lc_err_set(err, LC_RESOURCE_EXHAUSTED,
-                      "cache storage is full: %" PRIu64 " bytes free in %s, writing %zu bytes "
-                      "needs %" PRIu64 " (with room for RocksDB to flush); free disk space or "
-                      "lower --max-size",
-                      avail, s->dir, incoming, need);
+    char *e = NULL;
+    rocksdb_write(s->db, wo, b, &e);
+    /* Written or not, the bytes count as written until the next look at
+     * the disk: a failed write may have reached the WAL. */
+    lc_store__wrote(s, (int64_t)size, extra, cls == LC_STORE__DATA ? LC_STORE__META : cls);
+    return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
 }
 
 int lc_store__write_opts(lc_store *s, const rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *b,
                          lc_err *err, const char *what)
 {
-    size_t size = 0;
-    rocksdb_writebatch_data(b, &size);
-    int rc = lc_store__space_check(s, size, err);
-    if (rc != 0)
-        return rc;
-    char *e = NULL;
-    rocksdb_write(s->db, wo, b, &e);
-    return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
+    return lc_store__write_claimed(s, wo, b, LC_STORE__META, 0, err, what);
 }
 
 int lc_store__write(lc_store *s, rocksdb_writebatch_t *b, lc_err *err, const char *what)
@@ -264,7 +262,7 @@ int lc_store__flush_chunks(lc_store *s, uint64_t epoch, lc_err *err)
         /* Writes that returned before this increment are in the memtables
          * the flush below switches out. */
         uint64_t e = atomic_fetch_add(&s->flush_epoch, 1) + 1;
-        char *msg = flush_cfs(s, CF_BLOB_CHUNKS, CF_BLOB_CHUNKS + 1, true);
+        char *msg = lc_store__flush_cfs(s, CF_BLOB_CHUNKS, CF_BLOB_CHUNKS + 1, true);
         if (msg != NULL)
             rc = lc_store__rdb_err(err, msg, "flushing blob chunks");
         else
@@ -274,7 +272,8 @@ int lc_store__flush_chunks(lc_store *s, uint64_t epoch, lc_err *err)
     return rc;
 }
 
-/* [id||0, id||FF*8||FF): every 24-byte chunk key of id sorts inside. */
+/* [id||0, id||FF*8||FF): every 24-byte chunk key of id (and its progress
+ * mark, id||FF*8) sorts inside. */
 static void chunk_range(const uint8_t *id, uint8_t lo[LC_STORE__CHUNK_KEY_LEN],
                         uint8_t hi[LC_STORE__CHUNK_KEY_LEN + 1])
 {
@@ -289,6 +288,38 @@ void lc_store__batch_drop_chunks(lc_store *s, rocksdb_writebatch_t *b, const uin
     chunk_range(id, lo, hi);
     rocksdb_writebatch_delete_range_cf(b, s->cf[CF_BLOB_CHUNKS], (const char *)lo, sizeof(lo),
                                        (const char *)hi, sizeof(hi));
+}
+
+void lc_store__batch_drop_blob(lc_store *s, rocksdb_writebatch_t *b, const lc_digest *d,
+                               const lc_store__meta *m, lc_store__counts *delta)
+{
+    uint8_t key[LC_STORE__META_KEY_LEN], akey[LC_STORE__ATIME_KEY_LEN];
+    lc_store__meta_key(d, key);
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key));
+    lc_store__atime_key(m->atime, d, akey);
+    rocksdb_writebatch_singledelete_cf(b, s->cf[CF_ATIME], (const char *)akey, sizeof(akey));
+    if (m->one_chunk) { /* a point delete: cheaper to read past than a range */
+        uint8_t ckey[LC_STORE__CHUNK_KEY_LEN];
+        lc_store__chunk_key(m->storage_id, 0, ckey);
+        rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_CHUNKS], (const char *)ckey, sizeof(ckey));
+    } else {
+        lc_store__batch_drop_chunks(s, b, m->storage_id);
+    }
+    delta->blobs -= 1;
+    delta->blob_bytes -= m->size;
+}
+
+void lc_store__batch_put_blob(lc_store *s, rocksdb_writebatch_t *b, const lc_digest *d,
+                              const lc_store__meta *m)
+{
+    uint8_t key[LC_STORE__META_KEY_LEN], val[LC_STORE__META_VAL_LEN];
+    uint8_t akey[LC_STORE__ATIME_KEY_LEN];
+    lc_store__meta_key(d, key);
+    lc_store__meta_encode(m, val);
+    rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key),
+                              (const char *)val, sizeof(val));
+    lc_store__atime_key(m->atime, d, akey);
+    rocksdb_writebatch_put_cf(b, s->cf[CF_ATIME], (const char *)akey, sizeof(akey), "", 0);
 }
 
 int lc_store__meta_get(lc_store *s, const rocksdb_readoptions_t *ro, const lc_digest *d,
@@ -316,28 +347,106 @@ int lc_store__meta_get(lc_store *s, const rocksdb_readoptions_t *ro, const lc_di
     return 1;
 }
 
+int lc_store__stripe(const uint8_t *hash)
+{
+    return hash[0] % LC_STORE__LOCKS;
+}
+
 pthread_mutex_t *lc_store__lock_for(lc_store *s, const uint8_t *hash)
 {
-    return &s->locks[hash[0] % LC_STORE__LOCKS];
+    return &s->locks[lc_store__stripe(hash)];
 }
 
-void lc_store__count_blob(lc_store *s, int64_t size, int sign)
+/* ---- persistent counts ------------------------------------------------------ */
+
+static void count_key(int stripe, char key[COUNT_KEY_LEN])
 {
-    if (sign > 0) {
-        atomic_fetch_add(&s->blobs, 1);
-        atomic_fetch_add(&s->blob_bytes, (uint64_t)size);
-    } else {
-        atomic_fetch_sub(&s->blobs, 1);
-        atomic_fetch_sub(&s->blob_bytes, (uint64_t)size);
-        atomic_fetch_add(&s->garbage_bytes, (uint64_t)size);
+    memcpy(key, COUNT_KEY, COUNT_KEY_LEN - 1);
+    key[COUNT_KEY_LEN - 1] = (char)stripe;
+}
+
+static void counts_encode(const lc_store__counts *c, uint8_t out[COUNT_VAL_LEN])
+{
+    lc_store__put_be64(out, (uint64_t)c->blobs);
+    lc_store__put_be64(out + 8, (uint64_t)c->blob_bytes);
+    lc_store__put_be64(out + 16, (uint64_t)c->ac_entries);
+    lc_store__put_be64(out + 24, (uint64_t)c->ac_bytes);
+}
+
+static void counts_add(lc_store__counts *to, const lc_store__counts *d)
+{
+    to->blobs += d->blobs;
+    to->blob_bytes += d->blob_bytes;
+    to->ac_entries += d->ac_entries;
+    to->ac_bytes += d->ac_bytes;
+}
+
+void lc_store__counts_stage(lc_store *s, int stripe, const lc_store__counts *delta,
+                            rocksdb_writebatch_t *b)
+{
+    lc_store__counts c = s->counts[stripe];
+    counts_add(&c, delta);
+    char key[COUNT_KEY_LEN];
+    uint8_t val[COUNT_VAL_LEN];
+    count_key(stripe, key);
+    counts_encode(&c, val);
+    rocksdb_writebatch_put_cf(b, s->cf[CF_DEFAULT], key, sizeof(key), (const char *)val,
+                              sizeof(val));
+}
+
+void lc_store__counts_apply(lc_store *s, int stripe, const lc_store__counts *delta)
+{
+    counts_add(&s->counts[stripe], delta);
+    atomic_fetch_add(&s->blobs, (uint64_t)delta->blobs);
+    atomic_fetch_add(&s->blob_bytes, (uint64_t)delta->blob_bytes);
+    atomic_fetch_add(&s->ac_entries, (uint64_t)delta->ac_entries);
+    atomic_fetch_add(&s->ac_bytes, (uint64_t)delta->ac_bytes);
+}
+
+static int load_counts(lc_store *s, lc_err *err)
+{
+    for (int i = 0; i < LC_STORE__LOCKS; i++) {
+        char key[COUNT_KEY_LEN];
+        count_key(i, key);
+        char *e = NULL;
+        size_t vlen = 0;
+        char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_DEFAULT], key, sizeof(key), &vlen, &e);
+        if (e != NULL)
+            return lc_store__rdb_err(err, e, "reading the store's counts");
+        lc_store__counts c = {0};
+        if (v != NULL && vlen == COUNT_VAL_LEN) {
+            const uint8_t *p = (const uint8_t *)v;
+            c.blobs = (int64_t)lc_store__get_be64(p);
+            c.blob_bytes = (int64_t)lc_store__get_be64(p + 8);
+            c.ac_entries = (int64_t)lc_store__get_be64(p + 16);
+            c.ac_bytes = (int64_t)lc_store__get_be64(p + 24);
+        }
+        rocksdb_free(v);
+        lc_store__counts_apply(s, i, &c);
     }
+    return 0;
 }
 
-static int set_blob_gc(lc_store *s, bool on, lc_err *err)
+void lc_store__note_garbage(lc_store *s, const uint8_t *id, int64_t bytes)
 {
-    const char *key = "enable_blob_garbage_collection", *val = on ? "true" : "false";
+    atomic_fetch_add(&s->garbage_bytes, (uint64_t)bytes);
+    pthread_mutex_lock(&s->pool_lock);
+    if (!s->gc_any || memcmp(id, s->gc_lo, LC_STORE__ID_LEN) < 0)
+        memcpy(s->gc_lo, id, LC_STORE__ID_LEN);
+    if (!s->gc_any || memcmp(id, s->gc_hi, LC_STORE__ID_LEN) > 0)
+        memcpy(s->gc_hi, id, LC_STORE__ID_LEN);
+    s->gc_any = true;
+    pthread_mutex_unlock(&s->pool_lock);
+}
+
+/* Blob garbage collection on (relocating the live blobs of the oldest
+ * `cutoff` of the blob files, "0.25" or "1.0" for all) or off. */
+static int set_blob_gc(lc_store *s, bool on, const char *cutoff, lc_err *err)
+{
+    const char *keys[] = {"enable_blob_garbage_collection", "blob_garbage_collection_age_cutoff"};
+    const char *vals[] = {on ? "true" : "false", cutoff};
     char *e = NULL;
-    rocksdb_set_options_cf(s->db, s->cf[CF_BLOB_CHUNKS], 1, &key, &val, &e);
+    rocksdb_set_options_cf(s->db, s->cf[CF_BLOB_CHUNKS], 2, keys, vals, &e);
     return e != NULL ? lc_store__rdb_err(err, e, "setting blob garbage collection") : 0;
 }
 
@@ -347,114 +456,70 @@ int lc_store_reclaim(lc_store *s, bool force, bool *ran, lc_err *err)
         *ran = false;
     uint64_t garbage = atomic_load(&s->garbage_bytes);
     uint64_t live = atomic_load(&s->blob_bytes);
-    if (!force && (garbage < LC_STORE__RECLAIM_MIN || garbage < live / 8))
+    int64_t max = s->space.max_bytes;
+    bool due = max > 0 ? garbage >= LC_STORE__RECLAIM_MIN_LIMITED && garbage >= (uint64_t)max / 32
+                       : garbage >= LC_STORE__RECLAIM_MIN && garbage >= live / 8;
+    if (!force && !due)
         return 0;
+    /* Only the chunk keys of the blobs deleted since the last reclaim: ids
+     * start with their creation time and LRU deletes the old ones, so this
+     * is the oldest part of the column family, not all of it. */
+    uint8_t lo[LC_STORE__CHUNK_KEY_LEN], hi[LC_STORE__CHUNK_KEY_LEN + 1];
+    pthread_mutex_lock(&s->pool_lock);
+    bool any = s->gc_any;
+    if (any) {
+        chunk_range(s->gc_lo, lo, hi);
+        uint8_t hi_lo[LC_STORE__CHUNK_KEY_LEN];
+        chunk_range(s->gc_hi, hi_lo, hi);
+    }
+    s->gc_any = false;
+    pthread_mutex_unlock(&s->pool_lock);
     atomic_fetch_sub(&s->garbage_bytes, garbage);
-    int rc = set_blob_gc(s, true, err);
-    if (rc != 0)
-        return rc;
-    /* Drops deleted chunk keys, deletes blob files nothing references any
-     * more and moves the live blobs out of the oldest quarter of the files. */
-    rocksdb_compact_range_cf(s->db, s->cf[CF_BLOB_CHUNKS], NULL, 0, NULL, 0);
-    rc = set_blob_gc(s, false, err);
+    /* Garbage collection rewrites the live blobs of the oldest blob files,
+     * which LRU eviction left mostly empty: of the oldest quarter, but
+     * under --max-size of no more than max/20 worth of files (the rewrite
+     * sits on the disk beside the old files until the compaction ends), and
+     * only when the disk has room for it besides. */
+    uint64_t blob_files = 0, n_files = 0;
+    rocksdb_property_int_cf(s->db, s->cf[CF_BLOB_CHUNKS], "rocksdb.live-blob-file-size",
+                            &blob_files);
+    rocksdb_property_int_cf(s->db, s->cf[CF_BLOB_CHUNKS], "rocksdb.num-blob-files", &n_files);
+    double cutoff = 0.25;
+    if (max > 0 && blob_files > 0 && (double)max / 20 / (double)blob_files < cutoff)
+        cutoff = (double)max / 20 / (double)blob_files;
+    if (n_files > 0 && cutoff < 1.5 / (double)n_files) /* at least the oldest file */
+        cutoff = 1.5 / (double)n_files;
+    if (cutoff > 1)
+        cutoff = 1;
+    char cutoff_s[32];
+    snprintf(cutoff_s, sizeof(cutoff_s), "%.4f", cutoff);
+    int64_t relocate = (int64_t)((double)blob_files * cutoff);
+    lc_err cerr = {0};
+    bool gc = lc_store__claim(s, relocate, LC_STORE__FREEING, &cerr) == 0;
+    int rc = gc ? set_blob_gc(s, true, cutoff_s, err) : 0;
+    if (rc == 0) {
+        if (any && !force)
+            rocksdb_compact_range_cf(s->db, s->cf[CF_BLOB_CHUNKS], (const char *)lo, sizeof(lo),
+                                     (const char *)hi, sizeof(hi));
+        else
+            rocksdb_compact_range_cf(s->db, s->cf[CF_BLOB_CHUNKS], NULL, 0, NULL, 0);
+        if (gc)
+            rc = set_blob_gc(s, false, "0.25", err);
+    }
+    if (gc)
+        lc_store__unclaim(s, relocate, LC_STORE__FREEING);
     if (ran != NULL)
         *ran = rc == 0;
     return rc;
 }
 
-static int check_digest(const lc_digest *d, lc_err *err)
+int lc_store__check_digest(const lc_digest *d, lc_err *err)
 {
     if (d == NULL)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "missing digest");
     if (d->size < 0)
         return lc_err_set(err, LC_INVALID_ARGUMENT, "negative blob size %" PRId64, d->size);
     return 0;
-}
-
-/* ---- access tracking ---------------------------------------------------- */
-
-static size_t acc_slot(const lc_digest *d)
-{
-    uint64_t h;
-    memcpy(&h, d->hash, sizeof(h)); /* SHA-256 bytes are uniform already */
-    return (size_t)(h ^ (uint64_t)d->size) & (LC_STORE__ACC_CAP - 1);
-}
-
-/* The slot holding d, or the free slot where it would go. Caller holds mu. */
-static lc_digest *acc_find(lc_digest *table, const lc_digest *d)
-{
-    for (size_t i = acc_slot(d);; i = (i + 1) & (LC_STORE__ACC_CAP - 1))
-        if (table[i].size < 0 || lc_digest_equal(&table[i], d))
-            return &table[i];
-}
-
-static void acc_clear(lc_digest *table)
-{
-    memset(table, 0xff, LC_STORE__ACC_CAP * sizeof(*table)); /* size -1: free */
-}
-
-void lc_store__record(lc_store *s, const lc_digest *d)
-{
-    if (lc_digest_is_empty(d) || d->size < 0)
-        return;
-    pthread_mutex_lock(&s->acc.mu);
-    lc_digest *slot = acc_find(s->acc.cur, d);
-    if (slot->size < 0) {
-        if (s->acc.n < LC_STORE__ACC_CAP / 4 * 3) {
-            *slot = *d;
-            s->acc.n++;
-        } else {
-            atomic_fetch_add(&s->acc.dropped, 1);
-        }
-    }
-    pthread_mutex_unlock(&s->acc.mu);
-}
-
-static bool acc_pending(lc_store *s, const lc_digest *d)
-{
-    pthread_mutex_lock(&s->acc.mu);
-    bool found = acc_find(s->acc.cur, d)->size >= 0;
-    pthread_mutex_unlock(&s->acc.mu);
-    return found;
-}
-
-int lc_store_access_flush(lc_store *s, int64_t when, uint64_t *flushed, lc_err *err)
-{
-    if (flushed != NULL)
-        *flushed = 0;
-    pthread_mutex_lock(&s->acc.flush_mu);
-    pthread_mutex_lock(&s->acc.mu);
-    lc_digest *table = s->acc.cur;
-    size_t n = s->acc.n;
-    s->acc.cur = s->acc.spare;
-    s->acc.spare = table;
-    s->acc.n = 0;
-    pthread_mutex_unlock(&s->acc.mu);
-
-    int rc = 0;
-    enum { BATCH = 1024 };
-    lc_digest batch[BATCH];
-    size_t k = 0, done = 0;
-    for (size_t i = 0; i < LC_STORE__ACC_CAP && done < n && rc == 0; i++) {
-        if (table[i].size < 0)
-            continue;
-        batch[k++] = table[i];
-        done++;
-        if (k == BATCH || done == n) {
-            rc = lc_store_blob_touch(s, batch, k, when, err);
-            k = 0;
-        }
-    }
-    acc_clear(table);
-    pthread_mutex_unlock(&s->acc.flush_mu);
-    if (flushed != NULL)
-        *flushed = done;
-    return rc;
-}
-
-uint64_t lc_store_access_dropped(lc_store *s)
-{
-    return atomic_load(&s->acc.dropped);
 }
 
 /* ---- open / close ------------------------------------------------------- */
@@ -483,8 +548,23 @@ static int mkdir_p(const char *dir, lc_err *err)
     return 0;
 }
 
-static void set_options(lc_store *s)
+/* Options RocksDB's C API in Debian (7.8) has no setter for. */
+#define STRING_OPTIONS                                                                             \
+    /* Preallocated WAL and table file blocks would count as used disk we                          \
+     * cannot account for; our claims keep the room instead. */                                    \
+    "allow_fallocate=false;" /* Opening and closing on a full disk must not write memtables:       \
+                              * recovery keeps the WAL, and close flushes only when lc_store_close \
+                              * sees room. */                                                      \
+    "avoid_flush_during_recovery=true;avoid_flush_during_shutdown=true"
+
+static int set_options(lc_store *s, lc_err *err)
 {
+    char *e = NULL;
+    rocksdb_options_t *base = rocksdb_options_create();
+    rocksdb_get_options_from_string(base, STRING_OPTIONS, s->db_opts, &e);
+    rocksdb_options_destroy(base);
+    if (e != NULL)
+        return lc_store__rdb_err(err, e, "setting RocksDB options");
     rocksdb_options_t *o = s->db_opts;
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_set_create_missing_column_families(o, 1);
@@ -495,11 +575,37 @@ static void set_options(lc_store *s)
     rocksdb_options_set_max_background_jobs(o, 4);
     rocksdb_options_set_max_background_flushes(o, 3);
     /* Tiny CFs (uploads, ac) would otherwise pin old WAL files while blob
-     * chunks stream through; this makes RocksDB flush them. */
-    rocksdb_options_set_max_total_wal_size(o, 256u << 20);
-    rocksdb_options_set_db_write_buffer_size(o, 128u << 20);
-    rocksdb_options_set_keep_log_file_num(o, 4);
-    rocksdb_options_set_max_log_file_size(o, 8u << 20);
+     * chunks stream through; this makes RocksDB flush them. Small, as the
+     * WAL counts against the disk (data directory bound, docs). */
+    rocksdb_options_set_max_total_wal_size(o, 16u << 20);
+    rocksdb_options_set_db_write_buffer_size(o, 96u << 20);
+    /* RocksDB's own files stay small and bounded: the info LOG (warnings
+     * only, two 1 MiB files), the MANIFEST (rewritten at 4 MiB), no
+     * periodic statistics dumps (an idle server writes nothing). */
+    rocksdb_options_set_info_log_level(o, 2 /* WARN */);
+    rocksdb_options_set_keep_log_file_num(o, 2);
+    rocksdb_options_set_max_log_file_size(o, 1u << 20);
+    /* A bounded table cache: RocksDB then opens at most 16 table files at
+     * open and the rest on first use, instead of all of them (the restart
+     * time would follow the number of files); within the descriptors the
+     * process may hold. */
+    struct rlimit nofile;
+    int max_open = 4096;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
+        max_open = nofile.rlim_cur > 512 + 256
+                       ? (int)(nofile.rlim_cur - 512 > 65536 ? 65536 : nofile.rlim_cur - 512)
+                       : 256;
+    rocksdb_options_set_max_open_files(o, max_open);
+    rocksdb_options_set_max_manifest_file_size(o, 4u << 20);
+    rocksdb_options_set_stats_dump_period_sec(o, 0);
+    /* Small files and levels: a compaction writes at most about
+     * LC_STORE__COMPACT_RESERVE before it deletes its inputs, and leveled
+     * compaction with dynamic level sizes keeps space amplification ~1.1. */
+    rocksdb_options_set_write_buffer_size(o, 16u << 20);
+    rocksdb_options_set_target_file_size_base(o, 8u << 20);
+    rocksdb_options_set_max_bytes_for_level_base(o, 64u << 20);
+    rocksdb_options_set_max_compaction_bytes(o, 64u << 20);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
     /* Table blocks hold keys, blob references and small records; blob
      * values bypass the block cache. RocksDB's default cache (32 MiB) only
      * added resident memory here. */
@@ -507,8 +613,16 @@ static void set_options(lc_store *s)
     s->table_opts = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(s->table_opts, s->block_cache);
     rocksdb_options_set_block_based_table_factory(o, s->table_opts);
+    /* Point lookups (blob records, action results) skip the levels that do
+     * not hold the key: a bloom filter per table, ~1.2 bytes a key. */
+    s->meta_table_opts = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(s->meta_table_opts, s->block_cache);
+    rocksdb_block_based_options_set_filter_policy(s->meta_table_opts,
+                                                  rocksdb_filterpolicy_create_bloom_full(10));
     for (int i = 0; i < CF_COUNT; i++)
         s->cf_opts[i] = rocksdb_options_create_copy(o);
+    rocksdb_options_set_block_based_table_factory(s->cf_opts[CF_BLOB_META], s->meta_table_opts);
+    rocksdb_options_set_block_based_table_factory(s->cf_opts[CF_AC], s->meta_table_opts);
     rocksdb_options_t *c = s->cf_opts[CF_BLOB_CHUNKS];
     /* Layer blobs are compressed already; big values go to blob files so
      * compaction moves keys, not megabytes. */
@@ -526,6 +640,7 @@ static void set_options(lc_store *s)
      * bound in all). */
     rocksdb_options_set_write_buffer_size(c, 8u << 20);
     rocksdb_options_set_max_write_buffer_number(c, 8);
+    return 0;
 }
 
 static int open_db(lc_store *s, const char *dir, lc_err *err)
@@ -595,6 +710,79 @@ out:
     return rc;
 }
 
+/* Format 1 -> 2: builds the access-time index and the counts with one scan
+ * of the blob records and the action cache (once; a crash midway leaves
+ * format 1, and the next open starts over). */
+static int migrate_v1(lc_store *s, lc_err *err)
+{
+    LC_INFO(MOD,
+            "upgrading the store in %s to format 2 (counts, access-time index): one "
+            "scan of every record",
+            s->dir);
+    lc_store__counts c[LC_STORE__LOCKS];
+    memset(c, 0, sizeof(c));
+    int rc = 0;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    static const uint8_t top[LC_STORE__ATIME_KEY_LEN + 1] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    rocksdb_writebatch_delete_range_cf(b, s->cf[CF_ATIME], "", 0, (const char *)top, sizeof(top));
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_BLOB_META]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == 0; rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        lc_store__meta m;
+        lc_digest d;
+        if (klen != LC_STORE__META_KEY_LEN || lc_store__meta_decode(v, vlen, &m) != 0 ||
+            (int64_t)lc_store__get_be64((const uint8_t *)k + LC_HASH_LEN) != m.size) {
+            rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], k, klen); /* unreadable */
+            continue;
+        }
+        memcpy(d.hash, k, LC_HASH_LEN);
+        d.size = m.size;
+        /* Rewritten in milliseconds (decoding converted it; a rerun after a
+         * crash finds it converted already), with its index entry. */
+        lc_store__batch_put_blob(s, b, &d, &m);
+        c[lc_store__stripe(d.hash)].blobs++;
+        c[lc_store__stripe(d.hash)].blob_bytes += m.size;
+        if (rocksdb_writebatch_count(b) >= 4096) {
+            rc = lc_store__write(s, b, err, "building the access-time index");
+            rocksdb_writebatch_clear(b);
+        }
+    }
+    if (rc == 0)
+        rc = lc_store__iter_err(it, err, "scanning blob records");
+    rocksdb_iter_destroy(it);
+    it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_AC]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == 0; rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        rocksdb_iter_value(it, &vlen);
+        const char *nul = memchr(k, '\0', klen);
+        if (nul == NULL || (size_t)(k + klen - (nul + 1)) != LC_STORE__META_KEY_LEN)
+            continue; /* not an AC key we wrote */
+        int stripe = lc_store__stripe((const uint8_t *)nul + 1);
+        c[stripe].ac_entries++;
+        c[stripe].ac_bytes += (int64_t)(klen + vlen);
+    }
+    if (rc == 0)
+        rc = lc_store__iter_err(it, err, "scanning the action cache");
+    rocksdb_iter_destroy(it);
+    if (rc == 0) {
+        for (int i = 0; i < LC_STORE__LOCKS; i++)
+            lc_store__counts_stage(s, i, &c[i], b);
+        rocksdb_writebatch_put_cf(b, s->cf[CF_DEFAULT], FORMAT_KEY, strlen(FORMAT_KEY),
+                                  FORMAT_VERSION, strlen(FORMAT_VERSION));
+        rc = lc_store__write(s, b, err, "writing the store's counts");
+    }
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
+/* Checks (or writes, in a new store) the format; upgrades format 1. */
 static int check_format(lc_store *s, lc_err *err)
 {
     char *e = NULL;
@@ -603,182 +791,19 @@ static int check_format(lc_store *s, lc_err *err)
                              &vlen, &e);
     if (e != NULL)
         return lc_store__rdb_err(err, e, "reading the store format");
+    int rc = 0;
     if (v == NULL) {
         rocksdb_put_cf(s->db, s->wopts, s->cf[CF_DEFAULT], FORMAT_KEY, strlen(FORMAT_KEY),
                        FORMAT_VERSION, strlen(FORMAT_VERSION), &e);
-        return e != NULL ? lc_store__rdb_err(err, e, "writing the store format") : 0;
+        rc = e != NULL ? lc_store__rdb_err(err, e, "writing the store format") : 0;
+    } else if (vlen == 1 && v[0] == '1') {
+        rc = migrate_v1(s, err);
+    } else if (vlen != strlen(FORMAT_VERSION) || memcmp(v, FORMAT_VERSION, vlen) != 0) {
+        rc = lc_err_set(err, LC_FAILED_PRECONDITION,
+                        "store format %.*s is not supported (this build reads %s)",
+                        (int)(vlen > 16 ? 16 : vlen), v, FORMAT_VERSION);
     }
-    int ok = vlen == strlen(FORMAT_VERSION) && memcmp(v, FORMAT_VERSION, vlen) == 0;
-    int rc = ok ? 0
-                : lc_err_set(err, LC_FAILED_PRECONDITION,
-                             "store format %.*s is not supported (this build reads %s)",
-                             (int)(vlen > 16 ? 16 : vlen), v, FORMAT_VERSION);
     rocksdb_free(v);
-    return rc;
-}
-
-/* Storage ids that own chunks: those of blob records and of upload records. */
-typedef struct idset {
-    uint8_t (*ids)[LC_STORE__ID_LEN];
-    size_t n, cap;
-} idset;
-
-static int idset_add(idset *set, const uint8_t *id)
-{
-    if (set->n == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 256;
-        void *p = realloc(set->ids, cap * LC_STORE__ID_LEN);
-        if (p == NULL)
-            return -1;
-        set->ids = p;
-        set->cap = cap;
-    }
-    memcpy(set->ids[set->n++], id, LC_STORE__ID_LEN);
-    return 0;
-}
-
-static int id_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, LC_STORE__ID_LEN);
-}
-
-static int iter_err(rocksdb_iterator_t *it, lc_err *err, const char *what)
-{
-    char *e = NULL;
-    rocksdb_iter_get_error(it, &e);
-    return e != NULL ? lc_store__rdb_err(err, e, what) : 0;
-}
-
-/* Counts blobs (dropping unreadable records) and collects live storage ids. */
-static int scan_blob_meta(lc_store *s, idset *live, lc_err *err)
-{
-    int rc = 0;
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_BLOB_META]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t klen, vlen;
-        const char *k = rocksdb_iter_key(it, &klen);
-        const char *v = rocksdb_iter_value(it, &vlen);
-        lc_store__meta m;
-        if (klen != LC_STORE__META_KEY_LEN || lc_store__meta_decode(v, vlen, &m) != 0 ||
-            (int64_t)lc_store__get_be64((const uint8_t *)k + LC_HASH_LEN) != m.size) {
-            rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], k, klen);
-            continue;
-        }
-        if (idset_add(live, m.storage_id) != 0) {
-            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        lc_store__count_blob(s, m.size, 1);
-    }
-    if ((rc = iter_err(it, err, "scanning blob records")) != 0)
-        goto out;
-    if (rocksdb_writebatch_count(b) > 0)
-        rc = lc_store__write(s, b, err, "dropping corrupt blob records");
-out:
-    rocksdb_iter_destroy(it);
-    rocksdb_writebatch_destroy(b);
-    return rc;
-}
-
-static int scan_uploads(lc_store *s, idset *live, lc_err *err)
-{
-    int rc = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_UPLOADS]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t vlen;
-        const char *v = rocksdb_iter_value(it, &vlen);
-        lc_store__uprec u;
-        if (lc_store__uprec_decode(v, vlen, &u) != 0)
-            continue; /* gc_uploads dropped these already; be safe anyway */
-        if (idset_add(live, u.storage_id) != 0) {
-            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-            break;
-        }
-    }
-    if (rc == 0)
-        rc = iter_err(it, err, "scanning uploads");
-    rocksdb_iter_destroy(it);
-    return rc;
-}
-
-/* Chunks whose storage id no record names are leftovers (every writer keeps
- * chunks and their record in one batch, so this is a safety net): invisible,
- * so just reclaim them. Only the gaps between live ids are probed, with an
- * upper bound, so no live chunk is read (RocksDB 7.8 iterators load blob
- * values eagerly, which would read a chunk of every blob). */
-static int gc_orphan_chunks(lc_store *s, const idset *live, lc_err *err)
-{
-    int rc = 0;
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    static const uint8_t top[LC_STORE__CHUNK_KEY_LEN + 1] = {
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    for (size_t i = 0; i <= live->n && rc == 0; i++) {
-        /* gap i: from past id i-1's chunks (or the start) to id i's first chunk (or the top) */
-        uint8_t lo_buf[LC_STORE__CHUNK_KEY_LEN], hi_buf[LC_STORE__CHUNK_KEY_LEN + 1];
-        uint8_t from[LC_STORE__CHUNK_KEY_LEN + 1], to[LC_STORE__CHUNK_KEY_LEN + 1];
-        size_t from_len = 0, to_len = sizeof(top);
-        memcpy(to, top, sizeof(top));
-        if (i > 0) {
-            chunk_range(live->ids[i - 1], lo_buf, hi_buf);
-            memcpy(from, hi_buf, sizeof(hi_buf));
-            from_len = sizeof(hi_buf);
-        }
-        if (i < live->n) {
-            chunk_range(live->ids[i], lo_buf, hi_buf);
-            memcpy(to, lo_buf, sizeof(lo_buf));
-            to_len = sizeof(lo_buf);
-        }
-        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-        rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)to, to_len);
-        rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_BLOB_CHUNKS]);
-        rocksdb_iter_seek(it, (const char *)from, from_len);
-        if (rocksdb_iter_valid(it))
-            rocksdb_writebatch_delete_range_cf(b, s->cf[CF_BLOB_CHUNKS], (const char *)from,
-                                               from_len, (const char *)to, to_len);
-        rc = iter_err(it, err, "scanning blob chunks");
-        rocksdb_iter_destroy(it);
-        rocksdb_readoptions_destroy(ro);
-    }
-    if (rc == 0 && rocksdb_writebatch_count(b) > 0)
-        rc = lc_store__write(s, b, err, "dropping orphaned chunks");
-    rocksdb_writebatch_destroy(b);
-    return rc;
-}
-
-static int count_ac(lc_store *s, lc_err *err)
-{
-    uint64_t n = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_AC]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
-        n++;
-    int rc = iter_err(it, err, "scanning the action cache");
-    rocksdb_iter_destroy(it);
-    atomic_store(&s->ac_entries, n);
-    return rc;
-}
-
-static int open_scan(lc_store *s, lc_err *err)
-{
-    idset live = {0};
-    int rc;
-    if ((rc = lc_store__gc_uploads(s, LC_STORE__UPLOAD_TTL, NULL, err)) != 0 ||
-        (rc = scan_uploads(s, &live, err)) != 0 || (rc = scan_blob_meta(s, &live, err)) != 0)
-        goto out;
-    if (live.n > 0) { /* sorted and unique, so the gaps between ids are well formed */
-        qsort(live.ids, live.n, LC_STORE__ID_LEN, id_cmp);
-        size_t u = 1;
-        for (size_t i = 1; i < live.n; i++)
-            if (memcmp(live.ids[i], live.ids[u - 1], LC_STORE__ID_LEN) != 0)
-                memcpy(live.ids[u++], live.ids[i], LC_STORE__ID_LEN);
-        live.n = u;
-    }
-    if ((rc = gc_orphan_chunks(s, &live, err)) != 0)
-        goto out;
-    rc = count_ac(s, err);
-out:
-    free(live.ids);
     return rc;
 }
 
@@ -798,8 +823,16 @@ int lc_store_open(const char *dir, const lc_store_options *opts, lc_store **out,
     pthread_mutex_init(&s->active_lock, NULL);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_mutex_init(&s->flush_lock, NULL);
+    pthread_mutex_init(&s->evict_lock, NULL);
     pthread_mutex_init(&s->acc.mu, NULL);
     pthread_mutex_init(&s->acc.flush_mu, NULL);
+    pthread_mutex_init(&s->space.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->space.freed, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_store(&s->atime_new_min, INT64_MAX);
     s->dir = strdup(dir);
     s->acc.cur = malloc(LC_STORE__ACC_CAP * sizeof(lc_digest));
     s->acc.spare = malloc(LC_STORE__ACC_CAP * sizeof(lc_digest));
@@ -807,17 +840,31 @@ int lc_store_open(const char *dir, const lc_store_options *opts, lc_store **out,
         lc_store_close(&s);
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     }
-    acc_clear(s->acc.cur);
-    acc_clear(s->acc.spare);
+    lc_store__acc_clear(s->acc.cur);
+    lc_store__acc_clear(s->acc.spare);
     s->db_opts = rocksdb_options_create();
-    set_options(s);
     s->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts, opts != NULL && opts->sync_writes);
     s->wopts_nowal = rocksdb_writeoptions_create();
     rocksdb_writeoptions_disable_WAL(s->wopts_nowal, 1);
     s->ropts = rocksdb_readoptions_create();
-    if ((rc = open_db(s, dir, err)) != 0 || (rc = check_format(s, err)) != 0 ||
-        (rc = open_scan(s, err)) != 0) {
+    lc_store__space_preopen(dir);
+    /* Before anything is written: the first disk snapshot (the database
+     * handle is not there yet, so no memtables). */
+    if ((rc = set_options(s, err)) != 0 || (rc = lc_store__space_init(s, opts, err)) != 0 ||
+        (rc = open_db(s, dir, err)) != 0 || (rc = check_format(s, err)) != 0 ||
+        (rc = load_counts(s, err)) != 0) {
+        lc_store_close(&s);
+        return rc;
+    }
+    lc_store_maintain(s); /* now with the database's memtables and the reserve file */
+    /* Unfinished uploads: stale ones go (not fatal on a full disk: they
+     * go at the next open), the rest are counted. Bounded by the uploads
+     * in flight, not by the store. */
+    lc_err gerr = {0};
+    if (lc_store__gc_uploads(s, LC_STORE__UPLOAD_TTL, NULL, &gerr) != 0)
+        LC_WARN(MOD, "dropping stale uploads: %s", gerr.msg);
+    if ((rc = lc_store__count_uploads(s, err)) != 0) {
         lc_store_close(&s);
         return rc;
     }
@@ -832,8 +879,12 @@ void lc_store_close(lc_store **sp)
         return;
     if (s->db != NULL) {
         /* Flushing makes the next open skip WAL replay; the WAL alone is
-         * already enough for durability, so errors here only cost time. */
-        rocksdb_free(flush_cfs(s, 0, CF_COUNT, true));
+         * already enough for durability, so errors here only cost time. On
+         * a full disk it is skipped (RocksDB must not meet ENOSPC): the WAL
+         * is replayed at the next open, chunks of unfinished WAL-less
+         * uploads are lost and those uploads resume from what was flushed. */
+        if (lc_store__space_can_flush(s))
+            rocksdb_free(lc_store__flush_cfs(s, 0, CF_COUNT, true));
         rocksdb_cancel_all_background_work(s->db, 1);
     }
     for (size_t i = 0; i < s->n_extra; i++)
@@ -859,6 +910,8 @@ void lc_store_close(lc_store **sp)
         rocksdb_options_destroy(s->db_opts);
     if (s->table_opts != NULL)
         rocksdb_block_based_options_destroy(s->table_opts);
+    if (s->meta_table_opts != NULL)
+        rocksdb_block_based_options_destroy(s->meta_table_opts);
     if (s->block_cache != NULL)
         rocksdb_cache_destroy(s->block_cache);
     while (s->active != NULL) { /* handles still open: a caller bug, but don't leak */
@@ -871,10 +924,12 @@ void lc_store_close(lc_store **sp)
         rocksdb_writebatch_destroy(s->batch_pool[--s->n_pooled]);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->flush_lock);
+    pthread_mutex_destroy(&s->evict_lock);
     for (int i = 0; i < LC_STORE__LOCKS; i++)
         pthread_mutex_destroy(&s->locks[i]);
     pthread_mutex_destroy(&s->acc.flush_mu);
     pthread_mutex_destroy(&s->acc.mu);
+    lc_store__space_destroy(s);
     free(s->acc.spare);
     free(s->acc.cur);
     free(s->dir);
@@ -886,7 +941,7 @@ void lc_store_close(lc_store **sp)
 
 int lc_store_blob_exists(lc_store *s, const lc_digest *d, lc_err *err)
 {
-    int rc = check_digest(d, err);
+    int rc = lc_store__check_digest(d, err);
     if (rc != 0)
         return rc;
     if (lc_digest_is_empty(d))
@@ -918,7 +973,7 @@ static int multi_meta(lc_store *s, const lc_digest *digests, size_t n, bool *mis
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = check_digest(&digests[i], err)) != 0)
+        if ((rc = lc_store__check_digest(&digests[i], err)) != 0)
             goto out;
         lc_store__meta_key(&digests[i], keys[i]);
         kp[i] = (const char *)keys[i];
@@ -942,7 +997,7 @@ static int multi_meta(lc_store *s, const lc_digest *digests, size_t n, bool *mis
             lc_store__meta m;
             atime[i] = -1;
             if (vals[i] != NULL && lc_store__meta_decode(vals[i], vlen[i], &m) == 0)
-                atime[i] = m.atime;
+                atime[i] = m.atime / 1000;
             else if (empty)
                 atime[i] = INT64_MAX; /* always there, never evicted */
         }
@@ -973,7 +1028,7 @@ int lc_store_blob_atimes(lc_store *s, const lc_digest *digests, size_t n, int64_
 
 int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t len, lc_err *err)
 {
-    int rc = check_digest(d, err);
+    int rc = lc_store__check_digest(d, err);
     if (rc != 0)
         return rc;
     lc_digest got;
@@ -988,8 +1043,13 @@ int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t 
     }
     if (len == 0)
         return 0;
-    pthread_mutex_t *lock = lc_store__lock_for(s, d->hash);
-    pthread_mutex_lock(lock);
+    /* Claimed before the stripe lock: the claim may wait for eviction,
+     * which takes stripe locks. */
+    int64_t claim = (int64_t)len + LC_STORE__BLOB_OVERHEAD;
+    if ((rc = lc_store__claim(s, claim, LC_STORE__DATA, err)) != 0)
+        return rc;
+    int stripe = lc_store__stripe(d->hash);
+    pthread_mutex_lock(&s->locks[stripe]);
     lc_store__meta m;
     rocksdb_writebatch_t *b = NULL;
     rc = lc_store__meta_get(s, NULL, d, &m, err);
@@ -1002,7 +1062,8 @@ int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t 
     if ((rc = lc_store__new_id(m.storage_id, err)) != 0)
         goto out;
     m.size = d->size;
-    m.created = m.atime = lc_store__now();
+    m.created = m.atime = lc_store__now_ms();
+    m.one_chunk = len <= LC_STORE_CHUNK;
     b = rocksdb_writebatch_create();
     for (size_t off = 0; off < len; off += LC_STORE_CHUNK) {
         uint8_t key[LC_STORE__CHUNK_KEY_LEN];
@@ -1011,17 +1072,19 @@ int lc_store_blob_put(lc_store *s, const lc_digest *d, const void *data, size_t 
         rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_CHUNKS], (const char *)key, sizeof(key),
                                   (const char *)data + off, n);
     }
-    uint8_t key[LC_STORE__META_KEY_LEN], val[LC_STORE__META_VAL_LEN];
-    lc_store__meta_key(d, key);
-    lc_store__meta_encode(&m, val);
-    rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key),
-                              (const char *)val, sizeof(val));
-    if ((rc = lc_store__write(s, b, err, "storing blob")) == 0)
-        lc_store__count_blob(s, d->size, 1);
+    lc_store__batch_put_blob(s, b, d, &m);
+    lc_store__counts delta = {.blobs = 1, .blob_bytes = d->size};
+    lc_store__counts_stage(s, stripe, &delta, b);
+    if ((rc = lc_store__write_claimed(s, s->wopts, b, LC_STORE__DATA, claim, err,
+                                      "storing blob")) == 0) {
+        lc_store__counts_apply(s, stripe, &delta);
+        lc_store__note_atime(s, m.atime);
+    }
 out:
     if (b != NULL)
         rocksdb_writebatch_destroy(b);
-    pthread_mutex_unlock(lock);
+    pthread_mutex_unlock(&s->locks[stripe]);
+    lc_store__unclaim(s, claim, LC_STORE__DATA);
     return rc;
 }
 
@@ -1057,7 +1120,7 @@ int lc_blob_reader_open(lc_store *s, const lc_digest *d, int64_t offset, int64_t
                         lc_blob_reader **out, lc_err *err)
 {
     *out = NULL;
-    int rc = check_digest(d, err);
+    int rc = lc_store__check_digest(d, err);
     if (rc != 0)
         return rc;
     char hex[LC_HASH_HEX_LEN + 1];
@@ -1132,7 +1195,7 @@ int lc_blob_reader_next(lc_blob_reader *r, const uint8_t **data, size_t *len, lc
     }
     char hex[LC_HASH_HEX_LEN + 1];
     if (!rocksdb_iter_valid(r->it)) {
-        int rc = iter_err(r->it, err, "reading blob chunks");
+        int rc = lc_store__iter_err(r->it, err, "reading blob chunks");
         if (rc != 0)
             return rc;
         lc_digest_hex(&r->d, hex);
@@ -1203,95 +1266,29 @@ int lc_store_blob_get(lc_store *s, const lc_digest *d, uint8_t **data, size_t *l
 
 int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err)
 {
-    int rc = check_digest(d, err);
+    int rc = lc_store__check_digest(d, err);
     if (rc != 0 || lc_digest_is_empty(d))
         return rc;
-    pthread_mutex_t *lock = lc_store__lock_for(s, d->hash);
-    pthread_mutex_lock(lock);
+    int stripe = lc_store__stripe(d->hash);
+    pthread_mutex_lock(&s->locks[stripe]);
     lc_store__meta m;
     rc = lc_store__meta_get(s, NULL, d, &m, err);
     if (rc <= 0)
         goto out;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    uint8_t key[LC_STORE__META_KEY_LEN];
-    lc_store__meta_key(d, key);
-    rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key));
-    lc_store__batch_drop_chunks(s, b, m.storage_id);
-    if ((rc = lc_store__write(s, b, err, "deleting blob")) == 0)
-        lc_store__count_blob(s, m.size, -1);
-    rocksdb_writebatch_destroy(b);
-out:
-    pthread_mutex_unlock(lock);
-    return rc;
-}
-
-int lc_store_blob_evict(lc_store *s, const lc_digest *d, int64_t idle_before, bool *evicted,
-                        lc_err *err)
-{
-    *evicted = false;
-    int rc = check_digest(d, err);
-    if (rc != 0 || lc_digest_is_empty(d))
-        return rc;
-    pthread_mutex_t *lock = lc_store__lock_for(s, d->hash);
-    pthread_mutex_lock(lock);
-    lc_store__meta m;
-    /* Read since the last flush, or touched since the caller chose it: keep. */
-    if (acc_pending(s, d) || (rc = lc_store__meta_get(s, NULL, d, &m, err)) <= 0 ||
-        m.atime >= idle_before)
-        goto out;
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    uint8_t key[LC_STORE__META_KEY_LEN];
-    lc_store__meta_key(d, key);
-    rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key));
-    lc_store__batch_drop_chunks(s, b, m.storage_id);
-    if ((rc = lc_store__write(s, b, err, "evicting blob")) == 0) {
-        lc_store__count_blob(s, m.size, -1);
-        *evicted = true;
+    lc_store__counts delta = {0};
+    lc_store__batch_drop_blob(s, b, d, &m, &delta);
+    lc_store__counts_stage(s, stripe, &delta, b);
+    if ((rc = lc_store__write_claimed(s, s->wopts, b, LC_STORE__FREEING, 0, err,
+                                      "deleting blob")) == 0) {
+        lc_store__counts_apply(s, stripe, &delta);
+        lc_store__note_garbage(s, m.storage_id, m.size);
     }
     rocksdb_writebatch_destroy(b);
 out:
-    pthread_mutex_unlock(lock);
-    return rc < 0 ? rc : 0;
-}
-
-int lc_store_blob_touch(lc_store *s, const lc_digest *d, size_t n, int64_t when, lc_err *err)
-{
-    /* Lock every stripe involved, in index order (no deadlock), so a
-     * concurrent delete cannot be undone by re-writing its record. */
-    uint64_t stripes = 0;
-    for (size_t i = 0; i < n; i++) {
-        int rc = check_digest(&d[i], err);
-        if (rc != 0)
-            return rc;
-        stripes |= 1ull << (lc_store__lock_for(s, d[i].hash) - s->locks);
-    }
-    for (int i = 0; i < LC_STORE__LOCKS; i++)
-        if (stripes & 1ull << i)
-            pthread_mutex_lock(&s->locks[i]);
-    int rc = 0;
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        lc_store__meta m;
-        if (lc_digest_is_empty(&d[i]))
-            continue;
-        int found = lc_store__meta_get(s, NULL, &d[i], &m, err);
-        if (found < 0)
-            rc = found;
-        if (found <= 0 || m.atime >= when)
-            continue;
-        m.atime = when;
-        uint8_t key[LC_STORE__META_KEY_LEN], val[LC_STORE__META_VAL_LEN];
-        lc_store__meta_key(&d[i], key);
-        lc_store__meta_encode(&m, val);
-        rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key),
-                                  (const char *)val, sizeof(val));
-    }
-    if (rc == 0 && rocksdb_writebatch_count(b) > 0)
-        rc = lc_store__write(s, b, err, "updating access times");
-    rocksdb_writebatch_destroy(b);
-    for (int i = LC_STORE__LOCKS - 1; i >= 0; i--)
-        if (stripes & 1ull << i)
-            pthread_mutex_unlock(&s->locks[i]);
+    pthread_mutex_unlock(&s->locks[stripe]);
+    if (rc == 0)
+        lc_store__space_freed(s);
     return rc;
 }
 
@@ -1305,13 +1302,13 @@ int lc_store_blob_scan(lc_store *s, lc_store_blob_visit_fn fn, void *ctx, lc_err
         lc_store__meta m;
         if (klen != LC_STORE__META_KEY_LEN || lc_store__meta_decode(v, vlen, &m) != 0)
             continue;
-        lc_store_blob_info info = {.created = m.created, .atime = m.atime};
+        lc_store_blob_info info = {.created = m.created / 1000, .atime = m.atime / 1000};
         memcpy(info.digest.hash, k, LC_HASH_LEN);
         info.digest.size = m.size;
         if (fn(ctx, &info) != 0)
             break;
     }
-    int rc = iter_err(it, err, "scanning blob records");
+    int rc = lc_store__iter_err(it, err, "scanning blob records");
     rocksdb_iter_destroy(it);
     return rc;
 }
@@ -1333,16 +1330,34 @@ static uint8_t *ac_key(const char *instance, const lc_digest *d, size_t *len)
     return k;
 }
 
-/* 1 if the AC key exists, 0 if not, <0 error. */
-static int ac_exists(lc_store *s, const uint8_t *key, size_t klen, lc_err *err)
+/* 1 if the AC key exists (*vlen: its value's length), 0 if not, <0 error. */
+static int ac_exists(lc_store *s, const uint8_t *key, size_t klen, size_t *vlen, lc_err *err)
 {
     char *e = NULL;
     rocksdb_pinnableslice_t *ps =
         rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_AC], (const char *)key, klen, &e);
     if (e != NULL)
         return lc_store__rdb_err(err, e, "reading the action cache");
+    *vlen = 0;
+    if (ps != NULL)
+        rocksdb_pinnableslice_value(ps, vlen);
     rocksdb_pinnableslice_destroy(ps);
     return ps != NULL;
+}
+
+/* Writes b, which changes the AC entry of action by delta, with the
+ * stripe's counts. Caller holds the stripe lock; claimed as in
+ * lc_store__write_claimed. */
+int lc_store__ac_write(lc_store *s, const lc_digest *action, rocksdb_writebatch_t *b,
+                       const lc_store__counts *delta, int cls, int64_t claimed, lc_err *err,
+                       const char *what)
+{
+    int stripe = lc_store__stripe(action->hash);
+    lc_store__counts_stage(s, stripe, delta, b);
+    int rc = lc_store__write_claimed(s, s->wopts, b, cls, claimed, err, what);
+    if (rc == 0)
+        lc_store__counts_apply(s, stripe, delta);
+    return rc;
 }
 
 int lc_store_ac_get(lc_store *s, const char *instance, const lc_digest *action, uint8_t **value,
@@ -1350,7 +1365,7 @@ int lc_store_ac_get(lc_store *s, const char *instance, const lc_digest *action, 
 {
     *value = NULL;
     *len = 0;
-    int rc = check_digest(action, err);
+    int rc = lc_store__check_digest(action, err);
     if (rc != 0)
         return rc;
     size_t klen;
@@ -1387,42 +1402,45 @@ int lc_store_ac_get(lc_store *s, const char *instance, const lc_digest *action, 
 int lc_store_ac_put(lc_store *s, const char *instance, const lc_digest *action,
                     const uint8_t *value, size_t len, lc_err *err)
 {
-    int rc = check_digest(action, err);
+    int rc = lc_store__check_digest(action, err);
     if (rc != 0)
         return rc;
     size_t klen;
     uint8_t *key = ac_key(instance, action, &klen);
     if (key == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    if ((rc = lc_store__space_check(s, klen + len, err)) != 0) {
+    /* Claimed before the stripe lock: the claim may wait for eviction. */
+    int64_t claim = (int64_t)(klen + len) + LC_STORE__AC_OVERHEAD;
+    if ((rc = lc_store__claim(s, claim, LC_STORE__DATA, err)) != 0) {
         free(key);
         return rc;
     }
     pthread_mutex_t *lock = lc_store__lock_for(s, action->hash);
     pthread_mutex_lock(lock);
-    int existed = ac_exists(s, key, klen, err);
+    size_t old_len = 0;
+    int existed = ac_exists(s, key, klen, &old_len, err);
     if (existed < 0) {
         rc = existed;
         goto out;
     }
-    char *e = NULL;
-    rocksdb_put_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen,
-                   value != NULL ? (const char *)value : "", len, &e);
-    if (e != NULL) {
-        rc = lc_store__rdb_err(err, e, "writing the action cache");
-        goto out;
-    }
-    if (!existed)
-        atomic_fetch_add(&s->ac_entries, 1);
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(b, s->cf[CF_AC], (const char *)key, klen,
+                              value != NULL ? (const char *)value : "", len);
+    lc_store__counts delta = {.ac_entries = existed ? 0 : 1,
+                              .ac_bytes =
+                                  (int64_t)len - (existed ? (int64_t)old_len : -(int64_t)klen)};
+    rc = lc_store__ac_write(s, action, b, &delta, LC_STORE__DATA, claim, err, "writing the action cache");
+    rocksdb_writebatch_destroy(b);
 out:
     pthread_mutex_unlock(lock);
+    lc_store__unclaim(s, claim, LC_STORE__DATA);
     free(key);
     return rc;
 }
 
 int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *action, lc_err *err)
 {
-    int rc = check_digest(action, err);
+    int rc = lc_store__check_digest(action, err);
     if (rc != 0)
         return rc;
     size_t klen;
@@ -1431,18 +1449,18 @@ int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *actio
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
     pthread_mutex_t *lock = lc_store__lock_for(s, action->hash);
     pthread_mutex_lock(lock);
-    int existed = ac_exists(s, key, klen, err);
+    size_t old_len = 0;
+    int existed = ac_exists(s, key, klen, &old_len, err);
     if (existed <= 0) {
         rc = existed;
         goto out;
     }
-    char *e = NULL;
-    rocksdb_delete_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen, &e);
-    if (e != NULL) {
-        rc = lc_store__rdb_err(err, e, "deleting from the action cache");
-        goto out;
-    }
-    atomic_fetch_sub(&s->ac_entries, 1);
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_AC], (const char *)key, klen);
+    lc_store__counts delta = {.ac_entries = -1, .ac_bytes = -(int64_t)(klen + old_len)};
+    rc =
+        lc_store__ac_write(s, action, b, &delta, LC_STORE__FREEING, 0, err, "deleting from the action cache");
+    rocksdb_writebatch_destroy(b);
 out:
     pthread_mutex_unlock(lock);
     free(key);
@@ -1453,7 +1471,7 @@ int lc_store_ac_evict(lc_store *s, const char *instance, const lc_digest *action
                       const uint8_t *expect, size_t expect_len, bool *evicted, lc_err *err)
 {
     *evicted = false;
-    int rc = check_digest(action, err);
+    int rc = lc_store__check_digest(action, err);
     if (rc != 0)
         return rc;
     size_t klen;
@@ -1478,36 +1496,125 @@ int lc_store_ac_evict(lc_store *s, const char *instance, const lc_digest *action
     rocksdb_pinnableslice_destroy(ps);
     if (!same)
         goto out;
-    rocksdb_delete_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen, &e);
-    if (e != NULL) {
-        rc = lc_store__rdb_err(err, e, "evicting from the action cache");
-        goto out;
-    }
-    atomic_fetch_sub(&s->ac_entries, 1);
-    *evicted = true;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_AC], (const char *)key, klen);
+    lc_store__counts delta = {.ac_entries = -1, .ac_bytes = -(int64_t)(klen + vlen)};
+    rc =
+        lc_store__ac_write(s, action, b, &delta, LC_STORE__FREEING, 0, err, "evicting from the action cache");
+    rocksdb_writebatch_destroy(b);
+    *evicted = rc == 0;
 out:
     pthread_mutex_unlock(lock);
     free(key);
     return rc;
 }
 
-int lc_store_ac_scan(lc_store *s, const char *instance, lc_store_ac_visit_fn fn, void *ctx,
-                     lc_err *err)
+int lc_store_ac_evict_many(lc_store *s, lc_store_ac_victim *v, size_t n, lc_err *err)
 {
-    size_t plen = instance != NULL ? strlen(instance) + 1 : 0; /* prefix includes the NUL */
+    int rc = 0;
+    uint64_t stripes = 0;
+    for (size_t i = 0; i < n; i++) {
+        v[i].evicted = false;
+        if ((rc = lc_store__check_digest(&v[i].action, err)) != 0)
+            return rc;
+        stripes |= 1ull << lc_store__stripe(v[i].action.hash);
+    }
+    uint8_t **keys = calloc(n, sizeof(*keys));
+    const char **kp = calloc(n, sizeof(*kp));
+    size_t *klen = calloc(n, sizeof(*klen)), *vlen = calloc(n, sizeof(*vlen));
+    const rocksdb_column_family_handle_t **cfs = calloc(n, sizeof(*cfs));
+    char **vals = calloc(n, sizeof(*vals)), **errs = calloc(n, sizeof(*errs));
+    lc_store__counts delta[LC_STORE__LOCKS];
+    memset(delta, 0, sizeof(delta));
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    if (keys == NULL || kp == NULL || klen == NULL || vlen == NULL || cfs == NULL || vals == NULL ||
+        errs == NULL) {
+        rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+        goto free;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((keys[i] = ac_key(v[i].instance, &v[i].action, &klen[i])) == NULL) {
+            rc = lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+            goto free;
+        }
+        kp[i] = (const char *)keys[i];
+        cfs[i] = s->cf[CF_AC];
+    }
+    for (int k = 0; k < LC_STORE__LOCKS; k++)
+        if (stripes & 1ull << k)
+            pthread_mutex_lock(&s->locks[k]);
+    rocksdb_multi_get_cf(s->db, s->ropts, cfs, n, kp, klen, vals, vlen, errs);
+    for (size_t i = 0; i < n; i++) {
+        if (errs[i] != NULL) {
+            if (rc == 0)
+                rc = lc_store__rdb_err(err, errs[i], "reading the action cache");
+            else
+                rocksdb_free(errs[i]);
+            errs[i] = NULL;
+            continue;
+        }
+        /* Rewritten since the caller judged it (a new result, a hit count): keep. */
+        if (vals[i] == NULL || vlen[i] != v[i].expect_len ||
+            (vlen[i] > 0 && memcmp(vals[i], v[i].expect, vlen[i]) != 0))
+            continue;
+        rocksdb_writebatch_delete_cf(b, s->cf[CF_AC], kp[i], klen[i]);
+        lc_store__counts *d = &delta[lc_store__stripe(v[i].action.hash)];
+        d->ac_entries -= 1;
+        d->ac_bytes -= (int64_t)(klen[i] + vlen[i]);
+        v[i].evicted = true;
+    }
+    if (rc == 0 && rocksdb_writebatch_count(b) > 0) {
+        for (int k = 0; k < LC_STORE__LOCKS; k++)
+            if (delta[k].ac_entries != 0)
+                lc_store__counts_stage(s, k, &delta[k], b);
+        rc = lc_store__write_claimed(s, s->wopts, b, LC_STORE__FREEING, 0, err,
+                                     "evicting from the action cache");
+        for (int k = 0; rc == 0 && k < LC_STORE__LOCKS; k++)
+            if (delta[k].ac_entries != 0)
+                lc_store__counts_apply(s, k, &delta[k]);
+    }
+    for (int k = LC_STORE__LOCKS - 1; k >= 0; k--)
+        if (stripes & 1ull << k)
+            pthread_mutex_unlock(&s->locks[k]);
+    if (rc != 0)
+        for (size_t i = 0; i < n; i++)
+            v[i].evicted = false;
+free:
+    rocksdb_writebatch_destroy(b);
+    for (size_t i = 0; i < n; i++) {
+        if (keys != NULL)
+            free(keys[i]);
+        if (vals != NULL)
+            rocksdb_free(vals[i]);
+        if (errs != NULL)
+            rocksdb_free(errs[i]);
+    }
+    free(errs);
+    free(vals);
+    free(cfs);
+    free(vlen);
+    free(klen);
+    free(kp);
+    free(keys);
+    return rc;
+}
+
+/* Visits the entries from the iterator's position on (only instance's,
+ * plen = its length + 1, if instance); skip_key (may be NULL) is passed over. */
+static int ac_walk(rocksdb_iterator_t *it, const char *instance, size_t plen,
+                   const uint8_t *skip_key, size_t skip_len, lc_store_ac_visit_fn fn, void *ctx,
+                   lc_err *err)
+{
     char *name = NULL;
     size_t name_cap = 0;
     int rc = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_AC]);
-    if (instance != NULL)
-        rocksdb_iter_seek(it, instance, plen);
-    else
-        rocksdb_iter_seek_to_first(it);
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
         if (instance != NULL && (klen < plen || memcmp(k, instance, plen) != 0))
             break;
+        if (skip_key != NULL && klen == skip_len && memcmp(k, skip_key, klen) == 0)
+            continue;
         const char *nul = memchr(k, '\0', klen);
         if (nul == NULL || (size_t)(k + klen - (nul + 1)) != LC_STORE__META_KEY_LEN)
             continue; /* not an AC key we wrote */
@@ -1529,10 +1636,41 @@ int lc_store_ac_scan(lc_store *s, const char *instance, lc_store_ac_visit_fn fn,
         if (fn(ctx, name, &d, (const uint8_t *)v, vlen) != 0)
             goto out;
     }
-    rc = iter_err(it, err, "scanning the action cache");
+    rc = lc_store__iter_err(it, err, "scanning the action cache");
 out:
-    rocksdb_iter_destroy(it);
     free(name);
+    return rc;
+}
+
+int lc_store_ac_scan(lc_store *s, const char *instance, lc_store_ac_visit_fn fn, void *ctx,
+                     lc_err *err)
+{
+    size_t plen = instance != NULL ? strlen(instance) + 1 : 0; /* prefix includes the NUL */
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_AC]);
+    if (instance != NULL)
+        rocksdb_iter_seek(it, instance, plen);
+    else
+        rocksdb_iter_seek_to_first(it);
+    int rc = ac_walk(it, instance, plen, NULL, 0, fn, ctx, err);
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+int lc_store_ac_scan_after(lc_store *s, const char *instance, const lc_digest *action,
+                           lc_store_ac_visit_fn fn, void *ctx, lc_err *err)
+{
+    uint8_t *key = NULL;
+    size_t klen = 0;
+    if (instance != NULL && action != NULL && (key = ac_key(instance, action, &klen)) == NULL)
+        return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_AC]);
+    if (key != NULL)
+        rocksdb_iter_seek(it, (const char *)key, klen);
+    else
+        rocksdb_iter_seek_to_first(it);
+    int rc = ac_walk(it, NULL, 0, key, klen, fn, ctx, err);
+    rocksdb_iter_destroy(it);
+    free(key);
     return rc;
 }
 
@@ -1543,4 +1681,14 @@ void lc_store_get_totals(lc_store *s, lc_store_totals *out)
     out->blobs = atomic_load(&s->blobs);
     out->blob_bytes = atomic_load(&s->blob_bytes);
     out->ac_entries = atomic_load(&s->ac_entries);
+    out->ac_bytes = atomic_load(&s->ac_bytes);
+    int64_t up = atomic_load(&s->space.upload_bytes);
+    out->upload_bytes = up > 0 ? (uint64_t)up : 0;
+    int64_t claims = atomic_load(&s->space.data_claimed);
+    int64_t over = atomic_load(&s->space.disk_over);
+    out->disk_over = over > 0 ? (uint64_t)over : 0;
+    out->used_bytes = out->blob_bytes + out->blobs * LC_STORE__BLOB_OVERHEAD + out->ac_bytes +
+                      out->ac_entries * LC_STORE__AC_OVERHEAD + out->upload_bytes +
+                      (claims > 0 ? (uint64_t)claims : 0) + out->disk_over;
+    out->max_bytes = s->space.max_bytes;
 }

@@ -2,13 +2,14 @@
  * action cache and the content-addressable storage.
  *
  * Column families:
- *   "default"     store format version and bookkeeping
+ *   "default"     store format version, persistent counts (64 stripes)
  *   "ac"          instance_name '\0' hash(32 bytes) size(8 bytes BE) -> StoredActionResult
  *   "blob_meta"   hash(32) size(8 BE)            -> blob record (storage id, created, atime)
+ *   "blob_atime"  atime(8 BE) hash(32) size(8)   -> (empty): the access-time index
  *   "blob_chunks" storage_id(16) offset(8 BE)    -> up to LC_STORE_CHUNK bytes of a blob
  *                 (RocksDB blob files hold these large values)
  *   "uploads"     upload key (resource name)     -> upload record (storage id, expected
- *                 digest, committed bytes, started) for resumable ByteStream writes
+ *                 digest, started) for resumable ByteStream writes
  *
  * Visibility rule: a blob's chunks are written under a fresh storage id while
  * it streams in; the blob becomes visible only when lc_upload_finish (or
@@ -18,16 +19,31 @@
  * writers of the same blob are safe: the second finds the record and drops
  * its own chunks.
  *
+ * Nothing grows with the size of the store: counts are records updated in
+ * the same write batches as the data they count (open reads them, it does
+ * not scan), and eviction walks the access-time index from its oldest end,
+ * reading only the blobs it evicts, in batches of bounded memory.
+ *
  * Access times (LRU eviction, evict.h): reading a blob (blob_get, a reader,
  * blob_exists, find_missing finding it, re-putting or re-uploading a stored
  * blob) records it in an in-memory table, with no RocksDB write;
- * lc_store_access_flush writes the recorded accesses as atimes in batches.
+ * lc_store_access_flush writes the recorded accesses as atimes (record and
+ * index entry) in batches.
  *
- * Disk guard: a write that would leave the data directory's filesystem
- * nearly full (under a few MiB plus the memtables RocksDB must be able to
- * flush) fails with RESOURCE_EXHAUSTED "cache storage is full" before
- * RocksDB sees ENOSPC; reads keep working and writes work again once space
- * is freed (eviction, a bigger disk).
+ * Disk space (store_space.c): every write claims its bytes first. A claim
+ * fails with RESOURCE_EXHAUSTED "cache storage is full" unless the volume
+ * keeps room, after all writes in flight, for RocksDB to flush its memtables
+ * and run a compaction; uploads claim their whole remaining size when they
+ * open. RocksDB itself never meets a full disk (Debian's build aborts when
+ * it does); reads keep working, writes work again once space is freed, and
+ * the store opens on a full volume (it keeps a 16 MiB reserve file for that).
+ *
+ * --max-size (lc_store_options.max_bytes): what the store holds, counted
+ * with a per-record overhead (lc_store_totals.used_bytes: blobs, action
+ * results, unfinished uploads, claims) never exceeds it. A write that would
+ * cross it asks eviction to make room (lc_store_set_evict_hook) and waits up
+ * to 10 s, then fails with RESOURCE_EXHAUSTED. The data directory then stays
+ * within max_bytes + max_bytes/10 + 64 MiB (docs/ARCHITECTURE.md, "Disk").
  *
  * Thread safety: every function may be called from any thread at once,
  * except that one lc_upload / lc_blob_reader is used by one thread at a time.
@@ -53,7 +69,8 @@ typedef struct lc_store lc_store;
 typedef struct lc_store_options {
     bool sync_writes;  /* fsync the WAL on every blob/AC commit (default off:
                           a killed process loses nothing, a power cut may) */
-    int64_t max_bytes; /* unused by the store: --max-size is enforced by evict.h */
+    int64_t max_bytes; /* --max-size: a hard bound on used_bytes (above); 0 = none */
+    int claim_wait_ms; /* how long a write waits for room under max_bytes; 0 = 10 s */
 } lc_store_options;
 
 /* Opens (creating if missing) the database in dir. */
@@ -94,9 +111,11 @@ void lc_blob_reader_free(lc_blob_reader **r);
 int lc_store_blob_delete(lc_store *s, const lc_digest *d, lc_err *err);
 
 /* Gives the disk space of deleted blobs back: once enough was deleted (or
- * with force), a compaction of the chunk column family with blob garbage
- * collection on. Can take seconds; run it off the serving threads. ran
- * (optional) says whether it compacted. */
+ * with force), a compaction of the deleted blobs' chunk keys (with force,
+ * of the whole chunk column family) with garbage collection of the oldest
+ * blob files (the oldest quarter; under --max-size at most max/20 worth):
+ * their live blobs are rewritten so the files can go. Can take seconds; run
+ * it off the serving threads. ran (optional) says whether it compacted. */
 int lc_store_reclaim(lc_store *s, bool force, bool *ran, lc_err *err);
 
 /* Sets the access time of each stored blob among d[0..n) to when (Unix
@@ -132,6 +151,33 @@ typedef struct lc_store_blob_info {
 } lc_store_blob_info;
 typedef int (*lc_store_blob_visit_fn)(void *ctx, const lc_store_blob_info *info);
 int lc_store_blob_scan(lc_store *s, lc_store_blob_visit_fn fn, void *ctx, lc_err *err);
+
+/* LRU eviction by the access-time index: deletes blobs oldest access first
+ * while fewer than want_bytes (charged, see used_bytes) went, and beyond
+ * that those last accessed before idle_before (0 = no age bound); a blob
+ * whose read waits to be flushed is skipped (it was just used). Reads only
+ * the index entries and records of the blobs it deletes, LC_STORE__EVICT_BATCH
+ * at a time, each batch one write. *blobs / *bytes (blob bytes) get what
+ * went; *charged what that freed of used_bytes. */
+int lc_store_evict_lru(lc_store *s, uint64_t want_bytes, int64_t idle_before, uint64_t *blobs,
+                       uint64_t *bytes, uint64_t *charged, lc_err *err);
+
+/* kick is called (from a writing thread, without store locks) when a write
+ * brings used_bytes to kick_at or more, or waits for room under --max-size;
+ * it should wake the eviction thread. NULL removes the hook. */
+void lc_store_set_evict_hook(lc_store *s, void (*kick)(void *ctx), void *ctx, uint64_t kick_at);
+
+/* Bytes that writes waiting for room under --max-size need beyond the
+ * limit right now (0 if none wait): eviction frees at least this. */
+uint64_t lc_store_space_wanted(lc_store *s);
+
+/* Periodic upkeep, off the serving threads (the eviction thread): measures
+ * the data directory (disk_over), refreshes the disk snapshot and recreates
+ * the reserve file once there is room. */
+void lc_store_maintain(lc_store *s);
+
+/* Bytes the data directory takes on disk (allocated blocks of its files). */
+int lc_store_disk_usage(lc_store *s, uint64_t *bytes, lc_err *err);
 
 /* ---- resumable uploads (ByteStream.Write) ------------------------------- */
 
@@ -200,12 +246,27 @@ int lc_store_ac_delete(lc_store *s, const char *instance, const lc_digest *actio
 int lc_store_ac_evict(lc_store *s, const char *instance, const lc_digest *action,
                       const uint8_t *expect, size_t expect_len, bool *evicted, lc_err *err);
 
+/* lc_store_ac_evict for n entries in one write (eviction's sweep): each goes
+ * only if its value still equals expect; evicted tells which went. */
+typedef struct lc_store_ac_victim {
+    const char *instance;
+    lc_digest action;
+    const uint8_t *expect;
+    size_t expect_len;
+    bool evicted; /* out */
+} lc_store_ac_victim;
+int lc_store_ac_evict_many(lc_store *s, lc_store_ac_victim *v, size_t n, lc_err *err);
+
 /* Visits every AC entry (optionally only one instance); the callback returns
  * non-zero to stop. Values are valid only during the callback. */
 typedef int (*lc_store_ac_visit_fn)(void *ctx, const char *instance, const lc_digest *action,
                                     const uint8_t *value, size_t len);
 int lc_store_ac_scan(lc_store *s, const char *instance, lc_store_ac_visit_fn fn, void *ctx,
                      lc_err *err);
+/* The same over all instances, starting after (instance, action) in key
+ * order (NULL instance: from the first); for sweeps spread over time. */
+int lc_store_ac_scan_after(lc_store *s, const char *instance, const lc_digest *action,
+                           lc_store_ac_visit_fn fn, void *ctx, lc_err *err);
 
 /* ---- totals ------------------------------------------------------------- */
 
@@ -213,9 +274,19 @@ typedef struct lc_store_totals {
     uint64_t blobs;
     uint64_t blob_bytes;
     uint64_t ac_entries;
+    uint64_t ac_bytes;     /* keys and values of action results */
+    uint64_t upload_bytes; /* stored chunks of unfinished uploads */
+    /* What --max-size bounds: blob bytes and action results, each with its
+     * per-record overhead on disk (LC_STORE__BLOB_OVERHEAD, ..._AC_OVERHEAD),
+     * unfinished uploads and the claims of writes in flight. */
+    uint64_t used_bytes;
+    int64_t max_bytes; /* the store's --max-size (0 = none) */
+    /* With --max-size: what the data directory held beyond max + max/20 +
+     * 40 MiB when lc_store_maintain last looked (counted in used_bytes). */
+    uint64_t disk_over;
 } lc_store_totals;
 
-/* Current totals (kept in memory, recounted at open). */
+/* Current totals (persistent counts, kept in memory; read at open). */
 void lc_store_get_totals(lc_store *s, lc_store_totals *out);
 
 #endif

@@ -54,8 +54,9 @@ int lc_store_blob_peek(lc_store *s, const lc_digest *d, uint8_t **data, size_t *
             break;
         int64_t koff = (int64_t)lc_store__get_be64(k + LC_STORE__ID_LEN);
         /* Chunks need not be aligned (a resumed upload starts one at its
-         * committed size), but they must cover pos. */
-        if (koff > pos || (uint64_t)(pos - koff) >= vlen)
+         * committed size), but they must cover pos. The upload's progress
+         * mark sorts last (offset UINT64_MAX, read here as -1): not data. */
+        if (koff < 0 || koff > pos || (uint64_t)(pos - koff) >= vlen)
             break;
         size_t skip = (size_t)(pos - koff), n = vlen - skip;
         if ((int64_t)n > m.size - pos)
@@ -141,13 +142,17 @@ static bool key_split(const char *k, size_t klen, size_t *inst_len, lc_digest *a
     return true;
 }
 
-static int key_exists(lc_store *s, const uint8_t *key, size_t klen, lc_err *err)
+/* 1 (and the value's length) if key is present, 0 if not, <0 on error. */
+static int key_exists(lc_store *s, const uint8_t *key, size_t klen, size_t *vlen, lc_err *err)
 {
     char *e = NULL;
     rocksdb_pinnableslice_t *ps =
         rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_AC], (const char *)key, klen, &e);
     if (e != NULL)
         return lc_store__rdb_err(err, e, "reading the action cache");
+    *vlen = 0;
+    if (ps != NULL)
+        rocksdb_pinnableslice_value(ps, vlen);
     rocksdb_pinnableslice_destroy(ps);
     return ps != NULL;
 }
@@ -202,29 +207,33 @@ int lc_store_ac_untrusted_put(lc_store *s, const char *instance, const lc_digest
     uint8_t *key = key_of(instance, action, writer, &klen);
     if (key == NULL)
         return lc_err_set(err, LC_RESOURCE_EXHAUSTED, "out of memory");
-    if ((rc = lc_store__space_check(s, klen + len, err)) != 0) {
+    /* Claimed before the stripe lock, as lc_store_ac_put: it may wait for eviction. */
+    int64_t claim = (int64_t)(klen + len) + LC_STORE__AC_OVERHEAD;
+    if ((rc = lc_store__claim(s, claim, LC_STORE__DATA, err)) != 0) {
         free(key);
         return rc;
     }
     /* The store's stripe of this action: counts stay exact (as lc_store_ac_put). */
     pthread_mutex_t *lock = lc_store__lock_for(s, action->hash);
     pthread_mutex_lock(lock);
-    int existed = key_exists(s, key, klen, err);
+    size_t old_len = 0;
+    int existed = key_exists(s, key, klen, &old_len, err);
     if (existed < 0) {
         rc = existed;
         goto out;
     }
-    char *e = NULL;
-    rocksdb_put_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen,
-                   value != NULL ? (const char *)value : "", len, &e);
-    if (e != NULL) {
-        rc = lc_store__rdb_err(err, e, "writing the action cache");
-        goto out;
-    }
-    if (!existed)
-        atomic_fetch_add(&s->ac_entries, 1);
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(b, s->cf[CF_AC], (const char *)key, klen,
+                              value != NULL ? (const char *)value : "", len);
+    lc_store__counts delta = {.ac_entries = existed ? 0 : 1,
+                              .ac_bytes =
+                                  (int64_t)len - (existed ? (int64_t)old_len : -(int64_t)klen)};
+    rc = lc_store__ac_write(s, action, b, &delta, LC_STORE__DATA, claim, err,
+                            "writing the action cache");
+    rocksdb_writebatch_destroy(b);
 out:
     pthread_mutex_unlock(lock);
+    lc_store__unclaim(s, claim, LC_STORE__DATA);
     free(key);
     return rc;
 }
@@ -253,13 +262,13 @@ static int delete_if(lc_store *s, const lc_digest *action, const uint8_t *key, s
     rocksdb_pinnableslice_destroy(ps);
     if (!same)
         goto out;
-    rocksdb_delete_cf(s->db, s->wopts, s->cf[CF_AC], (const char *)key, klen, &e);
-    if (e != NULL) {
-        rc = lc_store__rdb_err(err, e, "deleting from the action cache");
-        goto out;
-    }
-    atomic_fetch_sub(&s->ac_entries, 1);
-    *gone = true;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_cf(b, s->cf[CF_AC], (const char *)key, klen);
+    lc_store__counts delta = {.ac_entries = -1, .ac_bytes = -(int64_t)(klen + vlen)};
+    rc = lc_store__ac_write(s, action, b, &delta, LC_STORE__FREEING, 0, err,
+                            "deleting from the action cache");
+    rocksdb_writebatch_destroy(b);
+    *gone = rc == 0;
 out:
     pthread_mutex_unlock(lock);
     return rc;

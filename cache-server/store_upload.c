@@ -1,12 +1,21 @@
 /* store_upload.c - resumable uploads (ByteStream.Write) into the store.
  *
- * An upload writes chunks under its own storage id and keeps an "uploads"
- * record (storage id, expected digest, committed bytes) updated in the same
- * batch as each chunk, so after a crash the record says exactly which bytes
- * are durable. Only lc_upload_finish, after checking SHA-256 and size, writes
- * the blob record that makes the chunks visible. At most one handle per upload
- * key exists at a time (a second open gets ABORTED), which keeps one writer
- * per storage id.
+ * An upload writes chunks under its own storage id, named by its "uploads"
+ * record (storage id, expected digest). Each chunk's batch also rewrites
+ * the upload's progress mark, a small record in the chunk column family
+ * right after its chunks (storage id || FF*8: committed bytes, last write).
+ * Mark and chunk sit in one memtable, so they reach the disk together
+ * whether or not the batch had the WAL: after a crash the mark says exactly
+ * which bytes are durable, and a resume (or QueryWriteStatus) continues from
+ * there, not from 0. Only lc_upload_finish, after checking SHA-256 and size,
+ * writes the blob record that makes the chunks visible. At most one handle
+ * per upload key exists at a time (a second open gets ABORTED), which keeps
+ * one writer per storage id.
+ *
+ * Space: an open upload claims its remaining declared size (store_space.c),
+ * so writers in flight together never promise more than the disk or
+ * --max-size holds; each chunk moves its bytes from the claim to the
+ * store's upload bytes, and finishing moves them to the blob counts.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -32,7 +41,10 @@ struct lc_upload {
     size_t buflen;
     int64_t received; /* UP_COMPLETE: bytes the client sent anyway */
     int state;
-    bool nowal;     /* large: chunks skip the WAL (LC_STORE__NOWAL_MIN) */
+    int64_t claim;           /* bytes still claimed for this upload (class DATA) */
+    int n_chunks;            /* chunks this handle wrote (one at offset 0: a version 2 record) */
+    int64_t start_committed; /* committed when this handle opened */
+    bool nowal;              /* large: chunks skip the WAL (LC_STORE__NOWAL_MIN) */
     bool unsynced;  /* chunks of this upload may sit in memtables only: flush before commit */
     uint64_t epoch; /* lc_store__flush_epoch after the last chunk write */
 };
@@ -99,6 +111,48 @@ static int uprec_get(lc_store *s, const char *key, size_t keylen, lc_store__upre
     return ok;
 }
 
+/* The durable progress of upload record u: its mark if there is one (what
+ * reached the disk with the chunks), else the record's own committed size.
+ * *updated (may be NULL): the later of record and mark. 0 or <0 error. */
+static int progress_get(lc_store *s, const lc_store__uprec *u, int64_t *committed, int64_t *updated,
+                        lc_err *err)
+{
+    uint8_t key[LC_STORE__CHUNK_KEY_LEN];
+    lc_store__mark_key(u->storage_id, key);
+    char *e = NULL;
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_BLOB_CHUNKS],
+                                                        (const char *)key, sizeof(key), &e);
+    if (e != NULL)
+        return lc_store__rdb_err(err, e, "reading upload progress");
+    *committed = u->committed;
+    if (updated != NULL)
+        *updated = u->updated;
+    if (ps != NULL) {
+        size_t vlen;
+        const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(ps, &vlen);
+        if (vlen == LC_STORE__MARK_VAL_LEN) {
+            int64_t c = (int64_t)lc_store__get_be64(v);
+            int64_t t = (int64_t)lc_store__get_be64(v + 8);
+            if (c >= 0 && c <= u->digest.size)
+                *committed = c;
+            if (updated != NULL && t > *updated)
+                *updated = t;
+        }
+        rocksdb_pinnableslice_destroy(ps);
+    }
+    return 0;
+}
+
+static void batch_put_mark(lc_upload *u, rocksdb_writebatch_t *b)
+{
+    uint8_t key[LC_STORE__CHUNK_KEY_LEN], val[LC_STORE__MARK_VAL_LEN];
+    lc_store__mark_key(u->rec.storage_id, key);
+    lc_store__put_be64(val, (uint64_t)u->rec.committed);
+    lc_store__put_be64(val + 8, (uint64_t)u->rec.updated);
+    rocksdb_writebatch_put_cf(b, u->s->cf[CF_BLOB_CHUNKS], (const char *)key, sizeof(key),
+                              (const char *)val, sizeof(val));
+}
+
 static void batch_put_uprec(lc_upload *u, rocksdb_writebatch_t *b)
 {
     uint8_t val[LC_STORE__UPLOAD_VAL_LEN];
@@ -107,14 +161,21 @@ static void batch_put_uprec(lc_upload *u, rocksdb_writebatch_t *b)
                               sizeof(val));
 }
 
-/* Deletes the upload record of key and the chunks of id in one batch. */
-static int drop_upload(lc_store *s, const char *key, size_t keylen, const uint8_t *id, lc_err *err)
+/* Deletes the upload record of key and the chunks of id (committed bytes
+ * of them) in one batch. */
+static int drop_upload(lc_store *s, const char *key, size_t keylen, const uint8_t *id,
+                       int64_t committed, lc_err *err)
 {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], key, keylen);
     lc_store__batch_drop_chunks(s, b, id);
-    int rc = lc_store__write(s, b, err, "dropping upload");
+    int rc = lc_store__write_claimed(s, s->wopts, b, LC_STORE__FREEING, 0, err, "dropping upload");
     rocksdb_writebatch_destroy(b);
+    if (rc == 0) {
+        atomic_fetch_sub(&s->space.upload_bytes, committed);
+        lc_store__note_garbage(s, id, committed);
+        lc_store__space_freed(s);
+    }
     return rc;
 }
 
@@ -154,8 +215,9 @@ static int rehash(lc_upload *u, lc_err *err)
     return rc;
 }
 
-/* Starts the upload afresh under a new storage id, dropping old's chunks. */
-static int start_fresh(lc_upload *u, const lc_store__uprec *old, lc_err *err)
+/* Starts the upload afresh under a new storage id, dropping old's chunks
+ * (old_committed bytes of them). */
+static int start_fresh(lc_upload *u, const lc_store__uprec *old, int64_t old_committed, lc_err *err)
 {
     lc_digest empty;
     lc_hasher_final(u->h, &empty); /* reset */
@@ -171,6 +233,10 @@ static int start_fresh(lc_upload *u, const lc_store__uprec *old, lc_err *err)
     batch_put_uprec(u, b);
     rc = lc_store__write(u->s, b, err, "starting upload");
     rocksdb_writebatch_destroy(b);
+    if (rc == 0 && old != NULL) {
+        atomic_fetch_sub(&u->s->space.upload_bytes, old_committed);
+        lc_store__note_garbage(u->s, old->storage_id, old_committed);
+    }
     return rc;
 }
 
@@ -185,6 +251,7 @@ void lc_upload_free(lc_upload **up)
         active_remove(u->s, u->key);
     if (u->nowal)
         atomic_fetch_sub(&u->s->nowal_open, 1);
+    lc_store__unclaim(u->s, u->claim, LC_STORE__DATA);
     lc_hasher_free(&u->h);
     free(u->buf);
     free(u->key);
@@ -234,28 +301,49 @@ int lc_upload_open(lc_store *s, const char *key, const lc_digest *d, lc_upload *
     lc_store__meta m;
     int exists = lc_digest_is_empty(d) ? 1 : lc_store__meta_get(s, NULL, d, &m, err);
     lc_store__uprec old;
+    int64_t old_committed = 0;
     int have_old = exists < 0 ? 0 : uprec_get(s, key, u->keylen, &old, err);
+    if (have_old > 0 && (rc = progress_get(s, &old, &old_committed, NULL, err)) != 0)
+        goto fail;
     if ((rc = exists < 0 ? exists : have_old < 0 ? have_old : 0) != 0)
         goto fail;
     if (exists) {
         u->state = UP_COMPLETE;
         if (!lc_digest_is_empty(d)) /* the client relies on it now: an access for LRU */
             lc_store__record(s, d);
-        if (have_old && (rc = drop_upload(s, key, u->keylen, old.storage_id, err)) != 0)
+        if (have_old &&
+            (rc = drop_upload(s, key, u->keylen, old.storage_id, old_committed, err)) != 0)
             goto fail;
     } else if (have_old && lc_digest_equal(&old.digest, d)) {
         u->rec = old;
+        u->rec.committed = old_committed; /* what reached the disk */
         rc = rehash(u, err);
         if (rc == -LC_DATA_LOSS) /* unusable leftovers: start over, the client resends */
-            rc = start_fresh(u, &old, err);
+            rc = start_fresh(u, &old, old_committed, err);
         if (rc != 0)
             goto fail;
-    } else if ((rc = start_fresh(u, have_old ? &old : NULL, err)) != 0) {
+    } else if ((rc = start_fresh(u, have_old ? &old : NULL, old_committed, err)) != 0) {
         goto fail;
     }
-    /* A resumed large upload's earlier chunks may have skipped the WAL
-     * (another handle wrote them), whether or not this handle does. */
-    u->unsynced = u->nowal || (d->size >= LC_STORE__NOWAL_MIN && u->rec.committed > 0);
+    if (u->state == UP_OPEN) {
+        /* A resumed large upload's earlier chunks may have skipped the WAL
+         * (another handle wrote them): if this one keeps the WAL, they are
+         * made durable first, so that no later chunk (replayed from the WAL
+         * after a crash) can move the mark past chunks that were lost. */
+        u->unsynced = u->nowal || (d->size >= LC_STORE__NOWAL_MIN && u->rec.committed > 0);
+        if (!u->nowal && u->unsynced) {
+            if ((rc = lc_store__flush_chunks(s, u->epoch, err)) != 0)
+                goto fail;
+            u->unsynced = false;
+        }
+        /* The rest of the blob, promised now: writers in flight together
+         * never count on more than the disk and --max-size hold. */
+        int64_t claim = d->size - u->rec.committed + LC_STORE__BLOB_OVERHEAD;
+        if ((rc = lc_store__claim(s, claim, LC_STORE__DATA, err)) != 0)
+            goto fail;
+        u->claim = claim;
+        u->start_committed = u->rec.committed;
+    }
     if (already_complete != NULL)
         *already_complete = u->state == UP_COMPLETE;
     *out = u;
@@ -300,18 +388,23 @@ static int write_chunk(lc_upload *u, const chunk_parts *c, lc_err *err)
     rocksdb_writebatch_putv_cf(b, u->s->cf[CF_BLOB_CHUNKS], 1, &kp, &klen, c->n, c->p, c->len);
     u->rec.committed += (int64_t)c->total;
     u->rec.updated = lc_store__now();
-    /* Without the WAL a crash can lose the record, the chunks or both; the
-     * chunks are checked against the record (rehash) before a resume. */
-    batch_put_uprec(u, b);
-    int rc = lc_store__write_opts(u->s, u->nowal ? u->s->wopts_nowal : u->s->wopts, b, err,
-                                  "writing upload chunk");
+    /* The mark goes with the chunk, into the same memtable. */
+    batch_put_mark(u, b);
+    int64_t claimed = (int64_t)c->total < u->claim ? (int64_t)c->total : u->claim;
+    int rc = lc_store__write_claimed(u->s, u->nowal ? u->s->wopts_nowal : u->s->wopts, b,
+                                     LC_STORE__DATA, claimed, err, "writing upload chunk");
     lc_store__batch_release(u->s, b);
     u->epoch = lc_store__flush_epoch(u->s);
     if (rc != 0) {
         u->rec.committed -= (int64_t)c->total;
         u->state = UP_BROKEN;
+        return rc;
     }
-    return rc;
+    u->n_chunks++;
+    atomic_fetch_add(&u->s->space.upload_bytes, (int64_t)c->total);
+    u->claim -= claimed;
+    lc_store__unclaim(u->s, claimed, LC_STORE__DATA);
+    return 0;
 }
 
 static int write_buffered(lc_upload *u, lc_err *err)
@@ -436,7 +529,7 @@ int lc_upload_finish(lc_upload *u, lc_err *err)
         lc_digest_hex(&u->d, want_hex);
         lc_digest_hex(&got, got_hex);
         u->state = UP_DONE;
-        rc = drop_upload(s, u->key, u->keylen, u->rec.storage_id, err);
+        rc = drop_upload(s, u->key, u->keylen, u->rec.storage_id, u->rec.committed, err);
         if (rc != 0)
             return rc;
         return lc_err_set(err, LC_INVALID_ARGUMENT,
@@ -450,8 +543,8 @@ int lc_upload_finish(lc_upload *u, lc_err *err)
         }
         u->unsynced = false;
     }
-    pthread_mutex_t *lock = lc_store__lock_for(s, u->d.hash);
-    pthread_mutex_lock(lock);
+    int stripe = lc_store__stripe(u->d.hash);
+    pthread_mutex_lock(&s->locks[stripe]);
     lc_store__meta m;
     int exists = lc_store__meta_get(s, NULL, &u->d, &m, err);
     if (exists < 0) {
@@ -460,25 +553,41 @@ int lc_upload_finish(lc_upload *u, lc_err *err)
     }
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], u->key, u->keylen);
+    lc_store__counts delta = {0};
     if (exists) { /* another writer won: ours are redundant copies */
         lc_store__batch_drop_chunks(s, b, u->rec.storage_id);
         lc_store__record(s, &u->d);
     } else {
+        uint8_t mark[LC_STORE__CHUNK_KEY_LEN];
+        lc_store__mark_key(u->rec.storage_id, mark);
+        rocksdb_writebatch_delete_cf(b, s->cf[CF_BLOB_CHUNKS], (const char *)mark, sizeof(mark));
         memcpy(m.storage_id, u->rec.storage_id, LC_STORE__ID_LEN);
         m.size = u->d.size;
-        m.created = m.atime = lc_store__now();
-        uint8_t key[LC_STORE__META_KEY_LEN], val[LC_STORE__META_VAL_LEN];
-        lc_store__meta_key(&u->d, key);
-        lc_store__meta_encode(&m, val);
-        rocksdb_writebatch_put_cf(b, s->cf[CF_BLOB_META], (const char *)key, sizeof(key),
-                                  (const char *)val, sizeof(val));
+        m.created = m.atime = lc_store__now_ms();
+        /* One chunk at offset 0, written by this handle: evicting it is a
+         * point delete (one chunk of a resumed upload may not start at 0). */
+        m.one_chunk = u->n_chunks == 1 && u->start_committed == 0;
+        lc_store__batch_put_blob(s, b, &u->d, &m);
+        delta.blobs = 1;
+        delta.blob_bytes = u->d.size;
+        lc_store__counts_stage(s, stripe, &delta, b);
     }
-    rc = lc_store__write(s, b, err, "committing blob");
+    /* The record's overhead was claimed at open; nothing else is new. */
+    rc = lc_store__write_claimed(s, s->wopts, b, LC_STORE__DATA, u->claim, err, "committing blob");
     rocksdb_writebatch_destroy(b);
-    if (rc == 0 && !exists)
-        lc_store__count_blob(s, u->d.size, 1);
+    if (rc == 0) {
+        if (!exists) {
+            lc_store__counts_apply(s, stripe, &delta);
+            lc_store__note_atime(s, m.atime);
+        } else {
+            lc_store__note_garbage(s, u->rec.storage_id, u->rec.committed);
+        }
+        atomic_fetch_sub(&s->space.upload_bytes, u->rec.committed);
+        lc_store__unclaim(s, u->claim, LC_STORE__DATA);
+        u->claim = 0;
+    }
 out:
-    pthread_mutex_unlock(lock);
+    pthread_mutex_unlock(&s->locks[stripe]);
     u->state = rc == 0 ? UP_DONE : UP_BROKEN;
     return rc;
 }
@@ -505,8 +614,7 @@ int lc_store_upload_status(lc_store *s, const char *key, const lc_digest *d, int
         return rc;
     if (rc == 0 || !lc_digest_equal(&rec.digest, d))
         return lc_err_set(err, LC_NOT_FOUND, "no upload %s", key);
-    *committed = rec.committed;
-    return 0;
+    return progress_get(s, &rec, committed, NULL, err);
 }
 
 /* ---- garbage collection of abandoned uploads ----------------------------- */
@@ -522,8 +630,11 @@ int lc_store__gc_uploads(lc_store *s, int64_t max_age, uint64_t *removed, lc_err
         const char *k = rocksdb_iter_key(it, &klen);
         const char *v = rocksdb_iter_value(it, &vlen);
         lc_store__uprec u;
+        int64_t committed = 0, updated = 0;
         bool bad = lc_store__uprec_decode(v, vlen, &u) != 0;
-        if (!bad && u.updated > cutoff)
+        if (!bad && (rc = progress_get(s, &u, &committed, &updated, err)) != 0)
+            break;
+        if (!bad && updated > cutoff)
             continue;
         /* Holding the registry lock across the delete: an open of this key
          * either happened before (and we skip it) or happens after (and
@@ -534,9 +645,15 @@ int lc_store__gc_uploads(lc_store *s, int64_t max_age, uint64_t *removed, lc_err
             rocksdb_writebatch_delete_cf(b, s->cf[CF_UPLOADS], k, klen);
             if (!bad)
                 lc_store__batch_drop_chunks(s, b, u.storage_id);
-            rc = lc_store__write(s, b, err, "dropping a stale upload");
+            rc = lc_store__write_claimed(s, s->wopts, b, LC_STORE__FREEING, 0, err,
+                                         "dropping a stale upload");
             rocksdb_writebatch_destroy(b);
-            n += rc == 0;
+            if (rc == 0) {
+                n++;
+                atomic_fetch_sub(&s->space.upload_bytes, committed);
+                if (!bad)
+                    lc_store__note_garbage(s, u.storage_id, committed);
+            }
         }
         pthread_mutex_unlock(&s->active_lock);
     }
@@ -558,4 +675,25 @@ int lc_store_gc_uploads(lc_store *s, int64_t max_age_seconds, uint64_t *removed,
         return lc_err_set(err, LC_INVALID_ARGUMENT, "negative upload age %" PRId64,
                           max_age_seconds);
     return lc_store__gc_uploads(s, max_age_seconds, removed, err);
+}
+
+int lc_store__count_uploads(lc_store *s, lc_err *err)
+{
+    int64_t total = 0;
+    int rc = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_UPLOADS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == 0; rocksdb_iter_next(it)) {
+        size_t vlen;
+        const char *v = rocksdb_iter_value(it, &vlen);
+        lc_store__uprec u;
+        int64_t committed = 0;
+        if (lc_store__uprec_decode(v, vlen, &u) == 0 &&
+            (rc = progress_get(s, &u, &committed, NULL, err)) == 0)
+            total += committed;
+    }
+    if (rc == 0)
+        rc = lc_store__iter_err(it, err, "scanning uploads");
+    rocksdb_iter_destroy(it);
+    atomic_store(&s->space.upload_bytes, total);
+    return rc;
 }

@@ -387,11 +387,11 @@ static void test_eviction_drops_incomplete(void **state)
     int64_t now = (int64_t)time(NULL);
     lc_evict_options o = {.max_age = 10 * 365 * 86400};
     lc_evict_report rep;
-    assert_int_equal(lc_evict_pass(f->s, NULL, &o, now, &rep, &err), 0);
+    assert_int_equal(lc_evict_pass(f->s, NULL, &o, now, NULL, &rep, &err), 0);
     assert_int_equal(rep.ac_entries, 0); /* complete and recent: kept */
     assert_int_equal(rep.ac_scanned, 2);
     del(f, CHILD_FILE);
-    assert_int_equal(lc_evict_pass(f->s, NULL, &o, now, &rep, &err), 0);
+    assert_int_equal(lc_evict_pass(f->s, NULL, &o, now, NULL, &rep, &err), 0);
     assert_int_equal(rep.ac_entries, 2);
     lc_store_get_totals(f->s, &t);
     assert_int_equal(t.ac_entries, 0);

@@ -17,6 +17,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
 #include "cache-server/evict.h"
 #include "cache-server/store.h"
+#include "cache-server/store_internal.h" /* LC_STORE__BLOB_OVERHEAD */
 #include "layercache/v1/admin.pb-c.h"
 #include "build-worker/layer/fsutil.h"
 
@@ -190,7 +191,8 @@ static void test_reads_recorded_and_flushed(void **state)
     assert_int_equal(flushed, 1);
 }
 
-/* Over the limit: the least recently used go first, down to 90 %; blobs
+/* Over the high-water mark (90 %): the least recently used go first, down
+ * to the low-water mark (80 %, counted with each record's overhead); blobs
  * read since go last; action results that lost a blob go too. */
 static void test_lru_order(void **state)
 {
@@ -207,37 +209,41 @@ static void test_lru_order(void **state)
 
     lc_evict_options o = {.max_bytes = 20 * BLOB};
     lc_evict_report rep;
-    assert_int_equal(lc_evict_pass(f->s, f->stats, &o, BASE + 1000, &rep, &err), 0);
-    /* 90 % of 20 blobs = 18 stay: 0, 1, 2 and the newest 15 (15..29) */
+    assert_int_equal(lc_evict_pass(f->s, f->stats, &o, BASE + 1000, NULL, &rep, &err), 0);
     assert_int_equal(rep.touched, 3);
-    assert_int_equal(rep.blobs, N - 18);
-    assert_int_equal(rep.blob_bytes, (uint64_t)(N - 18) * BLOB);
     lc_store_totals t;
     lc_store_get_totals(f->s, &t);
-    assert_true(t.blob_bytes <= 20 * BLOB);
-    assert_int_equal(t.blobs, 18);
+    /* down to 80 %, and not a blob further */
+    assert_true(t.used_bytes <= 16 * BLOB);
+    assert_true(t.used_bytes + BLOB + LC_STORE__BLOB_OVERHEAD > 16 * BLOB);
+    /* 0, 1, 2 (read) and the newest stay: 15 blobs (and 15 results) fit */
+    int kept = (int)t.blobs;
+    assert_int_equal(kept, 15);
+    assert_int_equal(rep.blobs, N - kept);
+    assert_int_equal(rep.blob_bytes, (uint64_t)(N - kept) * BLOB);
     for (int i = 0; i < N; i++) {
-        bool keep = i < 3 || i >= 15;
+        bool keep = i < 3 || i >= N - (kept - 3);
         if (present(f, i) != keep)
             fail_msg("blob %d: present %d, expected %d", i, present(f, i), keep);
         if (ac_present(f, i % 2 ? "ci" : "", &act[i]) != keep)
             fail_msg("action result of blob %d: present %d, expected %d", i, !keep, keep);
     }
     assert_false(ac_present(f, "", &both));
-    assert_int_equal(rep.ac_entries, N - 18 + 1);
-    assert_int_equal(t.ac_entries, 18);
-    /* counted per instance: 3..14 odd are "ci" (6), even + the pair are "" (7) */
+    assert_int_equal(rep.ac_entries, N - kept + 1);
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.ac_entries, kept);
+    /* counted per instance: 3..17 odd are "ci" (8), even + the pair are "" (8) */
     lc_stats_snapshot snap;
     assert_int_equal(lc_stats_snapshot_take(f->stats, &snap), 0);
-    assert_int_equal(snap.blobs_evicted, N - 18);
-    assert_int_equal(snap.total.evictions, N - 18 + 1);
+    assert_int_equal(snap.blobs_evicted, N - kept);
+    assert_int_equal(snap.total.evictions, N - kept + 1);
     for (size_t i = 0; i < snap.n_instances; i++)
         assert_int_equal(snap.instances[i].evictions,
-                         strcmp(snap.instances[i].name, "ci") == 0 ? 6 : 7);
+                         strcmp(snap.instances[i].name, "ci") == 0 ? 8 : 8);
     lc_stats_snapshot_free(&snap);
 
-    /* Under the limit now: a second pass does nothing. */
-    assert_int_equal(lc_evict_pass(f->s, f->stats, &o, BASE + 1001, &rep, &err), 0);
+    /* Under the high-water mark now: a second pass does nothing. */
+    assert_int_equal(lc_evict_pass(f->s, f->stats, &o, BASE + 1001, NULL, &rep, &err), 0);
     assert_int_equal(rep.blobs, 0);
     assert_int_equal(rep.ac_entries, 0);
 }
@@ -284,7 +290,7 @@ static void test_max_age(void **state)
 
     lc_evict_options o = {.max_age = 100};
     lc_evict_report rep;
-    assert_int_equal(lc_evict_pass(f->s, f->stats, &o, BASE + 1000, &rep, &err), 0);
+    assert_int_equal(lc_evict_pass(f->s, f->stats, &o, BASE + 1000, NULL, &rep, &err), 0);
     assert_int_equal(rep.blobs, 20);
     for (int i = 0; i < N; i++)
         assert_int_equal(present(f, i), i >= 20);
@@ -314,16 +320,57 @@ static void test_thread(void **state)
     lc_evict_stop(&e);
     assert_null(e);
     lc_store_get_totals(f->s, &t);
-    assert_int_equal(t.blobs, 9);
-    /* times set in setup order them: the newest nine stay */
+    /* down to 80 % of ten blobs with their overhead: seven */
+    assert_int_equal(t.blobs, 7);
+    /* times set in setup order them: the newest seven stay */
     for (int i = 0; i < N; i++)
-        assert_int_equal(present(f, i), i >= N - 9);
+        assert_int_equal(present(f, i), i >= N - 7);
     lc_stats_snapshot snap;
     assert_int_equal(lc_stats_snapshot_take(f->stats, &snap), 0);
-    assert_int_equal(snap.blobs_evicted, N - 9);
-    assert_int_equal(snap.blob_bytes_evicted, (uint64_t)(N - 9) * BLOB);
+    assert_int_equal(snap.blobs_evicted, N - 7);
+    assert_int_equal(snap.blob_bytes_evicted, (uint64_t)(N - 7) * BLOB);
     lc_stats_snapshot_free(&snap);
     lc_evict_stop(&e); /* NULL is fine */
+}
+
+/* Back-pressure: with the thread running, writes far past --max-size all
+ * succeed (each waits for eviction when it would cross the limit), and the
+ * store never holds more than the limit. */
+static void test_writes_wait_for_eviction(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    char dir[80];
+    snprintf(dir, sizeof(dir), "%s/limited", f->dir);
+    int64_t max = 10 * (BLOB + LC_STORE__BLOB_OVERHEAD);
+    lc_store_options so = {.max_bytes = max};
+    lc_store *s = NULL;
+    assert_int_equal(lc_store_open(dir, &so, &s, &err), 0);
+    lc_evict *e = NULL;
+    /* a long interval: only the writers' kicks start passes */
+    lc_evict_options o = {.max_bytes = max, .interval_ms = 60000};
+    assert_int_equal(lc_evict_start(s, f->stats, &o, &e, &err), 0);
+    uint8_t *data = malloc(BLOB);
+    lc_digest last;
+    for (int i = 0; i < 50; i++) {
+        memset(data, i, BLOB);
+        memcpy(data, &i, sizeof(i));
+        lc_digest_of(data, BLOB, &last);
+        if (lc_store_blob_put(s, &last, data, BLOB, &err) != 0)
+            fail_msg("put %d: %s", i, err.msg);
+        lc_store_totals t;
+        lc_store_get_totals(s, &t);
+        if (t.used_bytes > (uint64_t)max)
+            fail_msg("put %d: %llu bytes used, limit %lld", i, (unsigned long long)t.used_bytes,
+                     (long long)max);
+    }
+    free(data);
+    lc_store_totals t;
+    lc_store_get_totals(s, &t);
+    assert_true(t.blobs >= 8 && t.blobs <= 10);
+    assert_int_equal(lc_store_blob_exists(s, &last, &err), 1);
+    lc_evict_stop(&e);
+    lc_store_close(&s);
 }
 
 int main(void)
@@ -335,6 +382,7 @@ int main(void)
         T(test_read_blob_is_not_evicted),
         T(test_max_age),
         T(test_thread),
+        T(test_writes_wait_for_eviction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -713,95 +713,172 @@ static void test_totals_after_reopen(void **state)
     assert_int_equal(after.ac_entries, before.ac_entries);
 }
 
-/* Counts chunk keys of the raw database (store closed). */
-static int count_raw_chunks(const char *dir)
+/* The raw database of a closed store, every column family open (h[i] is
+ * names[i]); close with raw_close. */
+typedef struct raw_db {
+    rocksdb_t *db;
+    rocksdb_options_t *o;
+    char **names;
+    size_t n;
+    rocksdb_column_family_handle_t *h[16];
+} raw_db;
+
+static void raw_open(raw_db *r, const char *dir, const char *const *want, size_t n_want)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    const char *names[] = {"default", "ac", "blob_meta", "blob_chunks", "uploads"};
-    const rocksdb_options_t *opts[5] = {o, o, o, o, o};
-    rocksdb_column_family_handle_t *h[5];
+    memset(r, 0, sizeof(*r));
+    r->o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(r->o, 1);
+    rocksdb_options_set_create_missing_column_families(r->o, 1);
     char *e = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, opts, h, &e);
+    if (want == NULL) {
+        r->names = rocksdb_list_column_families(r->o, dir, &r->n, &e);
+        if (e != NULL)
+            fail_msg("list column families: %s", e);
+    } else {
+        r->n = n_want;
+        r->names = calloc(n_want, sizeof(char *));
+        for (size_t i = 0; i < n_want; i++)
+            r->names[i] = strdup(want[i]);
+    }
+    assert_true(r->n <= 16);
+    const rocksdb_options_t *opts[16];
+    for (size_t i = 0; i < r->n; i++)
+        opts[i] = r->o;
+    r->db = rocksdb_open_column_families(r->o, dir, (int)r->n, (const char *const *)r->names, opts,
+                                         r->h, &e);
     if (e != NULL)
         fail_msg("raw open: %s", e);
+}
+
+static rocksdb_column_family_handle_t *raw_cf(raw_db *r, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->names[i], name) == 0)
+            return r->h[i];
+    fail_msg("no column family %s", name);
+    return NULL;
+}
+
+static void raw_close(raw_db *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        rocksdb_column_family_handle_destroy(r->h[i]);
+    rocksdb_close(r->db);
+    for (size_t i = 0; i < r->n; i++)
+        free(r->names[i]);
+    free(r->names);
+    rocksdb_options_destroy(r->o);
+}
+
+/* Counts chunk keys of the raw database (store closed; progress marks of
+ * unfinished uploads are not chunks). */
+static int count_raw_chunks(const char *dir)
+{
+    raw_db r;
+    raw_open(&r, dir, NULL, 0);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, h[3]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r.db, ro, raw_cf(&r, "blob_chunks"));
     int n = 0;
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
-        n++;
+    static const uint8_t mark[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        n += !(klen == 24 && memcmp(k + 16, mark, 8) == 0);
+    }
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
-    for (int i = 0; i < 5; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
     return n;
 }
 
-static void put_raw_orphan_chunk(const char *dir)
+static void put_be64(uint8_t *p, uint64_t v)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    const char *names[] = {"default", "ac", "blob_meta", "blob_chunks", "uploads"};
-    const rocksdb_options_t *opts[5] = {o, o, o, o, o};
-    rocksdb_column_family_handle_t *h[5];
-    char *e = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, opts, h, &e);
-    if (e != NULL)
-        fail_msg("raw open: %s", e);
-    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    uint8_t key[24] = {0xAB, 0xCD};
-    rocksdb_put_cf(db, wo, h[3], (const char *)key, sizeof(key), "orphan", 6, &e);
-    assert_null(e);
-    key[23] = 6;
-    rocksdb_put_cf(db, wo, h[3], (const char *)key, sizeof(key), "chunk2", 6, &e);
-    assert_null(e);
-    rocksdb_writeoptions_destroy(wo);
-    for (int i = 0; i < 5; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
 }
 
-static void test_orphaned_chunks_collected(void **state)
+/* A store written by a build of format 1 (no counts, no access-time index)
+ * opens: it is upgraded once, with counts and an index that eviction walks. */
+static void test_open_upgrades_format_1(void **state)
 {
     fixture *f = *state;
     lc_err err = {0};
-    /* live data that must survive: a blob, and an unfinished upload */
-    size_t size = 2 * MiB + 1;
-    uint8_t *a = make_data(size, 11);
-    lc_digest d, d2;
-    lc_digest_of(a, size, &d);
-    lc_digest_of(a, MiB + 10, &d2);
-    assert_int_equal(lc_store_blob_put(f->s, &d, a, size, &err), 0);
-    lc_upload *u = NULL;
-    assert_int_equal(lc_upload_open(f->s, "k/pending", &d2, &u, NULL, &err), 0);
-    assert_int_equal(lc_upload_append(u, a, MiB + 5, &err), 0);
-    lc_upload_free(&u); /* 1 MiB durable */
     lc_store_close(&f->s);
-
-    int live_chunks = count_raw_chunks(f->dir);
-    assert_int_equal(live_chunks, 3 + 1);
-    put_raw_orphan_chunk(f->dir);
-    assert_int_equal(count_raw_chunks(f->dir), live_chunks + 2);
+    lc_fs_rm_rf(f->dir);
+    static const char *const v1[] = {"default", "ac", "blob_meta", "blob_chunks", "uploads"};
+    raw_db r;
+    raw_open(&r, f->dir, v1, 5);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    char *e = NULL;
+    rocksdb_put_cf(r.db, wo, raw_cf(&r, "default"), "format_version", 14, "1", 1, &e);
+    assert_null(e);
+    enum { NB = 3 };
+    lc_digest d[NB];
+    for (int i = 0; i < NB; i++) {
+        char data[32];
+        int n = snprintf(data, sizeof(data), "format one blob %d", i);
+        lc_digest_of(data, (size_t)n, &d[i]);
+        uint8_t key[40], val[41], ck[24];
+        memcpy(key, d[i].hash, 32);
+        put_be64(key + 32, (uint64_t)n);
+        val[0] = 1;
+        put_be64(val + 1, (uint64_t)n);
+        memset(val + 9, 0, 16);
+        val[9] = (uint8_t)(i + 1); /* storage id */
+        put_be64(val + 25, 1000 + (uint64_t)i);
+        put_be64(val + 33, 2000 + (uint64_t)i); /* atime: 0 is the oldest */
+        memcpy(ck, val + 9, 16);
+        put_be64(ck + 16, 0);
+        rocksdb_put_cf(r.db, wo, raw_cf(&r, "blob_meta"), (const char *)key, 40, (const char *)val,
+                       41, &e);
+        assert_null(e);
+        rocksdb_put_cf(r.db, wo, raw_cf(&r, "blob_chunks"), (const char *)ck, 24, data, (size_t)n,
+                       &e);
+        assert_null(e);
+    }
+    uint8_t ack[1 + 40]; /* instance "" '\0', the action digest */
+    ack[0] = '\0';
+    memcpy(ack + 1, d[0].hash, 32);
+    put_be64(ack + 33, (uint64_t)d[0].size);
+    rocksdb_put_cf(r.db, wo, raw_cf(&r, "ac"), (const char *)ack, sizeof(ack), "result", 6, &e);
+    assert_null(e);
+    rocksdb_writeoptions_destroy(wo);
+    raw_close(&r);
 
     reopen(f);
-    lc_store_close(&f->s);
-    assert_int_equal(count_raw_chunks(f->dir), live_chunks);
-    reopen(f);
-
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, NB);
+    assert_int_equal(t.blob_bytes, (uint64_t)(d[0].size + d[1].size + d[2].size));
+    assert_int_equal(t.ac_entries, 1);
+    assert_int_equal(t.ac_bytes, sizeof(ack) + 6);
     uint8_t *got;
-    size_t n;
-    read_all(f->s, &d, 0, 0, &got, &n);
-    assert_int_equal(n, size);
-    assert_memory_equal(got, a, size);
+    size_t len;
+    assert_int_equal(lc_store_blob_get(f->s, &d[1], &got, &len, &err), 0);
+    assert_memory_equal(got, "format one blob 1", len);
     free(got);
-    assert_int_equal(lc_upload_open(f->s, "k/pending", &d2, &u, NULL, &err), 0);
-    assert_int_equal(lc_upload_committed(u), MiB);
-    assert_int_equal(lc_upload_append(u, a + MiB, 10, &err), 0);
-    assert_int_equal(lc_upload_finish(u, &err), 0);
-    lc_upload_free(&u);
-    assert_int_equal(lc_store_blob_exists(f->s, &d2, &err), 1);
-    free(a);
+    /* the index was built: the LRU walk takes the oldest first */
+    uint64_t blobs = 0, bytes = 0, charged = 0;
+    assert_int_equal(lc_store_evict_lru(f->s, 1, 0, &blobs, &bytes, &charged, &err), 0);
+    assert_int_equal(blobs, 1);
+    assert_int_equal(lc_store_blob_exists(f->s, &d[0], &err), 0);
+    assert_int_equal(lc_store_blob_exists(f->s, &d[2], &err), 1);
+    /* upgraded for good: counts survive without another scan */
+    reopen(f);
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.blobs, NB - 1);
+    lc_store_close(&f->s);
+    raw_open(&r, f->dir, NULL, 0);
+    size_t vlen = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *v = rocksdb_get_cf(r.db, ro, raw_cf(&r, "default"), "format_version", 14, &vlen, &e);
+    assert_non_null(v);
+    assert_int_equal(vlen, 1);
+    assert_int_equal(v[0], '2');
+    rocksdb_free(v);
+    rocksdb_readoptions_destroy(ro);
+    raw_close(&r);
+    reopen(f);
 }
 
 static void test_gc_uploads(void **state)
@@ -1223,12 +1300,140 @@ static void test_resumed_large_upload_survives_kill(void **state)
     free(a);
 }
 
+/* Child mode: a large (WAL-less) upload of 24 MiB gets 20 MiB, which are
+ * made durable by a chunk flush, then 2 MiB more that stay in a memtable;
+ * one byte to the parent, then it waits for the kill. */
+static int mark_child(const char *dir, int fd)
+{
+    lc_err err = {0};
+    lc_store *s = NULL;
+    if (lc_store_open(dir, NULL, &s, &err) != 0)
+        return 1;
+    size_t n = 24 * MiB;
+    uint8_t *a = make_data(n, 777);
+    lc_digest d;
+    lc_digest_of(a, n, &d);
+    lc_upload *u = NULL;
+    if (lc_upload_open(s, "mark/uploads/u/blobs/h/s", &d, &u, NULL, &err) != 0 ||
+        lc_upload_append(u, a, 20 * MiB, &err) != 0 ||
+        lc_store__flush_chunks(s, lc_store__flush_epoch(s), &err) != 0 ||
+        lc_upload_append(u, a + 20 * MiB, 2 * MiB, &err) != 0)
+        return 2;
+    unsigned char b = 1;
+    if (write(fd, &b, 1) != 1)
+        return 3;
+    pause();
+    return 0;
+}
+
+/* After a crash, a large upload resumes from exactly what reached the
+ * disk (its progress mark went there with the chunks), not from 0 and not
+ * from what only a memtable held; QueryWriteStatus says the same. */
+static void test_upload_resumes_from_durable_mark(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    int rfd;
+    pid_t pid = spawn_child(f, "--mark-child", &rfd);
+    unsigned char b = 0;
+    ssize_t got = read(rfd, &b, 1);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    close(rfd);
+    if (got != 1)
+        fail_msg("child failed (status %d)", status);
+    reopen(f);
+    size_t n = 24 * MiB;
+    uint8_t *a = make_data(n, 777);
+    lc_digest d;
+    lc_digest_of(a, n, &d);
+    int64_t committed = -1;
+    bool done = true;
+    const char *key = "mark/uploads/u/blobs/h/s";
+    assert_int_equal(lc_store_upload_status(f->s, key, &d, &committed, &done, &err), 0);
+    assert_false(done);
+    assert_int_equal(committed, 20 * MiB);
+    lc_store_totals t;
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.upload_bytes, 20 * MiB);
+    lc_upload *u = NULL;
+    assert_int_equal(lc_upload_open(f->s, key, &d, &u, NULL, &err), 0);
+    assert_int_equal(lc_upload_committed(u), 20 * MiB);
+    assert_int_equal(lc_upload_append(u, a + 20 * MiB, n - 20 * MiB, &err), 0);
+    if (lc_upload_finish(u, &err) != 0)
+        fail_msg("finish: %s", err.msg);
+    lc_upload_free(&u);
+    uint8_t *back;
+    size_t len;
+    assert_int_equal(lc_store_blob_get(f->s, &d, &back, &len, &err), 0);
+    assert_int_equal(len, n);
+    assert_memory_equal(back, a, n);
+    free(back);
+    lc_store_get_totals(f->s, &t);
+    assert_int_equal(t.upload_bytes, 0);
+    assert_int_equal(t.blob_bytes, n);
+    free(a);
+}
+
+/* --max-size is a hard bound on used_bytes: writes that would cross it
+ * wait (here 50 ms: no eviction runs) and fail with RESOURCE_EXHAUSTED; an
+ * upload larger than the limit fails at once; deleting makes room. */
+static void test_max_size_refuses_writes(void **state)
+{
+    fixture *f = *state;
+    lc_err err = {0};
+    char dir[80];
+    snprintf(dir, sizeof(dir), "%s-limited", f->dir);
+    lc_store_options o = {.max_bytes = MiB, .claim_wait_ms = 50};
+    lc_store *s = NULL;
+    assert_int_equal(lc_store_open(dir, &o, &s, &err), 0);
+    size_t n = 100000;
+    lc_digest d[12];
+    int stored = 0, rc = 0;
+    for (int i = 0; i < 12; i++) {
+        uint8_t *a = make_data(n, 900 + (uint32_t)i);
+        lc_digest_of(a, n, &d[i]);
+        rc = lc_store_blob_put(s, &d[i], a, n, &err);
+        free(a);
+        if (rc != 0)
+            break;
+        stored++;
+    }
+    assert_int_equal(rc, -LC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "--max-size"));
+    /* each blob counts with its record overhead: ten fit in 1 MiB */
+    assert_int_equal(stored, (int)(MiB / (n + LC_STORE__BLOB_OVERHEAD)));
+    lc_store_totals t;
+    lc_store_get_totals(s, &t);
+    assert_true(t.used_bytes <= MiB);
+    assert_int_equal(t.max_bytes, MiB);
+    lc_digest big;
+    lc_digest_of("big", 3, &big);
+    big.size = 2 * MiB;
+    lc_upload *u = NULL;
+    lc_err_clear(&err);
+    assert_int_equal(lc_upload_open(s, "limited/uploads/big/blobs/h/s", &big, &u, NULL, &err),
+                     -LC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "does not fit"));
+    assert_null(u);
+    /* room again after a delete */
+    assert_int_equal(lc_store_blob_delete(s, &d[0], &err), 0);
+    uint8_t *a = make_data(n, 900 + (uint32_t)stored);
+    assert_int_equal(lc_store_blob_put(s, &d[stored], a, n, &err), 0);
+    free(a);
+    lc_store_close(&s);
+    lc_fs_rm_rf(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--crash-child") == 0)
         return crash_child(argv[2], atoi(argv[3]));
     if (argc == 4 && strcmp(argv[1], "--resume-child") == 0)
         return resume_child(argv[2], atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--mark-child") == 0)
+        return mark_child(argv[2], atoi(argv[3]));
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_put_get_exists_find_missing),
@@ -1244,7 +1449,7 @@ int main(int argc, char **argv)
         T(test_concurrent_uploads_same_blob),
         T(test_action_cache),
         T(test_totals_after_reopen),
-        T(test_orphaned_chunks_collected),
+        T(test_open_upgrades_format_1),
         T(test_gc_uploads),
         T(test_sync_writes_option),
         T(test_blob_touch_and_scan),
@@ -1252,6 +1457,8 @@ int main(int argc, char **argv)
         T(test_large_upload_in_pieces),
         T(test_resumed_large_upload_survives_kill),
         T(test_reclaim_gives_space_back),
+        T(test_upload_resumes_from_durable_mark),
+        T(test_max_size_refuses_writes),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,6 +88,58 @@ cluster-token
 {{- printf "%s.%s.svc:%d" (include "layercache.headless" .) .Release.Namespace (int .Values.server.grpcPort) -}}
 {{- end -}}
 
+{{/* Bytes of server.maxSize (--max-size: K/M/G/T are powers of 1024); 0 =
+unlimited. */}}
+{{- define "layercache.maxSizeBytes" -}}
+{{- $s := toString .Values.server.maxSize -}}
+{{- $n := regexFind "^[0-9]+" $s -}}
+{{- if or (eq $n "") (eq $s "0") -}}
+0
+{{- else -}}
+{{- $unit := dict "" 1.0 "K" 1024.0 "M" 1048576.0 "G" 1073741824.0 "T" 1099511627776.0 -}}
+{{- mulf (float64 $n) (get $unit (trimPrefix $n $s)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Bytes of a Kubernetes quantity (Ki/Mi/Gi/Ti/Pi binary, K/M/G/T/P
+decimal). */}}
+{{- define "layercache.quantityBytes" -}}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" . -}}
+{{- $unit := dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "K" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 -}}
+{{- mulf (float64 $n) (get $unit (trimPrefix $n .)) -}}
+{{- end -}}
+
+{{/* GiB of volume server.maxSize needs: the server keeps its data
+directory (RocksDB's own files included) within maxSize + maxSize/10 +
+64 MiB, and a filesystem gives its files about 93 % of the volume (ext4
+keeps 5 % for root, the pod is not root; metadata and journal take ~2 %).
+0 when maxSize is unlimited. */}}
+{{- define "layercache.volumeGiB" -}}
+{{- $max := include "layercache.maxSizeBytes" . | float64 -}}
+{{- if gt $max 0.0 -}}
+{{- ceil (divf (addf (mulf $max 1.1) 67108864.0) (mulf 0.93 1073741824.0)) | int -}}
+{{- else -}}
+0
+{{- end -}}
+{{- end -}}
+
+{{/* The volume size: persistence.size, or (empty) the size server.maxSize
+needs; an explicit size too small for maxSize is refused. */}}
+{{- define "layercache.volumeSize" -}}
+{{- $need := include "layercache.volumeGiB" . | int -}}
+{{- if .Values.persistence.size -}}
+{{- $have := include "layercache.quantityBytes" .Values.persistence.size | float64 -}}
+{{- if and (gt $need 0) (lt $have (mulf (float64 $need) 1073741824.0)) -}}
+{{- fail (printf "persistence.size %s is too small for server.maxSize %s: the data directory may reach maxSize + 10%% + 64Mi, which needs a %dGi volume; leave persistence.size empty to get that" .Values.persistence.size (toString .Values.server.maxSize) $need) -}}
+{{- end -}}
+{{- .Values.persistence.size -}}
+{{- else if gt $need 0 -}}
+{{- printf "%dGi" $need -}}
+{{- else -}}
+{{- fail "persistence.size is required when server.maxSize is unlimited (\"\" or \"0\"): nothing bounds the data directory" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Refuse value combinations the server would refuse or that would
 silently make a bad cache. */}}
 {{- define "layercache.validate" -}}
