@@ -534,6 +534,15 @@ int lc_image_add_onbuild(lc_image *img, const char *instruction)
     return json_array_append_new(a, json_string(instruction)) < 0 ? -LC_INVALID_ARGUMENT : 0;
 }
 
+size_t lc_image_onbuild_count(const lc_image *img, const char **first)
+{
+    json_t *a = json_object_get(inner(img), "OnBuild");
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    if (first != NULL)
+        *first = n > 0 ? json_string_value(json_array_get(a, 0)) : NULL;
+    return n;
+}
+
 int lc_image_set_healthcheck(lc_image *img, const lc_image_healthcheck *hc)
 {
     if (hc == NULL) {

@@ -105,6 +105,8 @@ int lc_image_set_label(lc_image *img, const char *key, const char *value);
 int lc_image_add_exposed_port(lc_image *img, const char *port); /* "80/tcp"; "80" -> "80/tcp" */
 int lc_image_add_volume(lc_image *img, const char *path);
 int lc_image_add_onbuild(lc_image *img, const char *instruction);
+/* How many ONBUILD triggers the config holds; the first in *first (borrowed). */
+size_t lc_image_onbuild_count(const lc_image *img, const char **first);
 /* NULL removes the healthcheck. */
 int lc_image_set_healthcheck(lc_image *img, const lc_image_healthcheck *hc);
 

@@ -1142,6 +1142,20 @@ static int preflight(builder *b, lc_err *err)
         int rc = lc_platform_parse(st->platform, &want, err);
         if (rc < 0)
             return rc;
+        /* FROM a stage of this file that declares ONBUILD: the same rule. */
+        if (st->base_stage >= 0) {
+            const lc_key_stage *bs = &b->keys->stages[st->base_stage];
+            for (size_t i = 0; i < bs->nsteps; i++) {
+                const lc_df_instr *in = b->nodes[bs->first_step + i].ks->instr;
+                if (in->kind == LC_DF_ONBUILD)
+                    return lc_err_set(err, LC_UNIMPLEMENTED,
+                                      "%s:%d:%d: FROM %s: that stage declares ONBUILD (line %d), "
+                                      "which layercache does not run: write the instructions "
+                                      "into this stage",
+                                      from->pos.file, from->pos.line, from->pos.col, st->base,
+                                      in->pos.line);
+            }
+        }
         if (st->base_stage < 0 && strcasecmp(st->base, "scratch") != 0) {
             lc_digest d;
             lc_image *base = NULL;
@@ -1150,6 +1164,21 @@ static int preflight(builder *b, lc_err *err)
                 return rc;
             char have[96];
             lc_image_get_platform(base, have, sizeof(have));
+            /* BuildKit runs a base image's ONBUILD triggers first in the
+             * stage; building without them would make another image. */
+            const char *trigger = NULL;
+            size_t ntriggers = lc_image_onbuild_count(base, &trigger);
+            if (ntriggers > 0) {
+                rc = lc_err_set(err, LC_UNIMPLEMENTED,
+                                "%s:%d:%d: FROM %s: the image has %zu ONBUILD trigger%s (\"%s\"%s), "
+                                "which layercache does not run: build FROM an image without "
+                                "them, or write the instructions into this stage",
+                                from->pos.file, from->pos.line, from->pos.col, st->base,
+                                ntriggers, ntriggers > 1 ? "s" : "", trigger ? trigger : "",
+                                ntriggers > 1 ? ", ..." : "");
+                lc_image_free(&base);
+                return rc;
+            }
             lc_image_free(&base);
             lc_platform hp;
             if (have[0] != '/' && lc_platform_parse(have, &hp, NULL) == 0 &&
